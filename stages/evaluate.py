@@ -1,0 +1,39 @@
+"""Stage ``evaluate``: score one predictor zero-shot on the configured benchmarks.
+
+``python -m stages.evaluate --params params.yaml --model <checkpoint | reference:constant_plane |
+reference:vertical_gradient> --out <dir>`` writes ``<dir>/metrics.json``,
+``<dir>/per_image.csv``, ``<dir>/panels/`` and ``<dir>/evaluate_config.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from depthcore.config import load_section
+from depthcore.evaluation import EvaluateConfig, run_evaluation
+from depthcore.stage import run_stage, stage_args
+
+
+def _extra(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="checkpoint path/URI, or reference:constant_plane | reference:vertical_gradient",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = stage_args("Evaluate a depth predictor on the benchmarks.", argv, _extra)
+
+    def body() -> None:
+        cfg = load_section("evaluate", EvaluateConfig, args.params)
+        run_evaluation(cfg, args.model, args.out)
+
+    run_stage("evaluate", body)
+
+
+if __name__ == "__main__":
+    main()
