@@ -1,0 +1,204 @@
+"""The DepthART model as an MLflow pyfunc, and resolution of MLflow model URIs to checkpoints.
+
+The logged model holds the safetensors checkpoint as the artifact
+``checkpoint``; ``load_context`` builds a :class:`depthcore.predict.DepthPredictor`
+from it. It is logged as "model from code" (a three-line script that calls
+:func:`make_python_model`), so nothing is pickled and mlflow is imported only
+inside functions here. The serving environment must have ``depthcore``
+installed (``pip install -e .``); ``--env-manager local`` uses the current one.
+
+Request (``POST /invocations``, ``Content-Type: application/json``), any of::
+
+    {"dataframe_split": {"columns": ["image"], "data": [["<base64 PNG or JPEG>"], ...]}}
+    {"dataframe_records": [{"image": "<base64 PNG or JPEG>"}, ...]}
+    {"dataframe_records": [{"image": [[[r, g, b], ...], ...]}]}      # nested HxWx3 uint8
+    {"inputs": [[[[r, g, b], ...], ...]]}                             # tensor (N, H, W, 3) uint8
+    {"inputs": {"image": ["<base64>", ...]}}
+
+Response: ``{"predictions": [depth_1, depth_2, ...]}`` with one ``depth_i`` per
+input image, a list of H rows of W floats at the input image's resolution:
+affine-invariant depth, near = small (conversion rule in :mod:`depthcore.predict`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import tempfile
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from depthcore.errors import CheckpointError, DataError
+
+CHECKPOINT_ARTIFACT = "checkpoint"
+REGISTERED_MODEL_NAME = "depthart"
+_MODEL_CODE = textwrap.dedent(
+    """\
+    # MLflow "model from code" entry: builds the DepthART pyfunc (depthcore must be installed).
+    import mlflow.models
+
+    from depthcore.tracking.pyfunc import make_python_model
+
+    mlflow.models.set_model(make_python_model())
+    """
+)
+_PIP_PACKAGES = ("torch", "numpy", "pillow", "pandas", "safetensors", "pyyaml", "tqdm", "mlflow")
+
+
+def decode_images(model_input: Any) -> list[np.ndarray]:
+    """Turn any accepted pyfunc input (module docstring) into a list of ``rgb_HW3`` uint8 arrays."""
+    import pandas as pd
+
+    from depthcore.predict import load_rgb
+
+    if isinstance(model_input, pd.DataFrame):
+        if "image" not in model_input.columns:
+            raise DataError(
+                f"input DataFrame needs an 'image' column, got {list(model_input.columns)}"
+            )
+        cells = list(model_input["image"])
+    elif isinstance(model_input, dict):
+        if "image" not in model_input:
+            raise DataError(f"input mapping needs an 'image' key, got {sorted(model_input)}")
+        cells = list(model_input["image"])
+    elif isinstance(model_input, np.ndarray) and model_input.dtype.kind in "uif":
+        cells = [model_input] if model_input.ndim == 3 else list(model_input)
+    else:
+        cells = list(model_input)
+    images = []
+    for i, cell in enumerate(cells):
+        if isinstance(cell, str | bytes):
+            try:
+                raw = base64.b64decode(cell, validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise DataError(f"image {i}: not valid base64: {exc}") from exc
+            images.append(load_rgb(raw, name=f"image {i}")[0])
+        else:
+            images.append(_as_rgb_array(cell, i))
+    return images
+
+
+def _as_rgb_array(cell: Any, i: int) -> np.ndarray:
+    array = np.asarray(cell)
+    if array.dtype == object:  # a column of nested lists comes through as object arrays
+        array = np.asarray(array.tolist())
+    if array.ndim != 3 or array.shape[-1] != 3 or 0 in array.shape:
+        raise DataError(f"image {i}: expected an HxWx3 array, got shape {array.shape}")
+    if array.dtype.kind not in "uif" or array.min() < 0 or array.max() > 255:
+        raise DataError(f"image {i}: expected uint8 values in [0, 255]")
+    return np.rint(array).astype(np.uint8)
+
+
+def make_python_model() -> Any:
+    """Build the pyfunc ``PythonModel`` instance (a class defined here so mlflow loads lazily)."""
+    import mlflow.pyfunc
+
+    class DepthArtPyfunc(mlflow.pyfunc.PythonModel):
+        """Images (base64 PNG/JPEG or HxWx3 arrays) in, one HxW depth list per image out."""
+
+        def load_context(self, context: Any) -> None:
+            from depthcore.predict import DepthPredictor
+
+            self.predictor = DepthPredictor.from_pretrained(
+                context.artifacts[CHECKPOINT_ARTIFACT], device="auto"
+            )
+
+        # No type hints here on purpose: MLflow would turn them into an enforced input
+        # schema, refusing the several request forms this model accepts.
+        def predict(self, context, model_input, params=None):
+            images = decode_images(model_input)
+            results = self.predictor.predict_images(images)
+            return [r.depth.tolist() for r in results]
+
+    return DepthArtPyfunc()
+
+
+def default_pip_requirements() -> list[str]:
+    """Pinned requirements of the serving environment (plus depthcore itself, installed locally)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pins = []
+    for package in _PIP_PACKAGES:
+        try:
+            pins.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:
+            pins.append(package)
+    return pins
+
+
+def log_pyfunc_model(
+    checkpoint_path: str | Path,
+    name: str = "model",
+    *,
+    registered_model_name: str | None = None,
+    pip_requirements: list[str] | None = None,
+    input_example: Any = None,
+) -> Any:
+    """Log ``checkpoint_path`` as a pyfunc model in the active (or a new) run; returns ModelInfo."""
+    import mlflow.pyfunc
+
+    checkpoint_path = Path(checkpoint_path)
+    if not checkpoint_path.is_file():
+        raise CheckpointError(f"{checkpoint_path}: checkpoint not found, cannot log the model")
+    with tempfile.TemporaryDirectory(prefix="depthart-pyfunc-") as tmp:
+        code = Path(tmp) / "depthart_model.py"
+        code.write_text(_MODEL_CODE)
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=str(code),
+            artifacts={CHECKPOINT_ARTIFACT: str(checkpoint_path)},
+            pip_requirements=pip_requirements or default_pip_requirements(),
+            registered_model_name=registered_model_name,
+            input_example=input_example,
+        )
+
+
+def checkpoint_in_model_dir(model_dir: str | Path) -> Path:
+    """The checkpoint file inside a downloaded (or local) MLflow model folder."""
+    import yaml
+
+    model_dir = Path(model_dir)
+    mlmodel = model_dir / "MLmodel"
+    if not mlmodel.is_file():
+        raise CheckpointError(f"{model_dir}: not an MLflow model folder (no MLmodel file)")
+    spec = yaml.safe_load(mlmodel.read_text()) or {}
+    artifacts = spec.get("flavors", {}).get("python_function", {}).get("artifacts", {})
+    entry = artifacts.get(CHECKPOINT_ARTIFACT)
+    if not entry or "path" not in entry:
+        raise CheckpointError(
+            f"{mlmodel}: no '{CHECKPOINT_ARTIFACT}' artifact (not a depthart model)"
+        )
+    checkpoint = model_dir / entry["path"]
+    if not checkpoint.is_file():
+        raise CheckpointError(f"{checkpoint}: checkpoint artifact listed in {mlmodel} is missing")
+    return checkpoint
+
+
+def checkpoint_from_uri(uri: str, dst_dir: str | Path, tracking_uri: str | None = None) -> Path:
+    """Download the model at an MLflow URI into ``dst_dir``; return its checkpoint path.
+
+    ``tracking_uri`` (also used as the registry URI) defaults to MLflow's own
+    resolution (``MLFLOW_TRACKING_URI``); passing it avoids touching global state.
+    Raises :class:`CheckpointError` with the URI and the tracking URI in one line
+    when the model does not resolve (unknown name, alias, run or server).
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    tracking_uri = tracking_uri or mlflow.get_tracking_uri()
+    try:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=uri,
+            dst_path=str(dst_dir),
+            tracking_uri=tracking_uri,
+            registry_uri=tracking_uri,
+        )
+    except (MlflowException, OSError) as exc:
+        reason = str(getattr(exc, "message", exc)).strip().splitlines()[0]
+        raise CheckpointError(
+            f"{uri}: cannot resolve model (tracking URI {tracking_uri}): {reason}"
+        ) from exc
+    return checkpoint_in_model_dir(local)
