@@ -1,0 +1,238 @@
+"""HDF5 shards of preprocessed frames: writing, metadata, and the torch Dataset over them.
+
+Layout of one shard (``<root>/<split>/shard_00000.h5``): datasets ``rgb`` (N,H,W,3)
+uint8, ``depth`` (N,H,W) float32 planar metres (infilled), ``mask`` (N,H,W) bool
+(real pixels), ``target`` (N,H,W) float32 in [-1, 1], ``key`` (N,) utf-8 str; attrs
+``space``, ``height``, ``width``. Chunks are one frame, so random access reads one
+frame and nothing more.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from depthcore.errors import DataError
+
+KEY_DTYPE = h5py.string_dtype("utf-8")
+ARRAYS = ("rgb", "depth", "mask", "target")
+DTYPES = {"rgb": np.uint8, "depth": np.float32, "mask": np.bool_, "target": np.float32}
+
+
+def shard_name(number: int) -> str:
+    return f"shard_{number:05d}.h5"
+
+
+@dataclass
+class FrameArrays:
+    """One preprocessed frame as stored in a shard."""
+
+    rgb_HW3: np.ndarray  # noqa: N815
+    depth_HW: np.ndarray  # noqa: N815
+    mask_HW: np.ndarray  # noqa: N815
+    target_HW: np.ndarray  # noqa: N815
+    key: str
+
+
+class ShardWriter:
+    """Appends frames to ``split_dir/shard_NNNNN.h5``, starting a new shard every ``shard_size``.
+
+    Frames are written one at a time to resizable datasets, so memory stays at one
+    frame whatever the shard size. Use as a context manager so the last shard is closed.
+    """
+
+    def __init__(
+        self,
+        split_dir: str | Path,
+        *,
+        shard_size: int,
+        space: str,
+        height: int,
+        width: int,
+        compression: str | None = "gzip",
+    ) -> None:
+        if shard_size < 1:
+            raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+        self.split_dir = Path(split_dir)
+        self.shard_size = shard_size
+        self.attrs = {"space": space, "height": height, "width": width}
+        self.compression = compression
+        self._file: h5py.File | None = None
+        self._number = -1
+        self._count = 0
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def _open_next(self) -> None:
+        self.close()
+        self._number += 1
+        self._count = 0
+        self.split_dir.mkdir(parents=True, exist_ok=True)
+        f = h5py.File(self.split_dir / shard_name(self._number), "w")
+        H, W = self.attrs["height"], self.attrs["width"]
+        shapes = {"rgb": (H, W, 3), "depth": (H, W), "mask": (H, W), "target": (H, W)}
+        for name, shape in shapes.items():
+            f.create_dataset(
+                name,
+                shape=(0, *shape),
+                maxshape=(None, *shape),
+                dtype=DTYPES[name],
+                chunks=(1, *shape),
+                compression=self.compression,
+            )
+        f.create_dataset("key", shape=(0,), maxshape=(None,), dtype=KEY_DTYPE, chunks=(1024,))
+        f.attrs.update(self.attrs)
+        self._file = f
+
+    def add(self, frame: FrameArrays) -> tuple[str, int]:
+        """Write one frame; return (shard file name, index within it)."""
+        H, W = self.attrs["height"], self.attrs["width"]
+        if frame.rgb_HW3.shape != (H, W, 3) or frame.depth_HW.shape != (H, W):
+            raise ValueError(
+                f"{frame.key}: frame of shape {frame.rgb_HW3.shape} does not fit shards of {H}x{W}"
+            )
+        if self._file is None or self._count >= self.shard_size:
+            self._open_next()
+        assert self._file is not None
+        i = self._count
+        values = {
+            "rgb": frame.rgb_HW3,
+            "depth": frame.depth_HW,
+            "mask": frame.mask_HW,
+            "target": frame.target_HW,
+            "key": frame.key,
+        }
+        for name, value in values.items():
+            ds = self._file[name]
+            ds.resize(i + 1, axis=0)
+            ds[i] = value
+        self._count += 1
+        return shard_name(self._number), i
+
+
+def read_frame(path: str | Path, index: int) -> FrameArrays:
+    """Read frame ``index`` of one shard file."""
+    with h5py.File(path, "r") as f:
+        return FrameArrays(
+            rgb_HW3=f["rgb"][index],
+            depth_HW=f["depth"][index],
+            mask_HW=f["mask"][index],
+            target_HW=f["target"][index],
+            key=f["key"].asstr()[index],
+        )
+
+
+def shard_files(root: str | Path, split: str) -> list[Path]:
+    """The shard files of ``split`` in order."""
+    return sorted((Path(root) / split).glob("shard_*.h5"))
+
+
+def shard_metadata(root: str | Path, splits: tuple[str, ...]) -> pd.DataFrame:
+    """One row per shard: frame counts, attrs, and each array's shape and dtype.
+
+    Only metadata and the small ``key`` arrays are read, so this is cheap even for
+    the full dataset; the validation gate checks these rows against ``stats.csv``.
+    """
+    rows: list[dict[str, Any]] = []
+    for split in splits:
+        for path in shard_files(root, split):
+            try:
+                with h5py.File(path, "r") as f:
+                    row: dict[str, Any] = {
+                        "split": split,
+                        "shard": f"{split}/{path.name}",
+                        "space": str(f.attrs.get("space", "")),
+                        "height": int(f.attrs.get("height", -1)),
+                        "width": int(f.attrs.get("width", -1)),
+                        "n_frames": int(f["key"].shape[0]) if "key" in f else -1,
+                        "keys": list(f["key"].asstr()[()]) if "key" in f else [],
+                    }
+                    for name in ARRAYS:
+                        ds = f.get(name)
+                        row[f"{name}_shape"] = tuple(ds.shape) if ds is not None else ()
+                        row[f"{name}_dtype"] = str(ds.dtype) if ds is not None else ""
+            except OSError as exc:
+                raise DataError(f"{path}: unreadable shard: {exc}") from exc
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+class ShardDataset(Dataset):
+    """Frames of one split as dicts: ``rgb_3HW`` uint8, ``depth_HW``, ``mask_HW``,
+    ``target_HW`` tensors and the ``key`` string.
+
+    Files are opened lazily and per process, so the dataset can be used by
+    DataLoader workers (an open h5py handle must not cross a fork).
+    """
+
+    def __init__(self, root: str | Path, split: str) -> None:
+        self.root = Path(root)
+        self.split = split
+        if not (self.root / split).is_dir():
+            raise DataError(f"{self.root / split}: no such split folder in processed data")
+        self.files = shard_files(root, split)
+        self.space: str | None = None
+        counts = []
+        for path in self.files:
+            try:
+                with h5py.File(path, "r") as f:
+                    counts.append(int(f["key"].shape[0]))
+                    self.space = str(f.attrs["space"])
+            except (OSError, KeyError) as exc:
+                raise DataError(f"{path}: unreadable shard: {exc}") from exc
+        self._offsets = np.cumsum([0, *counts])
+        self._handles: dict[Path, h5py.File] = {}
+        self._pid = os.getpid()
+
+    def __len__(self) -> int:
+        return int(self._offsets[-1])
+
+    def _handle(self, path: Path) -> h5py.File:
+        if self._pid != os.getpid():
+            self._handles = {}
+            self._pid = os.getpid()
+        if path not in self._handles:
+            self._handles[path] = h5py.File(path, "r")
+        return self._handles[path]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} frames")
+        shard = int(np.searchsorted(self._offsets, index, side="right")) - 1
+        i = index - int(self._offsets[shard])
+        f = self._handle(self.files[shard])
+        return {
+            "rgb_3HW": torch.from_numpy(np.ascontiguousarray(f["rgb"][i].transpose(2, 0, 1))),
+            "depth_HW": torch.from_numpy(f["depth"][i]),
+            "mask_HW": torch.from_numpy(f["mask"][i]),
+            "target_HW": torch.from_numpy(f["target"][i]),
+            "key": f["key"].asstr()[i],
+        }
+
+    def close(self) -> None:
+        """Close the shard files this process opened (they reopen on the next access)."""
+        for handle in self._handles.values():
+            handle.close()
+        self._handles = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_handles"] = {}
+        return state

@@ -1,0 +1,179 @@
+"""Pure array transforms of preprocessing: resizing, depth normalisation, infilling.
+
+Each function takes and returns numpy arrays and has no state, so the preprocess
+stage, the evaluation code and the tests all use the same definitions. Every
+normalisation returns the affine parameters needed to undo it exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from scipy import ndimage
+
+Space = Literal["sqrt_disparity", "scale_depth"]
+SPACES: tuple[str, ...] = ("sqrt_disparity", "scale_depth")
+
+
+def area_weights(n_in: int, n_out: int) -> np.ndarray:
+    """Row-stochastic ``(n_out, n_in)`` matrix of box-filter overlaps for one axis.
+
+    Output pixel i covers input interval [i * s, (i + 1) * s) with s = n_in / n_out; each
+    weight is the overlap of that interval with an input pixel, divided by s. This is
+    exact area resampling for any ratio, up or down (like OpenCV's INTER_AREA).
+    """
+    if n_in <= 0 or n_out <= 0:
+        raise ValueError(f"sizes must be positive, got {n_in} -> {n_out}")
+    s = n_in / n_out
+    lo_O = np.arange(n_out)[:, None] * s
+    hi_O = lo_O + s
+    px_I = np.arange(n_in)[None, :]
+    overlap_OI = np.clip(np.minimum(hi_O, px_I + 1) - np.maximum(lo_O, px_I), 0.0, None)
+    return overlap_OI / overlap_OI.sum(axis=1, keepdims=True)
+
+
+def _area(x_HW: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Area-resample the first two axes of ``x`` (float64 result)."""
+    Wh_OH = area_weights(x_HW.shape[0], size[0])
+    Ww_OW = area_weights(x_HW.shape[1], size[1])
+    # Two matrix products (rows, then columns) instead of one 4-index einsum, which
+    # numpy would evaluate as a naive loop.
+    rows_OW = np.tensordot(Wh_OH, x_HW.astype(np.float64), axes=(1, 0))  # (O, W, ...)
+    out_O_P = np.tensordot(rows_OW, Ww_OW, axes=(1, 1))  # (O, ..., P)
+    return np.moveaxis(out_O_P, -1, 1)  # (O, P, ...)
+
+
+def resize_rgb(rgb_HW3: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Area-resize uint8 ``rgb_HW3`` to ``size`` = (H, W), rounding back to uint8."""
+    if tuple(rgb_HW3.shape[:2]) == tuple(size):
+        return rgb_HW3.copy()
+    return np.clip(np.round(_area(rgb_HW3, size)), 0, 255).astype(np.uint8)
+
+
+def nearest_indices(n_in: int, n_out: int) -> np.ndarray:
+    """Source index of each output pixel centre for nearest-neighbour resizing."""
+    return np.minimum(((np.arange(n_out) + 0.5) * n_in / n_out).astype(np.int64), n_in - 1)
+
+
+def resize_depth(
+    depth_HW: np.ndarray,
+    valid_HW: np.ndarray,
+    size: tuple[int, int],
+    method: Literal["nearest", "masked_area"] = "nearest",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Resize depth and its validity mask without letting invalid pixels bleed in.
+
+    ``nearest`` samples source pixels (no mixed depths across edges); ``masked_area``
+    averages only valid pixels and marks an output pixel valid when at least half of
+    its area is valid. Invalid output pixels hold NaN.
+    """
+    depth_HW = np.asarray(depth_HW)
+    valid_HW = np.asarray(valid_HW, dtype=bool)
+    if depth_HW.shape != valid_HW.shape:
+        raise ValueError(f"depth {depth_HW.shape} and mask {valid_HW.shape} differ")
+    if method == "nearest":
+        rows = nearest_indices(depth_HW.shape[0], size[0])
+        cols = nearest_indices(depth_HW.shape[1], size[1])
+        out_valid = valid_HW[np.ix_(rows, cols)]
+        out_depth = depth_HW[np.ix_(rows, cols)].astype(np.float32)
+    elif method == "masked_area":
+        num = _area(np.where(valid_HW, depth_HW, 0.0), size)
+        den = _area(valid_HW.astype(np.float64), size)
+        out_valid = den >= 0.5 - 1e-9
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out_depth = (num / den).astype(np.float32)
+    else:
+        raise ValueError(f"unknown depth resize method {method!r}")
+    return np.where(out_valid, out_depth, np.nan).astype(np.float32), out_valid
+
+
+def valid_depth_mask(depth_HW: np.ndarray) -> np.ndarray:
+    """Pixels with a usable depth: finite and strictly positive."""
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(depth_HW) & (depth_HW > 0)
+
+
+def infill_nearest(depth_HW: np.ndarray, valid_HW: np.ndarray) -> np.ndarray:
+    """Fill every invalid pixel with the depth of its nearest valid pixel (float32).
+
+    The VQ-VAE must never see holes, but losses and metrics keep using ``valid_HW``.
+    Ties between equally near valid pixels are broken by scipy's EDT, deterministically.
+    """
+    valid_HW = np.asarray(valid_HW, dtype=bool)
+    if not valid_HW.any():
+        raise ValueError("cannot infill a depth map without any valid pixel")
+    if valid_HW.all():
+        return depth_HW.astype(np.float32)
+    _, (rows_HW, cols_HW) = ndimage.distance_transform_edt(~valid_HW, return_indices=True)
+    return depth_HW[rows_HW, cols_HW].astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """``target = clip(a * g(z) + b, -1, 1)`` where g is 1/sqrt(z) or z, depending on space."""
+
+    space: str
+    a: float
+    b: float
+
+
+def _forward_feature(depth_HW: np.ndarray, space: str) -> np.ndarray:
+    if space == "sqrt_disparity":
+        return 1.0 / np.sqrt(depth_HW.astype(np.float64))
+    if space == "scale_depth":
+        return depth_HW.astype(np.float64)
+    raise ValueError(f"unknown normalisation space {space!r} (choose from {SPACES})")
+
+
+def fit_normalisation(
+    depth_HW: np.ndarray,
+    valid_HW: np.ndarray,
+    space: str,
+    percentiles: tuple[float, float] = (2.0, 98.0),
+) -> Normalisation:
+    """Fit the per-image affine map of ``space`` on the valid pixels.
+
+    ``sqrt_disparity``: y = sqrt(1/z), the ``percentiles`` of valid y go to -1 and +1.
+    ``scale_depth`` (official DepthART): 2 * z / q_hi(z) - 1, scale only (q_lo unused).
+    """
+    y = _forward_feature(depth_HW[np.asarray(valid_HW, dtype=bool)], space)
+    y = y[np.isfinite(y)]
+    if y.size == 0:
+        raise ValueError("cannot normalise a depth map without any valid pixel")
+    lo, hi = np.percentile(y, percentiles)
+    if space == "scale_depth":
+        if hi <= 0:
+            raise ValueError(f"scale_depth needs a positive upper percentile, got {hi}")
+        return Normalisation(space, 2.0 / float(hi), -1.0)
+    if hi - lo <= 1e-12 * max(abs(hi), 1.0):
+        raise ValueError(f"degenerate depth map: percentiles {percentiles} of y coincide ({lo})")
+    a = 2.0 / float(hi - lo)
+    return Normalisation(space, a, -1.0 - a * float(lo))
+
+
+def apply_normalisation(depth_HW: np.ndarray, norm: Normalisation) -> np.ndarray:
+    """Map depth (metres, all pixels finite and > 0) to ``target_HW`` in [-1, 1] (float32)."""
+    y_HW = _forward_feature(depth_HW, norm.space)
+    return np.clip(norm.a * y_HW + norm.b, -1.0, 1.0).astype(np.float32)
+
+
+def invert_normalisation(target_HW: np.ndarray, norm: Normalisation) -> np.ndarray:
+    """Depth in metres from a target; exact for pixels that were not clipped."""
+    y_HW = (np.asarray(target_HW, dtype=np.float64) - norm.b) / norm.a
+    if norm.space == "scale_depth":
+        return y_HW.astype(np.float32)
+    with np.errstate(divide="ignore"):
+        return (1.0 / np.square(y_HW)).astype(np.float32)
+
+
+def normalise_depth(
+    depth_HW: np.ndarray,
+    valid_HW: np.ndarray,
+    space: str,
+    percentiles: tuple[float, float] = (2.0, 98.0),
+) -> tuple[np.ndarray, Normalisation]:
+    """Fit on the valid pixels, apply to all pixels: ``(target_HW, params)``."""
+    norm = fit_normalisation(depth_HW, valid_HW, space, percentiles)
+    return apply_normalisation(depth_HW, norm), norm

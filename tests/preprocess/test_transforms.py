@@ -1,0 +1,115 @@
+"""Hand-computed checks of resizing, normalisation and infilling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from depthcore.data.transforms import (
+    Normalisation,
+    apply_normalisation,
+    area_weights,
+    fit_normalisation,
+    infill_nearest,
+    invert_normalisation,
+    normalise_depth,
+    resize_depth,
+    resize_rgb,
+    valid_depth_mask,
+)
+
+
+def test_area_weights_by_hand() -> None:
+    np.testing.assert_allclose(area_weights(4, 2), [[0.5, 0.5, 0, 0], [0, 0, 0.5, 0.5]])
+    # 3 -> 2: each output covers 1.5 input pixels.
+    np.testing.assert_allclose(area_weights(3, 2), [[2 / 3, 1 / 3, 0], [0, 1 / 3, 2 / 3]])
+
+
+def test_resize_rgb_area_average() -> None:
+    rgb_HW3 = np.zeros((2, 4, 3), np.uint8)
+    rgb_HW3[:, 1] = 100
+    rgb_HW3[0, 3] = 255
+    out = resize_rgb(rgb_HW3, (1, 2))
+    assert out.dtype == np.uint8
+    assert out[0, 0, 0] == 50  # (0 + 100 + 0 + 100) / 4
+    assert out[0, 1, 0] == 64  # 255 / 4 = 63.75 -> 64
+
+
+def test_resize_depth_invalid_pixels_do_not_bleed() -> None:
+    depth_HW = np.array([[1.0, np.nan, 3.0, 3.0], [1.0, 1.0, 3.0, 3.0]], np.float32)
+    valid_HW = valid_depth_mask(depth_HW)
+    d, v = resize_depth(depth_HW, valid_HW, (1, 2), method="masked_area")
+    np.testing.assert_allclose(d, [[1.0, 3.0]])
+    assert v.all()
+    d, v = resize_depth(depth_HW, valid_HW, (1, 2), method="nearest")
+    # Nearest samples source pixel (1, 1) and (1, 3).
+    np.testing.assert_allclose(d, [[1.0, 3.0]])
+    half = np.array([[np.nan, np.nan, 2.0, 2.0]], np.float32)
+    d, v = resize_depth(half, valid_depth_mask(half), (1, 1), method="masked_area")
+    assert v.all() and d[0, 0] == 2.0  # exactly half valid counts as valid
+    d, v = resize_depth(half, valid_depth_mask(half), (1, 2), method="nearest")
+    assert v.tolist() == [[False, True]] and np.isnan(d[0, 0])
+
+
+def test_sqrt_disparity_by_hand_and_inverse() -> None:
+    # Depths 1 and 4 m -> y = 1 and 0.5; with percentiles (0, 100) y=0.5 -> -1, y=1 -> +1.
+    depth_HW = np.array([[1.0, 4.0], [16.0 / 9.0, 4.0]], np.float32)
+    valid_HW = np.ones((2, 2), bool)
+    target_HW, norm = normalise_depth(depth_HW, valid_HW, "sqrt_disparity", (0.0, 100.0))
+    assert norm.a == pytest.approx(4.0) and norm.b == pytest.approx(-3.0)
+    # 16/9 m -> y = 0.75 -> 0.
+    np.testing.assert_allclose(target_HW, [[1.0, -1.0], [0.0, -1.0]], atol=1e-6)
+    np.testing.assert_allclose(invert_normalisation(target_HW, norm), depth_HW, rtol=1e-5)
+
+
+def test_sqrt_disparity_clips_outside_percentiles() -> None:
+    rng = np.random.default_rng(0)
+    depth_HW = rng.uniform(1.0, 10.0, (32, 32)).astype(np.float32)
+    valid_HW = np.ones_like(depth_HW, bool)
+    target_HW, norm = normalise_depth(depth_HW, valid_HW, "sqrt_disparity")
+    assert target_HW.min() == -1.0 and target_HW.max() == 1.0
+    inside = np.abs(target_HW) < 1
+    assert 0.94 < inside.mean() < 0.97  # 4% of the pixels are clipped, ties aside
+    back = invert_normalisation(target_HW, norm)
+    np.testing.assert_allclose(back[inside], depth_HW[inside], rtol=1e-4)
+
+
+def test_fit_ignores_invalid_pixels() -> None:
+    depth_HW = np.array([[1.0, 4.0, 1000.0]], np.float32)
+    valid_HW = np.array([[True, True, False]])
+    norm = fit_normalisation(depth_HW, valid_HW, "sqrt_disparity", (0.0, 100.0))
+    assert norm == Normalisation("sqrt_disparity", pytest.approx(4.0), pytest.approx(-3.0))
+
+
+def test_scale_depth_official_form_and_inverse() -> None:
+    depth_HW = np.array([[1.0, 2.0, 4.0, 8.0]], np.float32)
+    valid_HW = np.ones_like(depth_HW, bool)
+    target_HW, norm = normalise_depth(depth_HW, valid_HW, "scale_depth", (2.0, 100.0))
+    assert norm.a == pytest.approx(0.25) and norm.b == -1.0  # 2 / q100 = 2 / 8
+    np.testing.assert_allclose(target_HW, [[-0.75, -0.5, 0.0, 1.0]])
+    np.testing.assert_allclose(invert_normalisation(target_HW, norm), depth_HW)
+    assert apply_normalisation(np.array([[16.0]]), norm)[0, 0] == 1.0  # clipped
+
+
+def test_normalisation_refuses_degenerate_input() -> None:
+    flat = np.full((3, 3), 2.0, np.float32)
+    with pytest.raises(ValueError, match="degenerate"):
+        fit_normalisation(flat, np.ones((3, 3), bool), "sqrt_disparity")
+    with pytest.raises(ValueError, match="without any valid pixel"):
+        fit_normalisation(flat, np.zeros((3, 3), bool), "scale_depth")
+    with pytest.raises(ValueError, match="unknown normalisation space"):
+        fit_normalisation(flat, np.ones((3, 3), bool), "log")
+
+
+def test_infill_nearest_by_hand_keeps_valid_pixels() -> None:
+    depth_HW = np.array(
+        [[1.0, np.nan, np.nan, 5.0], [2.0, 0.0, np.inf, 6.0]],
+        np.float32,
+    )
+    valid_HW = valid_depth_mask(depth_HW)
+    assert valid_HW.tolist() == [[True, False, False, True], [True, False, False, True]]
+    filled_HW = infill_nearest(depth_HW, valid_HW)
+    np.testing.assert_array_equal(filled_HW, [[1.0, 1.0, 5.0, 5.0], [2.0, 2.0, 6.0, 6.0]])
+    assert filled_HW.dtype == np.float32
+    with pytest.raises(ValueError, match="without any valid pixel"):
+        infill_nearest(depth_HW, np.zeros_like(valid_HW))
