@@ -1,0 +1,1 @@
+"""Dataset readers, the downloader, preprocessing and shards (import the submodules)."""

@@ -1,0 +1,227 @@
+"""Byte-range access to a folder of files over ``file://``, ``http(s)://`` and ``s3://``.
+
+The selective downloader needs exactly three things from wherever Hypersim
+lives: a file's size, an arbitrary byte range of it, and (for ``scenes: all``)
+the list of scene zips. Keeping the transport behind this small interface lets
+one zip reader serve a local mirror, Apple's HTTPS bucket and any
+S3-compatible store. Transient failures (connection errors, HTTP 5xx) raise
+:class:`TransientError` so the caller can retry them with backoff; anything else
+is a :class:`~depthcore.errors.DataError` naming the file.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from depthcore.errors import DataError
+
+
+class TransientError(Exception):
+    """A failure worth retrying: a dropped connection, a timeout, a 5xx answer."""
+
+
+class MissingError(DataError):
+    """The requested file does not exist at the source."""
+
+
+class Source(Protocol):
+    """A read-only folder of files addressed by relative names (``ai_001_001.zip``)."""
+
+    def describe(self, name: str) -> str:
+        """The full address of ``name`` (for messages)."""
+        ...
+
+    def size(self, name: str) -> int:
+        """The size of ``name`` in bytes; :class:`MissingError` if it does not exist."""
+        ...
+
+    def read_range(self, name: str, start: int, stop: int) -> bytes:
+        """Bytes ``[start, stop)`` of ``name``."""
+        ...
+
+    def list_names(self) -> list[str]:
+        """The file names at the source's top level."""
+        ...
+
+
+class FileSource:
+    """A local mirror; a relative root is resolved from the current directory."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).resolve()
+        if not self.root.is_dir():
+            raise DataError(f"{self.root}: file:// source folder does not exist")
+
+    def describe(self, name: str) -> str:
+        return str(self.root / name)
+
+    def size(self, name: str) -> int:
+        path = self.root / name
+        if not path.is_file():
+            raise MissingError(f"{path}: not found in the file:// source")
+        return path.stat().st_size
+
+    def read_range(self, name: str, start: int, stop: int) -> bytes:
+        with open(self.root / name, "rb") as f:
+            f.seek(start)
+            data = f.read(stop - start)
+        if len(data) != stop - start:
+            raise DataError(f"{self.root / name}: short read at {start}-{stop} (file truncated?)")
+        return data
+
+    def list_names(self) -> list[str]:
+        return sorted(p.name for p in self.root.iterdir() if p.is_file())
+
+
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+class HttpSource:
+    """HTTP(S) with ``Range`` requests (urllib); no listing, so ``scenes: all`` reads the
+    source's split file instead (see the downloader)."""
+
+    def __init__(self, base_url: str, timeout_s: float = 60.0) -> None:
+        self.base = base_url.rstrip("/")
+        self.timeout_s = timeout_s
+
+    def describe(self, name: str) -> str:
+        return f"{self.base}/{name}"
+
+    def _get(self, name: str, start: int, stop: int) -> tuple[bytes, str]:
+        url = self.describe(name)
+        req = urllib.request.Request(url, headers={"Range": f"bytes={start}-{stop - 1}"})
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+                if resp.status != 206:
+                    raise DataError(f"{url}: server ignored the Range request (HTTP {resp.status})")
+                return resp.read(), resp.headers.get("Content-Range", "")
+        except urllib.error.HTTPError as exc:
+            if exc.code >= 500:
+                raise TransientError(f"{url}: HTTP {exc.code}") from exc
+            if exc.code == 404:
+                raise MissingError(f"{url}: not found (HTTP 404)") from exc
+            raise DataError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
+        except (
+            TimeoutError,
+            urllib.error.URLError,
+            http.client.HTTPException,
+            ConnectionError,
+        ) as exc:
+            raise TransientError(f"{url}: {exc}") from exc
+
+    def size(self, name: str) -> int:
+        _, content_range = self._get(name, 0, 1)
+        m = _CONTENT_RANGE.fullmatch(content_range.strip())
+        if not m or m.group(3) == "*":
+            raise DataError(f"{self.describe(name)}: no usable Content-Range ({content_range!r})")
+        return int(m.group(3))
+
+    def read_range(self, name: str, start: int, stop: int) -> bytes:
+        data, _ = self._get(name, start, stop)
+        if len(data) != stop - start:
+            raise TransientError(
+                f"{self.describe(name)}: got {len(data)} of {stop - start} bytes at {start}"
+            )
+        return data
+
+    def list_names(self) -> list[str]:
+        raise DataError(f"{self.base}: an http(s) source cannot be listed; name the scenes")
+
+
+class S3Source:
+    """``s3://bucket/prefix`` through boto3: credentials, region and endpoint from the usual
+    boto3 environment/config files; ``endpoint_url`` (params) overrides the endpoint. Without
+    credentials requests go unsigned (public buckets). boto3's own retries are off: the
+    downloader's bounded retry with backoff is the one policy."""
+
+    def __init__(
+        self, uri: str, endpoint_url: str = "", workers: int = 4, timeout_s: float = 60.0
+    ) -> None:
+        import boto3
+        from botocore import UNSIGNED
+        from botocore.config import Config
+
+        rest = uri[len("s3://") :]
+        self.bucket, _, prefix = rest.partition("/")
+        self.prefix = prefix.strip("/")
+        session = boto3.session.Session()
+        cfg = Config(
+            retries={"total_max_attempts": 1},
+            connect_timeout=timeout_s,
+            read_timeout=timeout_s,
+            max_pool_connections=max(10, workers + 2),
+            signature_version=None if session.get_credentials() else UNSIGNED,
+        )
+        self.client = session.client("s3", endpoint_url=endpoint_url or None, config=cfg)
+
+    def _key(self, name: str) -> str:
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def describe(self, name: str) -> str:
+        return f"s3://{self.bucket}/{self._key(name)}"
+
+    def _call(self, name: str, fn: Callable[..., dict], **kw: object) -> dict:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return fn(Bucket=self.bucket, **kw)
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            code = exc.response.get("Error", {}).get("Code", "")
+            if status >= 500:
+                raise TransientError(f"{self.describe(name)}: {code} (HTTP {status})") from exc
+            if status == 404 or code in ("NoSuchKey", "404", "NoSuchBucket"):
+                raise MissingError(f"{self.describe(name)}: not found ({code})") from exc
+            raise DataError(f"{self.describe(name)}: {code} (HTTP {status})") from exc
+        except BotoCoreError as exc:  # connection refused/reset, timeouts, truncated bodies
+            raise TransientError(f"{self.describe(name)}: {exc}") from exc
+
+    def size(self, name: str) -> int:
+        return int(self._call(name, self.client.head_object, Key=self._key(name))["ContentLength"])
+
+    def read_range(self, name: str, start: int, stop: int) -> bytes:
+        from botocore.exceptions import BotoCoreError
+
+        resp = self._call(
+            name, self.client.get_object, Key=self._key(name), Range=f"bytes={start}-{stop - 1}"
+        )
+        try:
+            data = resp["Body"].read()
+        except (BotoCoreError, ConnectionError) as exc:
+            raise TransientError(f"{self.describe(name)}: {exc}") from exc
+        if len(data) != stop - start:
+            raise TransientError(f"{self.describe(name)}: got {len(data)} of {stop - start} bytes")
+        return data
+
+    def list_names(self) -> list[str]:
+        prefix = f"{self.prefix}/" if self.prefix else ""
+        names: list[str] = []
+        token: dict[str, str] = {}
+        while True:
+            resp = self._call(
+                "", self.client.list_objects_v2, Prefix=prefix, Delimiter="/", **token
+            )
+            names += [obj["Key"][len(prefix) :] for obj in resp.get("Contents", [])]
+            if not resp.get("IsTruncated"):
+                return sorted(names)
+            token = {"ContinuationToken": resp["NextContinuationToken"]}
+
+
+def open_source(
+    uri: str, *, endpoint_url: str = "", timeout_s: float = 60.0, workers: int = 4
+) -> Source:
+    """The :class:`Source` for ``file://``, ``http(s)://`` or ``s3://`` ``uri``."""
+    if uri.startswith("file://"):
+        return FileSource(Path(os.path.expanduser(uri[len("file://") :])))
+    if uri.startswith(("http://", "https://")):
+        return HttpSource(uri, timeout_s)
+    if uri.startswith("s3://"):
+        return S3Source(uri, endpoint_url, workers, timeout_s)
+    raise DataError(f"download source {uri!r}: unsupported scheme (use file://, http(s)://, s3://)")

@@ -1,0 +1,1 @@
+"""Procedural data: a numpy ray caster, scene builders and writers of real dataset formats."""
