@@ -1,0 +1,263 @@
+"""Model checkpoints: safetensors with the config inside, and the official VAR weights.
+
+Our files are one safetensors file whose tensors are ``vae.*`` and ``var.*`` and whose
+metadata holds the ModelConfig (``depthcore_config``) and free ``meta`` (e.g. the depth
+normalisation ``space``) as JSON. ``torch.save`` files are read too, but only with
+``torch.load(weights_only=True)``: a file holding pickled Python objects is refused,
+never executed. Every failure names the file and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from depthcore.config import ConfigError, from_dict, to_dict
+from depthcore.errors import CheckpointError
+from depthcore.io import atomic_path
+from depthcore.models import MODEL_CONFIGS, ModelConfig, VARConfig, VQVAEConfig, build_model
+from depthcore.models.var import DepthVAR
+from depthcore.models.vqvae import VQVAE
+
+CONFIG_KEY = "depthcore_config"
+META_KEY = "depthcore_meta"
+KIND_KEY = "depthcore_kind"
+
+
+@dataclass
+class LoadedModel:
+    vae: VQVAE
+    var: DepthVAR
+    config: ModelConfig
+    meta: dict[str, Any]
+
+
+@dataclass
+class LoadedVAE:
+    vae: VQVAE
+    config: VQVAEConfig
+    meta: dict[str, Any]
+
+
+# --- low level: read/write a flat tensor dict + string metadata ---------------------------
+
+
+def _write(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    with atomic_path(path) as tmp:
+        save_file(flat, str(tmp), metadata=metadata)
+
+
+def _is_safetensors(path: Path) -> bool:
+    with path.open("rb") as fh:
+        head = fh.read(9)
+    return len(head) == 9 and not head.startswith(b"PK") and head[8:9] == b"{"
+
+
+def _read(
+    path: str | Path, map_location: str | torch.device
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """(tensors, metadata) of a safetensors file or a weights-only torch file."""
+    path = Path(path)
+    map_location = str(map_location)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    if _is_safetensors(path):
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as fh:
+                metadata = dict(fh.metadata() or {})
+            return load_file(str(path), device=map_location), metadata
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise CheckpointError(f"{path}: not a readable safetensors file: {exc}") from exc
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{path}: refusing to load: the file contains pickled Python objects "
+            f"(only tensors and plain containers are accepted): {exc}"
+        ) from exc
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise CheckpointError(f"{path}: not a readable torch checkpoint: {exc}") from exc
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path}: expected a dict of tensors, got {type(obj).__name__}")
+    if "state_dict" in obj and CONFIG_KEY in obj:  # our own torch.save layout
+        metadata = {k: v for k, v in obj.items() if k != "state_dict"}
+        if not all(isinstance(v, str) for v in metadata.values()):
+            raise CheckpointError(f"{path}: metadata entries must be JSON strings")
+        return dict(obj["state_dict"]), metadata
+    return dict(obj), {}
+
+
+def _strict_load(module: nn.Module, sd: Mapping[str, Any], path: Path, what: str) -> None:
+    """``load_state_dict(strict=True)`` with a complete, readable account of any mismatch."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(sd))
+    unexpected = sorted(set(sd) - set(own))
+    not_tensor = sorted(k for k, v in sd.items() if not isinstance(v, torch.Tensor))
+    wrong = sorted(
+        f"{k} {tuple(sd[k].shape)}/{sd[k].dtype} != {tuple(v.shape)}/{v.dtype}"
+        for k, v in own.items()
+        if k in sd
+        and isinstance(sd[k], torch.Tensor)
+        and (sd[k].shape != v.shape or sd[k].dtype != v.dtype)
+    )
+    problems = [
+        f"{name}: {', '.join(items[:8])}{' ...' if len(items) > 8 else ''} ({len(items)})"
+        for name, items in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("not tensors", not_tensor),
+            ("shape/dtype", wrong),
+        )
+        if items
+    ]
+    if problems:
+        raise CheckpointError(f"{path}: {what} does not match the model: {'; '.join(problems)}")
+    module.load_state_dict(sd, strict=True, assign=any(t.is_meta for t in own.values()))
+
+
+def _split(sd: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    return {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
+
+
+def _json(metadata: Mapping[str, str], key: str, path: Path) -> Any:
+    if key not in metadata:
+        raise CheckpointError(f"{path}: metadata key '{key}' is missing (not a depthcore file?)")
+    try:
+        return json.loads(metadata[key])
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: metadata '{key}' is not valid JSON: {exc}") from exc
+
+
+def _config(cls: type, data: Any, path: Path, expected: Any) -> Any:
+    try:
+        cfg = from_dict(cls, data, CONFIG_KEY)
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: stored config is invalid: {exc}") from exc
+    if expected is not None and cfg != expected:
+        raise CheckpointError(
+            f"{path}: config mismatch: file has {to_dict(cfg)}, expected {to_dict(expected)}"
+        )
+    return cfg
+
+
+# --- our checkpoints ----------------------------------------------------------------------
+
+
+def save_model(
+    path: str | Path,
+    vae: VQVAE,
+    var: DepthVAR,
+    model_cfg: ModelConfig,
+    meta: Mapping[str, Any] | None = None,
+) -> None:
+    """Write vae + var + config + meta to one safetensors file, atomically."""
+    path = Path(path)
+    if vae.config != model_cfg.vae or var.config != model_cfg.var:
+        raise CheckpointError(f"{path}: the modules were not built from the given model_cfg")
+    tensors = {f"vae.{k}": v for k, v in vae.state_dict().items()}
+    tensors.update({f"var.{k}": v for k, v in var.state_dict().items()})
+    metadata = {
+        KIND_KEY: "model",
+        CONFIG_KEY: json.dumps(to_dict(model_cfg)),
+        META_KEY: json.dumps(dict(meta or {})),
+    }
+    _write(path, tensors, metadata)
+
+
+def load_model(
+    path: str | Path, map_location: str | torch.device = "cpu", expected: ModelConfig | None = None
+) -> LoadedModel:
+    """Rebuild (vae, var) from a :func:`save_model` file; ``expected`` must equal its config."""
+    path = Path(path)
+    sd, metadata = _read(path, map_location)
+    cfg = _config(ModelConfig, _json(metadata, CONFIG_KEY, path), path, expected)
+    meta = _json(metadata, META_KEY, path) if META_KEY in metadata else {}
+    vae, var = build_model(cfg)
+    _strict_load(vae, _split(sd, "vae."), path, "the 'vae.' tensors")
+    _strict_load(var, _split(sd, "var."), path, "the 'var.' tensors")
+    others = sorted(k for k in sd if not k.startswith(("vae.", "var.")))
+    if others:
+        raise CheckpointError(f"{path}: unexpected tensors {others[:8]}")
+    return LoadedModel(vae.to(map_location), var.to(map_location), cfg, meta)
+
+
+def save_vae(
+    path: str | Path,
+    vae: VQVAE,
+    vae_cfg: VQVAEConfig | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> None:
+    """Write a tokenizer alone (its config defaults to ``vae.config``)."""
+    path = Path(path)
+    cfg = vae.config if vae_cfg is None else vae_cfg
+    if cfg != vae.config:
+        raise CheckpointError(f"{path}: the VQVAE was not built from the given vae_cfg")
+    metadata = {
+        KIND_KEY: "vae",
+        CONFIG_KEY: json.dumps(to_dict(cfg)),
+        META_KEY: json.dumps(dict(meta or {})),
+    }
+    _write(path, dict(vae.state_dict()), metadata)
+
+
+def load_vae(
+    path: str | Path, map_location: str | torch.device = "cpu", expected: VQVAEConfig | None = None
+) -> LoadedVAE:
+    """Rebuild a tokenizer from a :func:`save_vae` file."""
+    path = Path(path)
+    sd, metadata = _read(path, map_location)
+    cfg = _config(VQVAEConfig, _json(metadata, CONFIG_KEY, path), path, expected)
+    meta = _json(metadata, META_KEY, path) if META_KEY in metadata else {}
+    vae = VQVAE.from_config(cfg)
+    _strict_load(vae, sd, path, "the tokenizer tensors")
+    return LoadedVAE(vae.to(map_location), cfg, meta)
+
+
+# --- the official VAR checkpoints (raw state_dicts) ----------------------------------------
+
+
+def load_official_vae(
+    path: str | Path, cfg: VQVAEConfig | None = None, map_location: str | torch.device = "cpu"
+) -> VQVAE:
+    """The official ``vae_ch160v4096z32.pth`` (or a same-layout file) as a VQVAE, strictly."""
+    path = Path(path)
+    sd, _ = _read(path, map_location)
+    vae = VQVAE.from_config(MODEL_CONFIGS["d16"].vae if cfg is None else cfg)
+    _strict_load(vae, sd, path, "the official VQ-VAE state_dict")
+    return vae.to(map_location)
+
+
+def load_official_var(
+    path: str | Path,
+    cfg: VARConfig | None = None,
+    vae_cfg: VQVAEConfig | None = None,
+    map_location: str | torch.device = "cpu",
+) -> DepthVAR:
+    """The official ``var_d16.pth`` (or a same-layout file) as a DepthVAR, strictly.
+
+    Every key, buffers included, must be present with its shape: nothing is dropped.
+    """
+    path = Path(path)
+    sd, _ = _read(path, map_location)
+    vae_cfg = MODEL_CONFIGS["d16"].vae if vae_cfg is None else vae_cfg
+    cfg = MODEL_CONFIGS["d16"].var if cfg is None else cfg
+    var = DepthVAR.from_config(cfg, vae_cfg.vocab_size, vae_cfg.z_channels, vae_cfg.v_patch_nums)
+    _strict_load(var, sd, path, "the official VAR state_dict")
+    return var.to(map_location)
+
+
+def load_state_dict_strict(module: nn.Module, sd: Mapping[str, Any], source: str) -> None:
+    """Strict load of an in-memory state_dict, reporting mismatches against ``source``."""
+    _strict_load(module, sd, Path(source), "the state_dict")

@@ -1,0 +1,173 @@
+"""Transformer blocks of VAR: AdaLN self-attention with L2-normalised q/k, and the head.
+
+Parameter names mirror the official ``var_d16.pth`` (``attn.mat_qkv``, ``q_bias``,
+``zero_k_bias``, ``ffn.fc1``, ``ada_lin.1`` ...). The KV cache is an explicit object
+passed in by the caller rather than state hidden in the modules, so a cached and an
+uncached pass can run side by side on the same model.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class LayerKV:
+    """Keys and values (B, H, l, c) seen so far by one attention layer."""
+
+    def __init__(self) -> None:
+        self.k_BHlc: torch.Tensor | None = None
+        self.v_BHlc: torch.Tensor | None = None
+
+    def extend(self, k_BHlc: torch.Tensor, v_BHlc: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self.k_BHlc is None:
+            self.k_BHlc, self.v_BHlc = k_BHlc, v_BHlc
+        else:
+            self.k_BHlc = torch.cat((self.k_BHlc, k_BHlc), dim=2)
+            self.v_BHlc = torch.cat((self.v_BHlc, v_BHlc), dim=2)
+        return self.k_BHlc, self.v_BHlc
+
+
+class KVCache:
+    """One :class:`LayerKV` per transformer block."""
+
+    def __init__(self, depth: int) -> None:
+        self.layers = [LayerKV() for _ in range(depth)]
+
+    @property
+    def length(self) -> int:
+        k = self.layers[0].k_BHlc
+        return 0 if k is None else k.shape[2]
+
+
+class SelfAttention(nn.Module):
+    """Multi-head attention; q and k L2-normalised and q scaled by a learned per-head factor."""
+
+    def __init__(
+        self, embed_dim: int, num_heads: int, attn_drop: float, proj_drop: float, l2_norm: bool
+    ) -> None:
+        super().__init__()
+        self.num_heads, self.head_dim = num_heads, embed_dim // num_heads
+        self.attn_l2_norm = l2_norm
+        if l2_norm:
+            self.scale = 1.0
+            self.scale_mul_1H11 = nn.Parameter(torch.full((1, num_heads, 1, 1), 4.0).log())
+            self.max_scale_mul = math.log(100)
+        else:
+            self.scale = 0.25 / math.sqrt(self.head_dim)
+        self.mat_qkv = nn.Linear(embed_dim, 3 * embed_dim, bias=False)
+        self.q_bias = nn.Parameter(torch.zeros(embed_dim))
+        self.v_bias = nn.Parameter(torch.zeros(embed_dim))
+        self.register_buffer("zero_k_bias", torch.zeros(embed_dim))
+        self.proj = nn.Linear(embed_dim, embed_dim)
+        self.proj_drop = nn.Dropout(proj_drop) if proj_drop > 0 else nn.Identity()
+        self.attn_drop = attn_drop
+
+    def forward(
+        self,
+        x_BLC: torch.Tensor,
+        attn_bias: torch.Tensor | None,
+        cache: LayerKV | None = None,
+    ) -> torch.Tensor:
+        B, L, C = x_BLC.shape
+        bias = torch.cat((self.q_bias, self.zero_k_bias, self.v_bias))
+        qkv = F.linear(x_BLC, self.mat_qkv.weight, bias).view(B, L, 3, self.num_heads, -1)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, L, c)
+        if self.attn_l2_norm:
+            scale_mul = self.scale_mul_1H11.clamp_max(self.max_scale_mul).exp()
+            q = F.normalize(q, dim=-1).mul(scale_mul)
+            k = F.normalize(k, dim=-1)
+        if cache is not None:
+            k, v = cache.extend(k, v)
+        out_BHLc = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=attn_bias,
+            dropout_p=self.attn_drop if self.training else 0.0,
+            scale=self.scale,
+        )
+        return self.proj_drop(self.proj(out_BHLc.transpose(1, 2).reshape(B, L, C)))
+
+
+class FFN(nn.Module):
+    """fc1 -> tanh-GELU -> fc2."""
+
+    def __init__(self, embed_dim: int, hidden: int, drop: float) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(embed_dim, hidden)
+        self.act = nn.GELU(approximate="tanh")
+        self.fc2 = nn.Linear(hidden, embed_dim)
+        self.drop = nn.Dropout(drop) if drop > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.act(self.fc1(x))))
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop the whole residual branch of a sample with probability p."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x_BLC: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x_BLC
+        keep_B11 = x_BLC.new_empty(x_BLC.shape[0], 1, 1).bernoulli_(1 - self.p)
+        return x_BLC * keep_B11 / (1 - self.p)
+
+
+class AdaLNSelfAttn(nn.Module):
+    """Pre-norm block whose LayerNorm scale/shift and residual gains come from a condition."""
+
+    def __init__(
+        self,
+        embed_dim: int,
+        cond_dim: int,
+        num_heads: int,
+        mlp_ratio: float,
+        norm_eps: float,
+        drop: float,
+        attn_drop: float,
+        drop_path: float,
+        attn_l2_norm: bool,
+    ) -> None:
+        super().__init__()
+        self.C = embed_dim
+        self.drop_path = DropPath(drop_path)
+        self.attn = SelfAttention(embed_dim, num_heads, attn_drop, drop, attn_l2_norm)
+        self.ffn = FFN(embed_dim, round(embed_dim * mlp_ratio), drop)
+        self.ln_wo_grad = nn.LayerNorm(embed_dim, eps=norm_eps, elementwise_affine=False)
+        self.ada_lin = nn.Sequential(nn.SiLU(inplace=False), nn.Linear(cond_dim, 6 * embed_dim))
+
+    def forward(
+        self,
+        x_BLC: torch.Tensor,
+        cond_BD: torch.Tensor,
+        attn_bias: torch.Tensor | None,
+        cache: LayerKV | None = None,
+    ) -> torch.Tensor:
+        ada_B16C = self.ada_lin(cond_BD).view(-1, 1, 6, self.C)
+        gamma1, gamma2, scale1, scale2, shift1, shift2 = ada_B16C.unbind(2)
+        h = self.ln_wo_grad(x_BLC).mul(scale1.add(1)).add_(shift1)
+        x_BLC = x_BLC + self.drop_path(self.attn(h, attn_bias, cache).mul_(gamma1))
+        h = self.ln_wo_grad(x_BLC).mul(scale2.add(1)).add_(shift2)
+        return x_BLC + self.drop_path(self.ffn(h).mul(gamma2))
+
+
+class AdaLNBeforeHead(nn.Module):
+    """Conditioned LayerNorm applied before the vocabulary head."""
+
+    def __init__(self, embed_dim: int, cond_dim: int, norm_eps: float) -> None:
+        super().__init__()
+        self.C = embed_dim
+        self.ln_wo_grad = nn.LayerNorm(embed_dim, eps=norm_eps, elementwise_affine=False)
+        self.ada_lin = nn.Sequential(nn.SiLU(inplace=False), nn.Linear(cond_dim, 2 * embed_dim))
+
+    def forward(self, x_BLC: torch.Tensor, cond_BD: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.ada_lin(cond_BD).view(-1, 1, 2, self.C).unbind(2)
+        return self.ln_wo_grad(x_BLC).mul(scale.add(1)).add_(shift)

@@ -1,0 +1,158 @@
+"""Model configurations: one frozen dataclass per network, and the named registry.
+
+The dataclasses are the single source of truth for a model's shape: they are
+saved inside every checkpoint (as JSON) and compared on load, so a checkpoint
+can never be silently loaded into a differently-shaped model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from depthcore.config import frozen
+
+# Scale -> phi index of the official 10-scale tokenizer. The official code picks the phi
+# nearest to si/(SN-1) among linspace ticks; two of those ten picks are float ties, so the
+# published table is hard-coded here instead of recomputed.
+OFFICIAL_PHI_INDEX_10 = (0, 0, 1, 1, 1, 2, 2, 3, 3, 3)
+
+
+@frozen
+class VQVAEConfig:
+    """Multi-scale residual VQ-VAE (VAR tokenizer layout).
+
+    The decoder has ``num_res_blocks + 1`` blocks per level, as in VAR. Attention
+    (single head) sits at the lowest resolution and in the middle when enabled.
+    """
+
+    vocab_size: int = 4096
+    z_channels: int = 32
+    ch: int = 160
+    ch_mult: tuple[int, ...] = (1, 1, 2, 2, 4)
+    num_res_blocks: int = 2
+    norm_groups: int = 32
+    using_sa: bool = True
+    using_mid_sa: bool = True
+    dropout: float = 0.0
+    beta: float = 0.25
+    quant_resi: float = 0.5
+    share_quant_resi: int = 4
+    v_patch_nums: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)
+
+    def __post_init__(self) -> None:
+        for width in {self.ch * m for m in self.ch_mult}:
+            if width % self.norm_groups:
+                raise ValueError(f"channel width {width} is not divisible by norm_groups")
+        if self.share_quant_resi < 1:
+            raise ValueError("share_quant_resi must be >= 1 (number of shared phi convs)")
+        if list(self.v_patch_nums) != sorted(set(self.v_patch_nums)):
+            raise ValueError(f"v_patch_nums must increase strictly: {self.v_patch_nums}")
+
+    @property
+    def downsample(self) -> int:
+        """Spatial reduction of the encoder (2 per level but the last)."""
+        return 2 ** (len(self.ch_mult) - 1)
+
+
+@frozen
+class VARConfig:
+    """GPT-2-style AdaLN transformer over VQ tokens (VAR layout).
+
+    VAR's builder ties width and heads to depth (``embed_dim = 64 * depth``,
+    ``num_heads = depth``); small CPU models set them freely.
+    """
+
+    depth: int = 16
+    embed_dim: int = 1024
+    num_heads: int = 16
+    mlp_ratio: float = 4.0
+    num_classes: int = 1000
+    norm_eps: float = 1e-6
+    drop_rate: float = 0.0
+    attn_drop_rate: float = 0.0
+    drop_path_rate: float = 0.0
+    attn_l2_norm: bool = True
+
+    def __post_init__(self) -> None:
+        if self.embed_dim % self.num_heads:
+            raise ValueError(f"embed_dim {self.embed_dim} is not divisible by {self.num_heads}")
+
+
+@frozen
+class ModelConfig:
+    """A tokenizer + transformer pair and the square input size they were built for."""
+
+    vae: VQVAEConfig = dataclasses.field(default_factory=VQVAEConfig)
+    var: VARConfig = dataclasses.field(default_factory=VARConfig)
+    image_size: int = 256
+
+    def __post_init__(self) -> None:
+        latent = self.image_size // self.vae.downsample
+        if latent * self.vae.downsample != self.image_size or latent != self.vae.v_patch_nums[-1]:
+            raise ValueError(
+                f"image_size {self.image_size} / downsample {self.vae.downsample} must equal "
+                f"the last patch_num {self.vae.v_patch_nums[-1]}"
+            )
+
+
+def phi_index_map(num_scales: int, num_phi: int) -> tuple[int, ...]:
+    """Which shared phi conv each scale uses.
+
+    10 scales with 4 phis: the official table. Otherwise the official rule: the tick
+    nearest to ``si / (SN - 1)`` among ``linspace(1/(3K), 1 - 1/(3K), K)`` for K = 4, or
+    ``linspace(1/(2K), 1 - 1/(2K), K)`` for other K (first tick wins a tie).
+    """
+    if num_scales == 10 and num_phi == 4:
+        return OFFICIAL_PHI_INDEX_10
+    if num_scales == 1:
+        return (0,)
+    k = num_phi
+    margin = 1 / 3 / k if k == 4 else 1 / 2 / k
+    ticks = np.linspace(margin, 1 - margin, k)
+    return tuple(int(np.argmin(np.abs(ticks - si / (num_scales - 1)))) for si in range(num_scales))
+
+
+MODEL_CONFIGS: dict[str, ModelConfig] = {
+    # CPU model for the embedded default pipeline: 64 px, 8x down to an 8x8 latent, L = 130.
+    "tiny": ModelConfig(
+        vae=VQVAEConfig(
+            vocab_size=512,
+            z_channels=16,
+            ch=16,
+            ch_mult=(1, 2, 2, 4),
+            num_res_blocks=1,
+            norm_groups=8,
+            using_sa=False,
+            using_mid_sa=True,
+            share_quant_resi=4,
+            v_patch_nums=(1, 2, 3, 4, 6, 8),
+        ),
+        var=VARConfig(depth=4, embed_dim=256, num_heads=4, num_classes=1),
+        image_size=64,
+    ),
+    # The paper's model: the official VAR tokenizer and var_d16 sizes at 256 px.
+    "d16": ModelConfig(
+        vae=VQVAEConfig(),
+        var=VARConfig(depth=16, embed_dim=1024, num_heads=16, num_classes=1000),
+        image_size=256,
+    ),
+}
+
+
+def resolve_config(name: str, **overrides: Any) -> ModelConfig:
+    """``MODEL_CONFIGS[name]`` with ``vae={...}``, ``var={...}``, ``image_size=...`` replaced.
+
+    Unknown names and unknown override keys fail with the allowed choices listed.
+    """
+    if name not in MODEL_CONFIGS:
+        raise KeyError(f"unknown model '{name}' (choices: {', '.join(sorted(MODEL_CONFIGS))})")
+    base = MODEL_CONFIGS[name]
+    unknown = sorted(set(overrides) - {"vae", "var", "image_size"})
+    if unknown:
+        raise KeyError(f"unknown override(s) {unknown} for model '{name}' (vae, var, image_size)")
+    vae = dataclasses.replace(base.vae, **overrides.get("vae", {}))
+    var = dataclasses.replace(base.var, **overrides.get("var", {}))
+    return ModelConfig(vae=vae, var=var, image_size=overrides.get("image_size", base.image_size))

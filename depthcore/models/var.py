@@ -1,0 +1,192 @@
+"""DepthVAR: VAR's next-scale transformer conditioned on image tokens placed as a prefix.
+
+One self-attention sequence holds L image tokens (the RGB image's own multi-scale
+VQ decomposition) followed by L depth tokens (SOS + teacher-forced/own inputs).
+Image tokens attend to all image tokens; depth tokens attend to all image tokens
+and block-causally (scale <= own scale) to depth tokens. The AdaLN condition and
+the SOS token are the class embedding of the null class, as in the official
+DepthART code. Names and shapes of parameters and buffers are those of the
+official ``var_d16.pth``, so it initialises this model with ``strict=True``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+from torch import nn
+
+from depthcore.models.blocks import AdaLNBeforeHead, AdaLNSelfAttn, KVCache
+from depthcore.models.configs import VARConfig
+
+
+class DepthVAR(nn.Module):
+    """Next-scale prediction of depth tokens given an image-token prefix."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        Cvae: int,
+        patch_nums: tuple[int, ...],
+        cfg: VARConfig,
+    ) -> None:
+        super().__init__()
+        self.config = cfg
+        self.V, self.Cvae, self.C = vocab_size, Cvae, cfg.embed_dim
+        self.depth, self.num_heads, self.num_classes = cfg.depth, cfg.num_heads, cfg.num_classes
+        self.patch_nums = tuple(patch_nums)
+        self.L = sum(pn * pn for pn in self.patch_nums)
+        self.first_l = self.patch_nums[0] ** 2
+        ends = list(itertools.accumulate(pn * pn for pn in self.patch_nums))
+        self.begin_ends = [(e - pn * pn, e) for e, pn in zip(ends, self.patch_nums, strict=True)]
+        init_std = math.sqrt(1 / self.C / 3)
+
+        self.word_embed = nn.Linear(Cvae, self.C)
+        self.class_emb = nn.Embedding(cfg.num_classes + 1, self.C)
+        self.pos_start = nn.Parameter(torch.empty(1, self.first_l, self.C))
+        self.pos_1LC = nn.Parameter(torch.empty(1, self.L, self.C))
+        self.lvl_embed = nn.Embedding(len(self.patch_nums), self.C)
+        dpr = [cfg.drop_path_rate * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
+        self.blocks = nn.ModuleList(
+            AdaLNSelfAttn(
+                self.C,
+                self.C,
+                cfg.num_heads,
+                cfg.mlp_ratio,
+                cfg.norm_eps,
+                cfg.drop_rate,
+                cfg.attn_drop_rate,
+                dpr[i],
+                cfg.attn_l2_norm,
+            )
+            for i in range(cfg.depth)
+        )
+        lvl_L = torch.cat([torch.full((pn * pn,), i) for i, pn in enumerate(self.patch_nums)])
+        self.register_buffer("lvl_1L", lvl_L.view(1, self.L).contiguous())
+        # depth-only block-causal mask (query scale >= key scale); the prefix is added per call
+        allowed_LL = lvl_L.view(self.L, 1) >= lvl_L.view(1, self.L)
+        mask_LL = torch.zeros(self.L, self.L).masked_fill_(~allowed_LL, -torch.inf)
+        self.register_buffer("attn_bias_for_masking", mask_LL.view(1, 1, self.L, self.L))
+        self.head_nm = AdaLNBeforeHead(self.C, self.C, cfg.norm_eps)
+        self.head = nn.Linear(self.C, self.V)
+        self.init_weights(init_std)
+
+    @classmethod
+    def from_config(
+        cls, cfg: VARConfig, vocab_size: int, Cvae: int, patch_nums: tuple[int, ...]
+    ) -> DepthVAR:
+        """Build for a tokenizer with ``vocab_size`` codes of width ``Cvae``."""
+        return cls(vocab_size, Cvae, patch_nums, cfg)
+
+    @torch.no_grad()
+    def init_weights(self, init_std: float, adaln: float = 0.5, adaln_gamma: float = 1e-5) -> None:
+        """VAR's initialisation: small heads, near-zero residual gains, depth-scaled projections."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=init_std)
+                if m.bias is not None:
+                    m.bias.zero_()
+            elif isinstance(m, nn.Embedding):
+                nn.init.trunc_normal_(m.weight, std=init_std)
+        for p in (self.pos_start, self.pos_1LC):
+            nn.init.trunc_normal_(p, std=init_std)
+        self.head.weight.mul_(0.02)
+        self.head_nm.ada_lin[-1].weight.mul_(adaln)
+        C = self.C
+        for block in self.blocks:
+            block.attn.proj.weight.div_(math.sqrt(2 * self.depth))
+            block.ffn.fc2.weight.div_(math.sqrt(2 * self.depth))
+            lin = block.ada_lin[-1]
+            lin.weight[2 * C :].mul_(adaln)
+            lin.weight[: 2 * C].mul_(adaln_gamma)
+
+    # --- embeddings ----------------------------------------------------------------------
+
+    def null_cond(self, B: int, device: torch.device) -> torch.Tensor:
+        """AdaLN condition (B, C): the null-class embedding."""
+        label_B = torch.full((B,), self.num_classes, dtype=torch.long, device=device)
+        return self.class_emb(label_B)
+
+    def _add_pos(self, x_BlC: torch.Tensor, start: int) -> torch.Tensor:
+        end = start + x_BlC.shape[1]
+        return x_BlC + self.lvl_embed(self.lvl_1L[:, start:end]) + self.pos_1LC[:, start:end]
+
+    def embed_prefix(self, prefix_BLCv: torch.Tensor) -> torch.Tensor:
+        """Image tokens (B, L, Cvae) -> (B, L, C) with the shared level/position embeddings."""
+        if prefix_BLCv.ndim != 3 or tuple(prefix_BLCv.shape[1:]) != (self.L, self.Cvae):
+            raise ValueError(
+                f"image prefix must be (B, {self.L}, {self.Cvae}), got {tuple(prefix_BLCv.shape)}"
+            )
+        return self._add_pos(self.word_embed(prefix_BLCv.float()), 0)
+
+    def embed_depth(self, cond_BD: torch.Tensor, x_BlCv: torch.Tensor | None) -> torch.Tensor:
+        """SOS + depth inputs (B, l, Cvae) -> (B, first_l + l, C)."""
+        B = cond_BD.shape[0]
+        sos_BlC = cond_BD.unsqueeze(1).expand(B, self.first_l, -1) + self.pos_start
+        if x_BlCv is not None and x_BlCv.shape[1] > 0:
+            sos_BlC = torch.cat((sos_BlC, self.word_embed(x_BlCv.float())), dim=1)
+        return self._add_pos(sos_BlC, 0)
+
+    def prefix_attn_bias(self, n_depth: int) -> torch.Tensor:
+        """(1, 1, L + n, L + n) additive mask for L image tokens then n depth tokens."""
+        L = self.L
+        depth_nn = self.attn_bias_for_masking[0, 0, :n_depth, :n_depth]
+        top = torch.cat((depth_nn.new_zeros(L, L), depth_nn.new_full((L, n_depth), -torch.inf)), 1)
+        bottom = torch.cat((depth_nn.new_zeros(n_depth, L), depth_nn), 1)
+        return torch.cat((top, bottom), 0).view(1, 1, L + n_depth, L + n_depth)
+
+    def _run(
+        self,
+        x_BLC: torch.Tensor,
+        cond_BD: torch.Tensor,
+        attn_bias: torch.Tensor | None,
+        cache: KVCache | None,
+        n_out: int,
+    ) -> torch.Tensor:
+        for i, block in enumerate(self.blocks):
+            x_BLC = block(x_BLC, cond_BD, attn_bias, None if cache is None else cache.layers[i])
+        h_BlC = x_BLC[:, -n_out:]
+        return self.head(self.head_nm(h_BlC.float(), cond_BD)).float()
+
+    # --- passes --------------------------------------------------------------------------
+
+    def forward(self, prefix_BLCv: torch.Tensor, x_BlCv: torch.Tensor | None) -> torch.Tensor:
+        """One parallel masked pass; logits (B, first_l + l, V) for every depth position.
+
+        ``x_BlCv`` holds the inputs of scales 2..k (all L - first_l for training; fewer
+        for the uncached inference path), e.g. ``vae.idxBl_to_var_input(tokens)``.
+        """
+        B = prefix_BLCv.shape[0]
+        cond_BD = self.null_cond(B, prefix_BLCv.device)
+        depth_BlC = self.embed_depth(cond_BD, x_BlCv)
+        n = depth_BlC.shape[1]
+        if n > self.L:
+            raise ValueError(f"{n} depth tokens given, the model holds at most {self.L}")
+        x_BLC = torch.cat((self.embed_prefix(prefix_BLCv), depth_BlC), dim=1)
+        return self._run(x_BLC, cond_BD, self.prefix_attn_bias(n), None, n)
+
+    def start_cached(self, prefix_BLCv: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """First inference step: feed [image prefix, SOS]; logits (B, first_l, V)."""
+        B = prefix_BLCv.shape[0]
+        cond_BD = self.null_cond(B, prefix_BLCv.device)
+        x_BLC = torch.cat((self.embed_prefix(prefix_BLCv), self.embed_depth(cond_BD, None)), 1)
+        attn_bias = self.prefix_attn_bias(self.first_l)
+        return self._run(x_BLC, cond_BD, attn_bias, cache, self.first_l)
+
+    def step_cached(self, si: int, next_BlCv: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """Feed scale ``si``'s inputs (B, pn_si^2, Cvae) (si >= 1); logits (B, pn_si^2, V).
+
+        Every new query may see everything cached (all earlier scales and the prefix)
+        and its own scale, so no mask is needed.
+        """
+        start, end = self.begin_ends[si]
+        if next_BlCv.shape[1] != end - start:
+            raise ValueError(f"scale {si} needs {end - start} tokens, got {next_BlCv.shape[1]}")
+        cond_BD = self.null_cond(next_BlCv.shape[0], next_BlCv.device)
+        x_BlC = self._add_pos(self.word_embed(next_BlCv.float()), start)
+        return self._run(x_BlC, cond_BD, None, cache, end - start)
+
+    def new_cache(self) -> KVCache:
+        """An empty KV cache for :meth:`start_cached` / :meth:`step_cached`."""
+        return KVCache(self.depth)

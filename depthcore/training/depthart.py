@@ -1,0 +1,55 @@
+"""DepthART: train on the model's own predictions with dynamically re-quantised targets.
+
+Teacher forcing shows scale k the ground-truth tokens of scales < k, which the model
+never sees at inference. DepthART shows it its own argmax tokens z_1..z_{k-1} and asks
+for the tokens that best explain what those predictions left unexplained:
+t_k = nearest-code(area-resize(f_D - f_hat_pred_{<k}, pn_k)).
+
+Efficient form: one no-grad KV-cached greedy rollout yields every z_k (and so every
+t_k, a cheap quantiser loop), then ONE parallel masked pass with gradients over inputs
+built from z gives all logits. With the same inputs the parallel pass reproduces the
+rollout's logits, so its argmax is z again: the sequential and parallel forms agree.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from depthcore.inference import GREEDY, rollout
+from depthcore.models.var import DepthVAR
+from depthcore.models.vqvae import VQVAE
+from depthcore.training.losses import LossOutput, scale_cross_entropy
+
+
+@torch.no_grad()
+def depthart_targets(
+    vae: VQVAE, fD_BChw: torch.Tensor, pred_idx_Bl: list[torch.Tensor]
+) -> list[torch.Tensor]:
+    """Dynamic targets t_k (B, pn_k^2) for predictions z_k of every scale.
+
+    t_k quantises the residual of the depth features after the *predicted* scales < k;
+    when the predictions are the VQ-VAE's own tokens this is exactly its decomposition.
+    """
+    quant = vae.quantize
+    f_rest = fD_BChw.detach().float().clone()
+    targets: list[torch.Tensor] = []
+    for si, pn in enumerate(vae.v_patch_nums):
+        targets.append(quant.nearest_code(quant.residual_at_scale(si, f_rest)))
+        f_rest = f_rest - quant.upsample_phi(si, quant.embed_map(pred_idx_Bl[si], pn))
+    return targets
+
+
+def depthart_loss(
+    vae: VQVAE, var: DepthVAR, prefix_BLC: torch.Tensor, fD_BChw: torch.Tensor
+) -> LossOutput:
+    """Cross-entropy of the parallel pass on the model's own inputs against dynamic targets.
+
+    The rollout runs in the modules' current mode (use drop rates of 0, the default,
+    for the rollout and the parallel pass to see identical inputs).
+    """
+    with torch.no_grad():
+        pred_idx_Bl = rollout(vae, var, prefix_BLC, GREEDY, use_cache=True).idx_Bl
+        targets = depthart_targets(vae, fD_BChw, pred_idx_Bl)
+        x_BlCv = vae.idxBl_to_var_input(pred_idx_Bl)
+    logits_BLV = var(prefix_BLC, x_BlCv)
+    return scale_cross_entropy(logits_BLV, torch.cat(targets, dim=1), var.begin_ends)
