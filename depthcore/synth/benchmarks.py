@@ -192,7 +192,10 @@ def _ibims(out_dir: Path, n: int, rng: np.random.Generator, height: int, width: 
         plane_ids = [p.plane_id for p in scene.planes() if _is_annotated(p)]
 
         def planar_view(out: Render, ids: list[int] = plane_ids) -> bool:
-            return bool(np.isin(out.plane_id_HW, ids).mean() >= MIN_PLANAR_VIEW)
+            # iBims views show annotated planes and at least one occlusion boundary,
+            # so the depth-boundary errors are defined for every frame.
+            planar = np.isin(out.plane_id_HW, ids).mean() >= MIN_PLANAR_VIEW
+            return bool(planar and _depth_edges(out.planar_HW).any())
 
         shot = _shoot(rng, scene, K_33, height, width, accept=planar_view)
         planar_HW = shot.out.planar_HW
