@@ -1,0 +1,268 @@
+"""Run loggers: MLflow for the pipeline, CSV for runs without a tracking server, or none.
+
+Training code talks to the :class:`RunLogger` protocol only. The MLflow logger
+uses an explicit ``MlflowClient`` (no fluent "active run" global) and imports
+mlflow inside its methods, so ``import depthcore`` never pays for mlflow.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from depthcore.errors import DepthcoreError
+from depthcore.io import write_text_atomic
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+_FLUSH_EVERY = 200  # metric values buffered before one log_batch call
+
+
+class TrackingError(DepthcoreError):
+    """The tracking backend cannot be reached or refused a write."""
+
+
+@runtime_checkable
+class RunLogger(Protocol):
+    """What a training run reports: params once, metrics per step, files as artifacts."""
+
+    run_id: str | None
+
+    def log_params(self, params: dict[str, Any]) -> None: ...
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None: ...
+
+    def log_artifact(self, path: str | Path, artifact_dir: str | None = None) -> None: ...
+
+    def close(self, status: str = "FINISHED") -> None: ...
+
+
+class NullLogger:
+    """Logs nothing (non-zero DDP ranks, tests)."""
+
+    run_id: str | None = None
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        return None
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        return None
+
+    def log_artifact(self, path: str | Path, artifact_dir: str | None = None) -> None:
+        return None
+
+    def close(self, status: str = "FINISHED") -> None:
+        return None
+
+
+class CsvLogger:
+    """Appends metrics to ``<out_dir>/metrics.csv`` (long format: step, name, value)."""
+
+    run_id: str | None = None
+
+    def __init__(self, out_dir: str | Path) -> None:
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._metrics_path = self.out_dir / "metrics.csv"
+        if not self._metrics_path.exists():
+            self._metrics_path.write_text("step,name,value\n")
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        write_text_atomic(self.out_dir / "params.json", json.dumps(params, indent=2, default=str))
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        with self._metrics_path.open("a", newline="") as fh:
+            writer = csv.writer(fh)
+            for name, value in metrics.items():
+                writer.writerow([step, name, float(value)])
+
+    def log_artifact(self, path: str | Path, artifact_dir: str | None = None) -> None:
+        return None  # the file already lives in the run's output folder
+
+    def close(self, status: str = "FINISHED") -> None:
+        return None
+
+
+def resolve_tracking_uri(default: str = DEFAULT_TRACKING_URI) -> str:
+    """``MLFLOW_TRACKING_URI`` when set, else ``default`` (the params value)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or default
+
+
+def default_artifact_location(tracking_uri: str) -> str | None:
+    """Artifacts of a local sqlite store live beside the database, in ``mlartifacts/``.
+
+    MLflow's own default is ``./mlruns`` under whatever the current directory
+    happens to be; a server (http URI) chooses its own artifact store (None).
+    """
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix):
+        return None
+    db = Path(tracking_uri[len(prefix) :])
+    return (db.resolve().parent / "mlartifacts").as_uri()
+
+
+class MlflowLogger:
+    """One MLflow run, created (or resumed by id) at construction.
+
+    Fails within ~30 s against an unreachable server, naming the URI, by
+    lowering mlflow's HTTP retries and timeout unless the user set them.
+    """
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment: str,
+        run_name: str | None = None,
+        run_id: str | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> None:
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+        from mlflow.exceptions import MlflowException
+        from mlflow.tracking import MlflowClient
+
+        self.tracking_uri = tracking_uri
+        self._buffer: list[Any] = []
+        try:
+            self.client = MlflowClient(tracking_uri=tracking_uri)
+            if run_id is not None:
+                run = self.client.get_run(run_id)
+                self.experiment_id = run.info.experiment_id
+                self.client.update_run(run_id, status="RUNNING")
+            else:
+                exp = self.client.get_experiment_by_name(experiment)
+                self.experiment_id = (
+                    exp.experiment_id
+                    if exp
+                    else self.client.create_experiment(
+                        experiment, artifact_location=default_artifact_location(tracking_uri)
+                    )
+                )
+                run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
+        except (MlflowException, OSError) as exc:
+            raise TrackingError(f"MLflow tracking at {tracking_uri} failed: {exc}") from exc
+        self.run_id = run.info.run_id
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return fn(*args, **kwargs)
+        except (MlflowException, OSError) as exc:
+            raise TrackingError(
+                f"MLflow {what} for run {self.run_id} at {self.tracking_uri} failed: {exc}"
+            ) from exc
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        """Log params; in a resumed run, values that changed go to ``resumed.<key>`` tags.
+
+        MLflow params are immutable, and a resumed run may legitimately change
+        e.g. ``steps``; the first value stays the param, the new one is recorded.
+        """
+        from mlflow.entities import Param, RunTag
+
+        flat = {str(k): str(v)[:6000] for k, v in sorted(_flatten(params).items())}
+        old = self._call("get_run", self.client.get_run, self.run_id).data.params
+        items = [Param(k, v) for k, v in flat.items() if k not in old]
+        tags = [RunTag(f"resumed.{k}", v) for k, v in flat.items() if k in old and old[k] != v]
+        for i in range(0, len(items), 100):
+            self._call("log_params", self.client.log_batch, self.run_id, params=items[i : i + 100])
+        if tags:
+            self._call("set_tags", self.client.log_batch, self.run_id, tags=tags)
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self._buffer.extend(Metric(k, float(v), now, step) for k, v in metrics.items())
+        if len(self._buffer) >= _FLUSH_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send buffered metric values (also done by :meth:`close` and artifact logging)."""
+        while self._buffer:
+            chunk, self._buffer = self._buffer[:1000], self._buffer[1000:]
+            self._call("log_metrics", self.client.log_batch, self.run_id, metrics=chunk)
+
+    def log_artifact(self, path: str | Path, artifact_dir: str | None = None) -> None:
+        self.flush()
+        self._call("log_artifact", self.client.log_artifact, self.run_id, str(path), artifact_dir)
+
+    def close(self, status: str = "FINISHED") -> None:
+        self.flush()
+        self._call("set_terminated", self.client.set_terminated, self.run_id, status)
+
+    def run_record(self) -> dict[str, str]:
+        """What later stages need to log into the same run (written as mlflow_run.json)."""
+        return {
+            "run_id": str(self.run_id),
+            "experiment_id": str(self.experiment_id),
+            "tracking_uri": self.tracking_uri,
+        }
+
+
+def _flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as dotted keys (``optim.lr``), the form MLflow params take."""
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def make_logger(
+    kind: str,
+    *,
+    out_dir: str | Path,
+    tracking_uri: str = DEFAULT_TRACKING_URI,
+    experiment: str = "depthart",
+    run_name: str | None = None,
+    run_id: str | None = None,
+) -> RunLogger:
+    """The logger named by a params value: ``mlflow``, ``csv`` or ``none``."""
+    if kind == "mlflow":
+        return MlflowLogger(
+            resolve_tracking_uri(tracking_uri), experiment, run_name=run_name, run_id=run_id
+        )
+    if kind == "csv":
+        return CsvLogger(out_dir)
+    if kind == "none":
+        return NullLogger()
+    raise ValueError(f"unknown tracking kind {kind!r} (choose mlflow, csv or none)")
+
+
+def open_run_logger(
+    kind: str,
+    *,
+    out_dir: str | Path,
+    tracking_uri: str = DEFAULT_TRACKING_URI,
+    experiment: str = "depthart",
+    run_name: str | None = None,
+    resume: bool = False,
+) -> RunLogger:
+    """A stage's logger, recording an MLflow run in ``<out_dir>/mlflow_run.json``.
+
+    Later stages (evaluate, register) read that file to log into the same run;
+    with ``resume`` an existing record's run is continued instead of a new one.
+    """
+    record = Path(out_dir) / "mlflow_run.json"
+    run_id = None
+    if kind == "mlflow" and resume and record.is_file():
+        run_id = json.loads(record.read_text()).get("run_id")
+    logger = make_logger(
+        kind,
+        out_dir=out_dir,
+        tracking_uri=tracking_uri,
+        experiment=experiment,
+        run_name=run_name,
+        run_id=run_id,
+    )
+    if isinstance(logger, MlflowLogger):
+        write_text_atomic(record, json.dumps(logger.run_record(), indent=2) + "\n")
+    return logger

@@ -1,0 +1,465 @@
+"""One trainer for both objectives: same data, steps, optimiser and seed; only the loss differs.
+
+Training reads the frozen-feature cache (:mod:`depthcore.features`), so the
+VQ-VAE encoder never runs in the loop. The batch of every step is a pure
+function of (seed, step, rank), the LR a pure function of the step, and the
+checkpoint holds the weights, optimiser moments and RNG state: an interrupted
+run resumed from its last checkpoint ends with the same weights as an
+uninterrupted one. Under ``torchrun`` each rank takes its own slice of the
+global batch and gradients are averaged (see :mod:`depthcore.training.distributed`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from depthcore.alignment import align_lsq
+from depthcore.config import frozen, to_dict
+from depthcore.errors import CheckpointError, DataError
+from depthcore.features import FeatureDataset, file_sha256, step_loader
+from depthcore.io import atomic_path, write_text_atomic
+from depthcore.metrics import compute_metrics
+from depthcore.tracking import NullLogger, RunLogger, open_run_logger
+from depthcore.training.distributed import (
+    DistInfo,
+    average_gradients,
+    barrier,
+    broadcast_parameters,
+    init_distributed,
+    max_divergence,
+    mean_over_ranks,
+    shutdown_distributed,
+)
+from depthcore.training.schedule import lr_at
+
+log = logging.getLogger(__name__)
+
+#: Config keys that must agree between a checkpoint and the run resuming from it.
+RESUME_KEYS = (
+    "model", "batch_size", "lr", "betas", "weight_decay", "schedule", "warmup_steps",
+    "step_size", "gamma", "min_lr", "grad_clip", "seed",
+)  # fmt: skip
+
+
+@frozen
+class TrainConfig:
+    """``train`` section of params.yaml (the objective comes from the command line)."""
+
+    model: str = "tiny"  # MODEL_CONFIGS name
+    tokenizer: str = "models/tokenizer/vae.safetensors"  # frozen VQ-VAE (save_vae file)
+    features_dir: str = "features"  # <features_dir>/<split>.h5 from the features stage
+    out_dir: str = "models"  # writes <out_dir>/<objective>/...
+    train_split: str = "train"
+    val_split: str = "val"
+    steps: int = 300
+    batch_size: int = 16  # per process
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.01  # on matrices only (not biases, norms, gains)
+    schedule: Literal["constant", "step", "cosine"] = "cosine"
+    warmup_steps: int = 0
+    step_size: int = 5000  # step schedule: decay every step_size steps (official: 5000)
+    gamma: float = 0.8  # step schedule factor (official: 0.8)
+    min_lr: float = 0.0  # cosine floor
+    grad_clip: float = 1.0  # max global grad norm; 0 disables
+    seed: int = 0
+    ckpt_every: int = 100  # steps between checkpoints; 0 = only at the end
+    keep_ckpts: int = 2  # newest checkpoints kept
+    val_every: int = 0  # steps between validations; 0 = only at the end
+    val_frames: int = 16  # validation frames (0 = all)
+    val_batch_size: int = 8
+    log_every: int = 10  # steps between logged losses
+    figures: bool = True  # per-scale refinement PNGs of the first validation frames
+    num_figures: int = 2
+    tracking: Literal["mlflow", "csv", "none"] = "mlflow"
+    tracking_uri: str = "sqlite:///mlflow.db"  # MLFLOW_TRACKING_URI overrides
+    experiment: str = "depthart"
+    init_var: str = ""  # official var_d16.pth to start from ("" = random init)
+    resume: bool = True  # continue from the newest checkpoint in <out>/<objective>/ckpt
+    device: str = "auto"  # auto | cpu | cuda
+    num_threads: int = 0  # torch intra-op threads; 0 = torch default
+    num_workers: int = 0  # DataLoader workers
+
+
+def _param_groups(var: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Decay matrices (linear/embedding weights) only, as VAR and GPT-2 do."""
+    decay, no_decay = [], []
+    for p in var.parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+class Trainer:
+    """Trains ``var`` on top of the frozen ``vae`` with objective ``objective``."""
+
+    def __init__(
+        self,
+        vae: torch.nn.Module,
+        var: torch.nn.Module,
+        model_cfg: Any,
+        cfg: TrainConfig,
+        objective: str,
+        train_set: FeatureDataset,
+        val_set: FeatureDataset | None,
+        out_dir: str | Path,
+        logger: RunLogger | None = None,
+        dist_info: DistInfo | None = None,
+    ) -> None:
+        from depthcore.training import OBJECTIVES
+
+        if objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {objective!r} (choose from {sorted(OBJECTIVES)})")
+        self.cfg, self.objective, self.model_cfg = cfg, objective, model_cfg
+        self.loss_fn = OBJECTIVES[objective]
+        self.dist = dist_info or DistInfo()
+        self.device = torch.device(self.dist.device)
+        self.vae = vae.to(self.device).eval().requires_grad_(False)
+        self.var = var.to(self.device).train()
+        broadcast_parameters(self.var.parameters(), self.dist)
+        self.train_set, self.val_set = train_set, val_set
+        self.space = str(train_set.attrs.get("space", ""))
+        self.out_dir = Path(out_dir)
+        self.ckpt_dir = self.out_dir / "ckpt"
+        self.logger = logger if (logger is not None and self.dist.is_main) else NullLogger()
+        self.opt = torch.optim.AdamW(
+            _param_groups(self.var, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas
+        )
+        self.step = 0
+        self.loss_ema: float | None = None
+
+    # -- one step -------------------------------------------------------------------------
+    def lr(self, step: int) -> float:
+        c = self.cfg
+        return lr_at(
+            step, base_lr=c.lr, kind=c.schedule, total_steps=c.steps,
+            warmup_steps=c.warmup_steps, step_size=c.step_size, gamma=c.gamma, min_lr=c.min_lr,
+        )  # fmt: skip
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Forward, backward, all-reduce, clip, AdamW step; returns the logged scalars."""
+        lr = self.lr(self.step)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        prefix_BLC = batch["prefix_LC"].to(self.device, non_blocking=True)
+        fD_BChw = batch["fD_Chw"].to(self.device, non_blocking=True)
+        out = self.loss_fn(self.vae, self.var, prefix_BLC, fD_BChw)
+        if not torch.isfinite(out.loss):
+            raise FloatingPointError(f"{self.objective} loss is {out.loss.item()} at {self.step}")
+        self.opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        params = [p for p in self.var.parameters() if p.requires_grad]
+        average_gradients(params, self.dist)
+        grad_norm = 0.0
+        if self.cfg.grad_clip > 0:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip))
+        self.opt.step()
+        self.step += 1
+        with torch.no_grad():
+            acc = (out.logits_BLV.argmax(-1) == out.target_BL).float().mean().item()
+        scalars = {"loss": float(out.loss.item()), "lr": lr, "grad_norm": grad_norm, "acc": acc}
+        for k, v in enumerate(out.per_scale_loss.tolist()):
+            scalars[f"loss_scale_{k}"] = v
+        return scalars
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything but the weights (those go to model.safetensors), weights_only-loadable."""
+        return {
+            "step": self.step,
+            "objective": self.objective,
+            "optimizer": self.opt.state_dict(),
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state()
+            if self.device.type == "cuda"
+            else torch.empty(0),
+            "loss_ema": -1.0 if self.loss_ema is None else self.loss_ema,
+            "config": json.dumps({k: to_dict(self.cfg)[k] for k in RESUME_KEYS}),
+        }
+
+    def load_state_dict(self, state: dict[str, Any], where: str = "checkpoint") -> None:
+        """Restore optimiser, step and RNG; refuse a checkpoint of another run's config."""
+        saved = json.loads(state["config"])
+        mine = {k: to_dict(self.cfg)[k] for k in RESUME_KEYS}
+        diff = {k: (saved.get(k), v) for k, v in mine.items() if saved.get(k) != v}
+        if diff or state["objective"] != self.objective:
+            raise CheckpointError(
+                f"{where}: written by a run with another config/objective; differing (saved, "
+                f"now): {diff or {'objective': (state['objective'], self.objective)}}"
+            )
+        self.opt.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng_cpu"])
+        if self.device.type == "cuda" and state["rng_cuda"].numel():
+            torch.cuda.set_rng_state(state["rng_cuda"])
+        self.step = int(state["step"])
+        self.loss_ema = None if state["loss_ema"] < 0 else float(state["loss_ema"])
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "objective": self.objective,
+            "space": self.space,
+            "image_size": int(self.model_cfg.image_size),
+            "steps": self.step,
+        }
+
+    def save_model(self, path: Path) -> None:
+        """Weights + model config + meta as one safetensors file (atomic)."""
+        from depthcore.checkpoint import save_model
+
+        save_model(path, self.vae, self.var, self.model_cfg, self.meta())
+
+    def save_checkpoint(self) -> Path:
+        """``ckpt/step_NNNNNNN/{model.safetensors,state.pt}``, written atomically; prunes old."""
+        final = self.ckpt_dir / f"step_{self.step:07d}"
+        if self.dist.is_main:
+            with atomic_path(final) as tmp:
+                tmp.mkdir(parents=True)
+                self.save_model(tmp / "model.safetensors")
+                torch.save(self.state_dict(), tmp / "state.pt")
+            for old in self.checkpoints()[: -max(1, self.cfg.keep_ckpts)]:
+                shutil.rmtree(old)
+        barrier(self.dist)
+        return final
+
+    def checkpoints(self) -> list[Path]:
+        if not self.ckpt_dir.is_dir():
+            return []
+        done = [p for p in self.ckpt_dir.glob("step_*") if (p / "state.pt").is_file()]
+        return sorted(done, key=lambda p: int(p.name.split("_")[1]))
+
+    def resume(self) -> bool:
+        """Load the newest checkpoint if there is one; returns whether it did."""
+        ckpts = self.checkpoints()
+        if not ckpts:
+            return False
+        from depthcore.checkpoint import load_model
+
+        path = ckpts[-1]
+        loaded = load_model(
+            path / "model.safetensors", map_location=str(self.device), expected=self.model_cfg
+        )
+        self.var.load_state_dict(loaded.var.state_dict())
+        try:
+            state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, OSError, EOFError) as exc:
+            raise CheckpointError(f"{path / 'state.pt'}: unreadable trainer state: {exc}") from exc
+        self.load_state_dict(state, where=str(path / "state.pt"))
+        log.info("resumed %s from %s (step %d)", self.objective, path, self.step)
+        return True
+
+    # -- the loop -------------------------------------------------------------------------
+    def validate(self, figures_dir: Path | None = None) -> list[float]:
+        """Per-scale AbsRel on the validation frames (rank 0; others get [])."""
+        if self.val_set is None or not self.dist.is_main:
+            return []
+        self.var.eval()
+        try:
+            abs_rel_K = validate_scales(
+                self.vae, self.var, self.val_set, space=self.space,
+                max_frames=self.cfg.val_frames, batch_size=self.cfg.val_batch_size,
+                device=self.device, figures_dir=figures_dir,
+                num_figures=self.cfg.num_figures if self.cfg.figures else 0,
+            )  # fmt: skip
+        finally:
+            self.var.train()
+        self.logger.log_metrics(
+            {f"val_abs_rel_scale_{k}": v for k, v in enumerate(abs_rel_K)}, self.step
+        )
+        self.logger.log_metrics({"val_abs_rel": abs_rel_K[-1]}, self.step)
+        return abs_rel_K
+
+    def fit(self, stop_at: int | None = None) -> dict[str, Any]:
+        """Train to ``cfg.steps`` (or stop early at ``stop_at``, e.g. for a time-boxed job)."""
+        cfg, end = self.cfg, self.cfg.steps if stop_at is None else min(stop_at, self.cfg.steps)
+        if cfg.resume:
+            self.resume()
+        if self.step == 0:
+            torch.manual_seed(cfg.seed + self.dist.rank)
+        loader = step_loader(
+            self.train_set, batch_size=cfg.batch_size, seed=cfg.seed, start_step=self.step,
+            end_step=end, rank=self.dist.rank, world_size=self.dist.world_size,
+            num_workers=cfg.num_workers,
+        )  # fmt: skip
+        bar = tqdm(total=end, initial=self.step, disable=not self.dist.is_main, desc=self.objective)
+        t_train, steps_run, last = 0.0, 0, {}
+        for batch in loader:
+            t0 = time.perf_counter()
+            last = self.train_step(batch)
+            t_train += time.perf_counter() - t0
+            steps_run += 1
+            last["loss"] = mean_over_ranks(last["loss"], self.dist)
+            ema = self.loss_ema
+            self.loss_ema = last["loss"] if ema is None else 0.95 * ema + 0.05 * last["loss"]
+            bar.update(1)
+            bar.set_postfix(loss=f"{self.loss_ema:.4f}", lr=f"{last['lr']:.2e}")
+            if cfg.log_every > 0 and (self.step % cfg.log_every == 0 or self.step == end):
+                self.logger.log_metrics(last, self.step)
+            if cfg.ckpt_every > 0 and self.step % cfg.ckpt_every == 0 and self.step < end:
+                self.save_checkpoint()
+            if cfg.val_every > 0 and self.step % cfg.val_every == 0 and self.step < cfg.steps:
+                self.validate()
+        bar.close()
+        if self.step >= cfg.steps or stop_at is not None:
+            self.save_checkpoint()
+        ms = 1000.0 * t_train / steps_run if steps_run else float("nan")
+        return {"step": self.step, "last": last, "ms_per_step": ms, "loss_ema": self.loss_ema}
+
+    def finish(self, fit_result: dict[str, Any]) -> dict[str, Any]:
+        """Final validation and the declared outputs: model, metrics JSON, scales CSV, figures."""
+        figures = self.out_dir / "figures" if self.cfg.figures else None
+        divergence = max_divergence(self.var.parameters(), self.dist)
+        if divergence > 0:
+            raise RuntimeError(f"DDP ranks ended with different weights (max |diff| {divergence})")
+        abs_rel_K = self.validate(figures_dir=figures)
+        if not self.dist.is_main:
+            return {}
+        self.save_model(self.out_dir / "model.safetensors")
+        if abs_rel_K:
+            write_scales_csv(self.out_dir / "scales.csv", list(self.vae.v_patch_nums), abs_rel_K)
+            self.logger.log_artifact(self.out_dir / "scales.csv")
+        for png in sorted(figures.glob("*.png")) if figures is not None else []:
+            self.logger.log_artifact(png, "figures")
+        metrics = {
+            "objective": self.objective,
+            "space": self.space,
+            "steps": self.step,
+            "world_size": self.dist.world_size,
+            "ranks_max_weight_diff": divergence,
+            "loss_final": fit_result["last"].get("loss"),
+            "loss_ema": self.loss_ema,
+            "ms_per_step": fit_result["ms_per_step"],
+            "val_abs_rel": abs_rel_K[-1] if abs_rel_K else None,
+            "val_abs_rel_per_scale": abs_rel_K,
+        }
+        write_text_atomic(self.out_dir / "train_metrics.json", json.dumps(metrics, indent=2) + "\n")
+        return metrics
+
+
+#: Aligned validation predictions are clipped to this depth range (metres).
+VAL_DEPTH_RANGE = (1e-3, 1e3)
+
+
+@torch.no_grad()
+def validate_scales(
+    vae: torch.nn.Module,
+    var: torch.nn.Module,
+    val_set: FeatureDataset,
+    *,
+    space: str,
+    max_frames: int = 0,
+    batch_size: int = 8,
+    device: torch.device | str = "cpu",
+    figures_dir: Path | None = None,
+    num_figures: int = 0,
+) -> list[float]:
+    """Mean AbsRel after each scale of greedy generation, on the validation frames.
+
+    For scale k the cumulative f_hat is decoded, aligned by least squares in the
+    model's space to the frame's valid depth (at model resolution) and scored.
+    The first ``num_figures`` frames get a per-scale refinement strip PNG.
+    """
+    from depthcore.inference import GREEDY, generate
+    from depthcore.visualize import save_strip_figure
+
+    n = len(val_set) if max_frames <= 0 else min(len(val_set), max_frames)
+    if n == 0:
+        raise DataError(f"{val_set.path}: no validation frames")
+    per_frame_K: list[list[float]] = []
+    for start in range(0, n, batch_size):
+        batch = val_set.get_batch(list(range(start, min(n, start + batch_size))))
+        gen = generate(vae, var, batch["prefix_LC"].to(device), sampling=GREEDY, return_scales=True)
+        scales_KBHW = gen.scales_K_B1HW[:, :, 0].float().cpu().numpy()
+        for j in range(scales_KBHW.shape[1]):
+            depth_SS = batch["depth_SS"][j].numpy()
+            mask_SS = batch["mask_SS"][j].numpy()
+            if not mask_SS.any():
+                continue
+            aligned_K = [
+                align_lsq(p, depth_SS, mask_SS, space, *VAL_DEPTH_RANGE) for p in scales_KBHW[:, j]
+            ]
+            per_frame_K.append(
+                [compute_metrics(a, depth_SS, mask_SS)["abs_rel"] for a in aligned_K]
+            )
+            if figures_dir is not None and start + j < num_figures:
+                pns = vae.v_patch_nums
+                save_strip_figure(
+                    figures_dir / f"scales_{start + j:03d}.png",
+                    batch["rgb_3SS"][j].permute(1, 2, 0).numpy(),
+                    [*aligned_K, np.where(mask_SS, depth_SS, np.nan)],
+                    [*(f"{pn}x{pn}" for pn in pns), "ground truth"],
+                )
+    if not per_frame_K:
+        raise DataError(f"{val_set.path}: no validation frame has valid depth pixels")
+    return [float(v) for v in np.mean(np.asarray(per_frame_K), axis=0)]
+
+
+def write_scales_csv(path: Path, patch_nums: list[int], abs_rel_K: list[float]) -> None:
+    """``scales.csv`` (for ``dvc plots``): AbsRel after each scale of generation."""
+    rows = ["scale,patch_num,tokens,abs_rel"]
+    tokens = 0
+    for k, (pn, v) in enumerate(zip(patch_nums, abs_rel_K, strict=True)):
+        tokens += pn * pn
+        rows.append(f"{k},{pn},{tokens},{v:.6f}")
+    write_text_atomic(path, "\n".join(rows) + "\n")
+
+
+def run_training(cfg: TrainConfig, objective: str) -> dict[str, Any]:
+    """The train stage: data, frozen tokenizer, model, logger, fit, outputs (any world size)."""
+    from depthcore.checkpoint import load_official_var, load_vae
+    from depthcore.models import build_model, resolve_config
+
+    info = init_distributed(cfg.device)
+    logger: RunLogger = NullLogger()
+    try:
+        if cfg.num_threads > 0:
+            torch.set_num_threads(cfg.num_threads)
+        model_cfg = resolve_config(cfg.model)
+        torch.manual_seed(cfg.seed)
+        _, var = build_model(model_cfg)
+        if cfg.init_var:
+            var = load_official_var(cfg.init_var, model_cfg.var, model_cfg.vae)
+        vae = load_vae(cfg.tokenizer, expected=model_cfg.vae).vae
+        features = Path(cfg.features_dir)
+        train_set = FeatureDataset(features / f"{cfg.train_split}.h5")
+        val_set = FeatureDataset(
+            features / f"{cfg.val_split}.h5", fields=("prefix", "rgb", "depth", "mask")
+        )
+        space = str(train_set.attrs.get("space"))
+        sha = file_sha256(cfg.tokenizer)
+        for ds in (train_set, val_set):
+            ds.check_compatible(vae, model_cfg.image_size, space, tokenizer_sha256=sha)
+        out_dir = Path(cfg.out_dir) / objective
+        if info.is_main:
+            logger = open_run_logger(
+                cfg.tracking, out_dir=out_dir, tracking_uri=cfg.tracking_uri,
+                experiment=cfg.experiment, run_name=f"train-{objective}",
+                resume=cfg.resume and (out_dir / "ckpt").is_dir(),
+            )  # fmt: skip
+        logger.log_params(
+            {"objective": objective, "world_size": info.world_size, "space": space,
+             "train_frames": len(train_set), **to_dict(cfg)}
+        )  # fmt: skip
+        trainer = Trainer(
+            vae, var, model_cfg, cfg, objective, train_set, val_set, out_dir, logger, info
+        )
+        metrics = trainer.finish(trainer.fit())
+        logger.close("FINISHED")
+        return metrics
+    except BaseException:
+        logger.close("FAILED")
+        raise
+    finally:
+        shutdown_distributed()

@@ -1,0 +1,166 @@
+"""The trainer: resume reproduces an uninterrupted run; stage outputs; MLflow; torchrun DDP."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from depthcore.checkpoint import load_model, save_vae
+from depthcore.data.shards import ShardDataset
+from depthcore.errors import CheckpointError
+from depthcore.features import FeatureDataset, build_feature_cache, file_sha256
+from depthcore.models import build_model, resolve_config
+from depthcore.training.distributed import DistInfo
+from depthcore.training.trainer import TrainConfig, Trainer, run_training
+
+REPO = Path(__file__).resolve().parents[2]
+SMALL_VAR = {"depth": 2, "embed_dim": 64, "num_heads": 2}
+
+
+@pytest.fixture(scope="module")
+def feature_setup(processed_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A frozen (randomly initialised) tiny tokenizer and its feature caches."""
+    root = tmp_path_factory.mktemp("train_setup")
+    torch.manual_seed(0)
+    vae, _ = build_model(resolve_config("tiny"))
+    save_vae(root / "vae.safetensors", vae)
+    for split in ("train", "val"):
+        ds = ShardDataset(processed_dir, split)
+        build_feature_cache(
+            vae.eval(), ds, root / "features" / f"{split}.h5",
+            image_size=64, space=ds.space, split=split,
+            tokenizer_sha256=file_sha256(root / "vae.safetensors"),
+        )  # fmt: skip
+    return root
+
+
+def _cfg(setup: Path, out: Path, **kw: object) -> TrainConfig:
+    base = dict(
+        tokenizer=str(setup / "vae.safetensors"), features_dir=str(setup / "features"),
+        out_dir=str(out), steps=4, batch_size=2, ckpt_every=2, val_frames=2, val_batch_size=2,
+        tracking="none", figures=False, log_every=1, lr=1e-3,
+    )  # fmt: skip
+    return TrainConfig(**{**base, **kw})
+
+
+def _trainer(setup: Path, cfg: TrainConfig, objective: str, device: str = "cpu") -> Trainer:
+    model_cfg = resolve_config("tiny", var=SMALL_VAR)
+    torch.manual_seed(cfg.seed)
+    vae, var = build_model(model_cfg)
+    from depthcore.checkpoint import load_vae
+
+    vae = load_vae(cfg.tokenizer, expected=model_cfg.vae).vae
+    train = FeatureDataset(setup / "features" / "train.h5")
+    val = FeatureDataset(setup / "features" / "val.h5", fields=("prefix", "rgb", "depth", "mask"))
+    out = Path(cfg.out_dir) / objective
+    info = DistInfo(device=device)
+    return Trainer(vae, var, model_cfg, cfg, objective, train, val, out, dist_info=info)
+
+
+@pytest.mark.parametrize("objective", ["depthart", "var_tf"])
+def test_resume_equals_uninterrupted(feature_setup: Path, tmp_path: Path, objective: str) -> None:
+    whole = _trainer(feature_setup, _cfg(feature_setup, tmp_path / "a"), objective)
+    whole.fit()
+    first = _trainer(feature_setup, _cfg(feature_setup, tmp_path / "b"), objective)
+    first.fit(stop_at=2)  # "interrupted": the process ends after step 2's checkpoint
+    assert [p.name for p in first.checkpoints()] == ["step_0000002"]
+    resumed = _trainer(feature_setup, _cfg(feature_setup, tmp_path / "b"), objective)
+    resumed.fit()
+    assert resumed.step == 4
+    for (name, w), w_resumed in zip(
+        whole.var.state_dict().items(), resumed.var.state_dict().values(), strict=True
+    ):
+        assert torch.equal(w, w_resumed), name
+    init = _trainer(feature_setup, _cfg(feature_setup, tmp_path / "c"), objective).var.state_dict()
+    moved = [n for n, w in whole.var.state_dict().items() if not torch.equal(w, init[n])]
+    assert moved, "training did not change any weight"
+
+
+def test_resume_refuses_another_config(feature_setup: Path, tmp_path: Path) -> None:
+    _trainer(feature_setup, _cfg(feature_setup, tmp_path), "var_tf").fit(stop_at=2)
+    other = _trainer(feature_setup, _cfg(feature_setup, tmp_path, lr=5e-4), "var_tf")
+    with pytest.raises(CheckpointError, match=r"step_0000002/state.pt: .*'lr': \(0.001, 0.0005\)"):
+        other.resume()
+
+
+def test_run_training_writes_outputs_and_logs_to_mlflow(
+    feature_setup: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    cfg = _cfg(feature_setup, tmp_path / "models", steps=2, tracking="mlflow", figures=True,
+               num_figures=1)  # fmt: skip
+    metrics = run_training(cfg, "var_tf")
+    out = tmp_path / "models" / "var_tf"
+    loaded = load_model(out / "model.safetensors")
+    assert loaded.meta == {"objective": "var_tf", "space": "sqrt_disparity", "image_size": 64,
+                           "steps": 2}  # fmt: skip
+    rows = list(csv.DictReader((out / "scales.csv").open()))
+    assert [int(r["patch_num"]) for r in rows] == [1, 2, 3, 4, 6, 8]
+    on_disk = json.loads((out / "train_metrics.json").read_text())
+    assert on_disk == json.loads(json.dumps(metrics))
+    assert on_disk["val_abs_rel"] == pytest.approx(float(rows[-1]["abs_rel"]), abs=1e-6)
+    assert 0 < on_disk["val_abs_rel"] < 1
+    run = json.loads((out / "mlflow_run.json").read_text())
+    assert run["tracking_uri"] == uri
+    client = MlflowClient(uri)
+    data = client.get_run(run["run_id"]).data
+    assert data.params["objective"] == "var_tf" and data.params["lr"] == "0.001"
+    assert data.metrics["val_abs_rel_scale_5"] == pytest.approx(on_disk["val_abs_rel"])
+    assert [m.step for m in client.get_metric_history(run["run_id"], "loss")] == [1, 2]
+    arts = [a.path for a in client.list_artifacts(run["run_id"], "figures")]
+    assert arts == ["figures/scales_000.png"]
+
+
+@pytest.mark.slow
+def test_torchrun_two_gloo_ranks_stay_in_sync(feature_setup: Path, tmp_path: Path) -> None:
+    cfg = _cfg(feature_setup, tmp_path / "models", steps=2, ckpt_every=0, device="cpu")
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"train": json.loads(json.dumps(dataclasses.asdict(cfg)))}))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+        "--master_addr", "127.0.0.1", "--master_port", str(port),
+        "-m", "stages.train", "--params", str(params), "--objective", "depthart",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((tmp_path / "models" / "depthart" / "train_metrics.json").read_text())
+    assert metrics["world_size"] == 2
+    assert metrics["ranks_max_weight_diff"] == 0.0
+    ddp = load_model(tmp_path / "models" / "depthart" / "model.safetensors")
+    assert ddp.meta["steps"] == 2
+    # 2 ranks x batch 2 with averaged gradients == one process with batch 4 (same frames)
+    run_training(dataclasses.replace(cfg, batch_size=4, out_dir=str(tmp_path / "one")), "depthart")
+    single = load_model(tmp_path / "one" / "depthart" / "model.safetensors").var.state_dict()
+    for name, w in ddp.var.state_dict().items():
+        torch.testing.assert_close(w, single[name], rtol=0, atol=1e-5, msg=name)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("objective", ["depthart", "var_tf"])
+def test_training_and_validation_on_cuda(
+    feature_setup: Path, tmp_path: Path, objective: str
+) -> None:
+    trainer = _trainer(feature_setup, _cfg(feature_setup, tmp_path), objective, device="cuda:0")
+    result = trainer.fit()
+    assert result["step"] == 4 and torch.isfinite(torch.tensor(result["last"]["loss"]))
+    abs_rel_K = trainer.validate()
+    assert len(abs_rel_K) == 6 and all(0 < v < 1 for v in abs_rel_K)
+    resumed = _trainer(feature_setup, _cfg(feature_setup, tmp_path, steps=5), objective, "cuda:0")
+    assert resumed.resume() and resumed.step == 4
