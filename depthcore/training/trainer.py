@@ -19,16 +19,13 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
-from depthcore.alignment import align_lsq
 from depthcore.config import frozen, to_dict
-from depthcore.errors import CheckpointError, DataError
+from depthcore.errors import CheckpointError
 from depthcore.features import FeatureDataset, file_sha256, step_loader
 from depthcore.io import atomic_path, write_text_atomic
-from depthcore.metrics import compute_metrics
 from depthcore.tracking import NullLogger, RunLogger, open_run_logger
 from depthcore.training.distributed import (
     DistInfo,
@@ -41,6 +38,7 @@ from depthcore.training.distributed import (
     shutdown_distributed,
 )
 from depthcore.training.schedule import lr_at
+from depthcore.training.validation import validate_scales, write_scales_csv
 
 log = logging.getLogger(__name__)
 
@@ -346,74 +344,6 @@ class Trainer:
         }
         write_text_atomic(self.out_dir / "train_metrics.json", json.dumps(metrics, indent=2) + "\n")
         return metrics
-
-
-#: Aligned validation predictions are clipped to this depth range (metres).
-VAL_DEPTH_RANGE = (1e-3, 1e3)
-
-
-@torch.no_grad()
-def validate_scales(
-    vae: torch.nn.Module,
-    var: torch.nn.Module,
-    val_set: FeatureDataset,
-    *,
-    space: str,
-    max_frames: int = 0,
-    batch_size: int = 8,
-    device: torch.device | str = "cpu",
-    figures_dir: Path | None = None,
-    num_figures: int = 0,
-) -> list[float]:
-    """Mean AbsRel after each scale of greedy generation, on the validation frames.
-
-    For scale k the cumulative f_hat is decoded, aligned by least squares in the
-    model's space to the frame's valid depth (at model resolution) and scored.
-    The first ``num_figures`` frames get a per-scale refinement strip PNG.
-    """
-    from depthcore.inference import GREEDY, generate
-    from depthcore.visualize import save_strip_figure
-
-    n = len(val_set) if max_frames <= 0 else min(len(val_set), max_frames)
-    if n == 0:
-        raise DataError(f"{val_set.path}: no validation frames")
-    per_frame_K: list[list[float]] = []
-    for start in range(0, n, batch_size):
-        batch = val_set.get_batch(list(range(start, min(n, start + batch_size))))
-        gen = generate(vae, var, batch["prefix_LC"].to(device), sampling=GREEDY, return_scales=True)
-        scales_KBHW = gen.scales_K_B1HW[:, :, 0].float().cpu().numpy()
-        for j in range(scales_KBHW.shape[1]):
-            depth_SS = batch["depth_SS"][j].numpy()
-            mask_SS = batch["mask_SS"][j].numpy()
-            if not mask_SS.any():
-                continue
-            aligned_K = [
-                align_lsq(p, depth_SS, mask_SS, space, *VAL_DEPTH_RANGE) for p in scales_KBHW[:, j]
-            ]
-            per_frame_K.append(
-                [compute_metrics(a, depth_SS, mask_SS)["abs_rel"] for a in aligned_K]
-            )
-            if figures_dir is not None and start + j < num_figures:
-                pns = vae.v_patch_nums
-                save_strip_figure(
-                    figures_dir / f"scales_{start + j:03d}.png",
-                    batch["rgb_3SS"][j].permute(1, 2, 0).numpy(),
-                    [*aligned_K, np.where(mask_SS, depth_SS, np.nan)],
-                    [*(f"{pn}x{pn}" for pn in pns), "ground truth"],
-                )
-    if not per_frame_K:
-        raise DataError(f"{val_set.path}: no validation frame has valid depth pixels")
-    return [float(v) for v in np.mean(np.asarray(per_frame_K), axis=0)]
-
-
-def write_scales_csv(path: Path, patch_nums: list[int], abs_rel_K: list[float]) -> None:
-    """``scales.csv`` (for ``dvc plots``): AbsRel after each scale of generation."""
-    rows = ["scale,patch_num,tokens,abs_rel"]
-    tokens = 0
-    for k, (pn, v) in enumerate(zip(patch_nums, abs_rel_K, strict=True)):
-        tokens += pn * pn
-        rows.append(f"{k},{pn},{tokens},{v:.6f}")
-    write_text_atomic(path, "\n".join(rows) + "\n")
 
 
 def run_training(cfg: TrainConfig, objective: str) -> dict[str, Any]:
