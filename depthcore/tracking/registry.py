@@ -1,0 +1,327 @@
+"""The ranked model registry: register trained models, rank every candidate, promote a champion.
+
+One registered model name (``depthart``) holds every trained model as a version; the
+training objective is a tag, not a separate name, so that the ``champion`` alias
+always points at the single best model whatever objective produced it. Ranking is
+relative (the DepthART paper's rank metric), so each round recomputes the ranks of
+*all* candidates: this round's models, every version registered before (from the
+metrics stored in its tags) and the reference predictors. The alias moves only when
+this round's best has a strictly lower rank than the current champion in that same
+table, so a worse retrain never demotes a good model.
+
+MLflow is imported inside functions only: ``import depthcore`` stays free of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from depthcore.config import frozen
+from depthcore.errors import DataError, DepthcoreError
+from depthcore.tracking.ranking import (
+    Candidate,
+    NestedMetrics,
+    check_metrics,
+    compute_ranks,
+    decide_promotion,
+    flatten_metrics,
+    rank_markdown,
+    read_metrics,
+)
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+log = logging.getLogger(__name__)
+
+TAG_OBJECTIVE = "objective"
+TAG_SHA256 = "checkpoint_sha256"
+TAG_METRICS = "eval_metrics_json"
+TAG_RANK = "rank"
+TAG_CANDIDATES = "rank_candidates"
+REFERENCE_PREFIX = "reference:"
+
+
+@frozen
+class RegisterConfig:
+    """The ``register`` section of params.yaml."""
+
+    registered_model: str = "depthart"
+    alias: str = "champion"
+    objectives: tuple[str, ...] = ("depthart", "var_tf")
+    references: tuple[str, ...] = ("constant_plane", "vertical_gradient")
+    models_dir: str = "models"
+    eval_dir: str = "outputs/eval"
+    out_dir: str = "outputs/register"
+    # the alignment whose metrics are ranked and shown ("lsq" or "median")
+    alignment: str = "lsq"
+    # the metrics ranked on every benchmark (the DepthART table: AbsRel and delta1)
+    rank_metrics: tuple[str, ...] = ("abs_rel", "delta1")
+    # MLFLOW_TRACKING_URI overrides this (same rule as the train stage)
+    tracking_uri: str = "sqlite:///mlflow.db"
+    # seconds per HTTP request and retries against a remote tracking server
+    http_timeout_s: int = 10
+    http_max_retries: int = 1
+
+
+@dataclass(frozen=True)
+class NewModel:
+    """A model trained in this round, ready to be registered."""
+
+    objective: str
+    checkpoint: Path
+    run_id: str
+    metrics: NestedMetrics
+
+
+@dataclass
+class RoundResult:
+    """What a registration round did; serialised to registry.json."""
+
+    registered_model: str
+    tracking_uri: str
+    ranks: dict[str, float]
+    new_versions: dict[str, str]
+    champion_before: str | None
+    champion_after: str | None
+    promoted: bool
+    reason: str
+    table_md: str = field(repr=False, default="")
+
+    def to_json(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        data.pop("table_md")
+        return data
+
+
+# A callable that logs the model into the *active* MLflow run and returns its model URI.
+LogModel = Callable[[NewModel], str]
+
+
+def connect(uri: str, *, timeout_s: int = 10, max_retries: int = 1) -> MlflowClient:
+    """Point MLflow at ``uri`` and check that it answers, failing fast with the URI named.
+
+    MLflow's defaults retry an unreachable server for minutes; a pipeline stage should
+    say within seconds which server it could not reach. The limits are set through
+    MLflow's own environment variables (unless the user set them) because its HTTP
+    layer reads them per request.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(timeout_s))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(max_retries))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    try:
+        client.search_registered_models(max_results=1)
+    except (MlflowException, OSError) as exc:
+        raise DepthcoreError(f"MLflow tracking server {uri} is not reachable: {exc}") from exc
+    return client
+
+
+def read_run_id(path: str | Path) -> str:
+    """The MLflow run id the train stage recorded in ``mlflow_run.json``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: MLflow run record not found (run the train stage first)")
+    try:
+        run_id = json.loads(path.read_text()).get("run_id")
+    except (json.JSONDecodeError, AttributeError) as exc:
+        raise DataError(f"{path}: not a JSON object with a 'run_id': {exc}") from exc
+    if not isinstance(run_id, str) or not run_id:
+        raise DataError(f"{path}: no 'run_id' string in the MLflow run record")
+    return run_id
+
+
+def sha256_file(path: str | Path) -> str:
+    """Content hash of a checkpoint: the identity that makes re-registration idempotent."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def registered_candidates(client: MlflowClient, name: str) -> list[Candidate]:
+    """Every version of ``name`` with its stored evaluation metrics."""
+    candidates = []
+    for mv in client.search_model_versions(f"name='{name}'"):
+        raw = mv.tags.get(TAG_METRICS)
+        if raw is None:
+            log.warning("version %s of %s has no %s tag; not ranked", mv.version, name, TAG_METRICS)
+            continue
+        metrics = check_metrics(json.loads(raw), f"{name} version {mv.version} tag {TAG_METRICS}")
+        candidates.append(
+            Candidate(
+                name=version_label(name, mv.version),
+                metrics=metrics,
+                version=str(mv.version),
+                objective=mv.tags.get(TAG_OBJECTIVE),
+            )
+        )
+    return candidates
+
+
+def version_label(name: str, version: str | int) -> str:
+    return f"{name}/v{version}"
+
+
+def find_version(client: MlflowClient, name: str, sha256: str) -> str | None:
+    """The version of ``name`` already holding the checkpoint with this hash, if any."""
+    for mv in client.search_model_versions(f"name='{name}'"):
+        if mv.tags.get(TAG_SHA256) == sha256:
+            return str(mv.version)
+    return None
+
+
+def register_new(client: MlflowClient, name: str, model: NewModel, log_model: LogModel) -> str:
+    """Log ``model`` into its training run and register it; reuse a version of the same file.
+
+    Re-running the stage on the same checkpoint (e.g. after an evaluation change)
+    refreshes that version's metrics instead of registering a duplicate candidate.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    sha = sha256_file(model.checkpoint)
+    try:
+        client.get_run(model.run_id)
+    except MlflowException as exc:
+        raise DepthcoreError(
+            f"training run {model.run_id} of {model.checkpoint} is not in the tracking "
+            f"store {mlflow.get_tracking_uri()}: {exc}"
+        ) from exc
+    with mlflow.start_run(run_id=model.run_id):
+        mlflow.log_metrics({f"eval.{k}": v for k, v in flatten_metrics(model.metrics).items()})
+        version = find_version(client, name, sha)
+        if version is None:
+            model_uri = log_model(model)
+            mv = mlflow.register_model(
+                model_uri,
+                name,
+                tags={TAG_OBJECTIVE: model.objective, TAG_SHA256: sha},
+                await_registration_for=60,
+            )
+            version = str(mv.version)
+            log.info("registered %s version %s from run %s", name, version, model.run_id)
+        else:
+            log.info("%s is already %s version %s", model.checkpoint, name, version)
+    client.set_model_version_tag(name, version, TAG_METRICS, json.dumps(model.metrics))
+    for bench, per_align in model.metrics.items():
+        for align, per_metric in per_align.items():
+            for metric, value in per_metric.items():
+                client.set_model_version_tag(name, version, f"{bench}.{align}.{metric}", value)
+    return version
+
+
+def current_champion(client: MlflowClient, name: str, alias: str) -> str | None:
+    """The version the alias points at, or None when there is none yet."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException as exc:
+        if "RESOURCE_DOES_NOT_EXIST" in str(exc.error_code) or "not found" in str(exc).lower():
+            return None
+        raise
+
+
+def run_round(
+    client: MlflowClient,
+    cfg: RegisterConfig,
+    new_models: list[NewModel],
+    references: Mapping[str, NestedMetrics],
+    log_model: LogModel,
+) -> RoundResult:
+    """Register this round's models, rank all candidates, tag ranks, maybe move the alias."""
+    name = cfg.registered_model
+    new_versions = {m.objective: register_new(client, name, m, log_model) for m in new_models}
+    candidates = registered_candidates(client, name)
+    candidates += [
+        Candidate(name=f"{REFERENCE_PREFIX}{ref}", metrics=metrics)
+        for ref, metrics in references.items()
+    ]
+    ranks = compute_ranks(candidates, cfg.alignment, cfg.rank_metrics)
+    for cand in candidates:
+        if cand.version is not None:
+            client.set_model_version_tag(name, cand.version, TAG_RANK, f"{ranks[cand.name]:.4f}")
+            client.set_model_version_tag(name, cand.version, TAG_CANDIDATES, str(len(candidates)))
+    before = current_champion(client, name, cfg.alias)
+    before_label = version_label(name, before) if before else None
+    new_labels = [version_label(name, v) for v in new_versions.values()]
+    winner, reason = decide_promotion(ranks, new_labels, before_label)
+    after = before
+    if winner is not None:
+        after = winner.rsplit("/v", 1)[1]
+        client.set_registered_model_alias(name, cfg.alias, after)
+    log.info("champion: %s", reason)
+    after_label = version_label(name, after) if after else None
+    table_md = rank_markdown(candidates, ranks, cfg.alignment, cfg.rank_metrics, after_label)
+    return RoundResult(
+        registered_model=name,
+        tracking_uri=client.tracking_uri,
+        ranks=dict(sorted(ranks.items(), key=lambda kv: kv[1])),
+        new_versions=new_versions,
+        champion_before=before,
+        champion_after=after,
+        promoted=winner is not None,
+        reason=reason,
+        table_md=table_md,
+    )
+
+
+def collect_round(cfg: RegisterConfig, root: str | Path = ".") -> tuple[list[NewModel], dict]:
+    """Read this round's checkpoints, run records and evaluation metrics from the stage outputs."""
+    root = Path(root)
+    new_models = []
+    for objective in cfg.objectives:
+        model_dir = root / cfg.models_dir / objective
+        checkpoint = model_dir / "model.safetensors"
+        if not checkpoint.is_file():
+            raise DataError(f"{checkpoint}: checkpoint not found (run the train stage first)")
+        new_models.append(
+            NewModel(
+                objective=objective,
+                checkpoint=checkpoint,
+                run_id=read_run_id(model_dir / "mlflow_run.json"),
+                metrics=read_metrics(root / cfg.eval_dir / objective / "metrics.json"),
+            )
+        )
+    references = {
+        ref: read_metrics(root / cfg.eval_dir / f"reference_{ref}" / "metrics.json")
+        for ref in cfg.references
+    }
+    return new_models, references
+
+
+def register_round(
+    cfg: RegisterConfig, root: str | Path = ".", log_model: LogModel | None = None
+) -> RoundResult:
+    """The register stage: connect, register this round's models, rank, promote."""
+    new_models, references = collect_round(cfg, root)
+    from depthcore.tracking.logger import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(cfg.tracking_uri)
+    client = connect(uri, timeout_s=cfg.http_timeout_s, max_retries=cfg.http_max_retries)
+    result = run_round(client, cfg, new_models, references, log_model or log_depthcore_pyfunc)
+    result.tracking_uri = uri
+    return result
+
+
+def log_depthcore_pyfunc(model: NewModel) -> str:
+    """Log a trained checkpoint as the depthcore pyfunc model into the active run."""
+    from depthcore.tracking.pyfunc import log_pyfunc_model
+
+    info = log_pyfunc_model(model.checkpoint)
+    return info.model_uri

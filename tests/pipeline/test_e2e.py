@@ -1,0 +1,135 @@
+"""End to end: a copy of the repository, `dvc repro` on tiny params, then a no-op rerun."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BENCHMARKS = {"nyu", "ibims", "tum", "eth3d"}
+
+# The smallest pipeline that still exercises every stage: a handful of frames, a few steps.
+TINY = {
+    "synth": {
+        "n_scenes": 4, "cameras_per_scene": 1, "frames_per_camera": 3, "height": 64,
+        "width": 64, "val_scenes": 1, "test_scenes": 1, "lens_shift_scenes": 1,
+        "window_views": 1, "flat_views": 1, "excluded_frames": 1,
+    },
+    "benchmarks": {"images": 2, "height": 48, "width": 64},
+    "tokenizer": {"steps": 3, "batch_size": 2, "eval_frames": 2},
+    "features": {"batch_size": 4},
+    "train": {
+        "steps": 3, "batch_size": 2, "warmup_steps": 0, "ckpt_every": 0, "val_frames": 2,
+        "val_batch_size": 2, "log_every": 1, "num_figures": 1,
+    },
+    "evaluate": {"num_panels": 1, "batch_size": 2},
+}  # fmt: skip
+
+
+def _copy_repo(dst: Path) -> None:
+    """Tracked and untracked-but-not-ignored files only: what a fresh clone would hold."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO_ROOT, capture_output=True, check=True,
+    ).stdout.decode().split("\0")  # fmt: skip
+    for rel in filter(None, listed):
+        src = REPO_ROOT / rel
+        if src.is_file():
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst / rel)
+
+
+def _tiny_params(path: Path) -> None:
+    params = yaml.safe_load(path.read_text())
+    for section, overrides in TINY.items():
+        params[section].update(overrides)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def _run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float) -> str:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"{' '.join(cmd)} exited {proc.returncode}:\n{out[-6000:]}"
+    return out
+
+
+def test_dvc_repro_end_to_end_then_noop(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    _copy_repo(repo)
+    _tiny_params(repo / "params.yaml")
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING", "PREFECT_API"))
+    }
+    env.update(
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        PYTHONPATH=str(repo),  # the copy's depthcore, not the editable install's
+        GIT_AUTHOR_NAME="e2e", GIT_AUTHOR_EMAIL="e2e@localhost",
+        GIT_COMMITTER_NAME="e2e", GIT_COMMITTER_EMAIL="e2e@localhost",
+    )  # fmt: skip
+    _run(["git", "init", "-q"], repo, env, 60)
+    _run(["git", "add", "-A"], repo, env, 60)
+    _run(["git", "commit", "-q", "-m", "copy"], repo, env, 60)
+
+    start = time.monotonic()
+    out = _run([sys.executable, "-m", "dvc", "repro"], repo, env, 600)
+    cold_s = time.monotonic() - start
+
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    expected = {
+        "synth", "benchmarks", "download", "preprocess", "validate", "tokenizer", "features",
+        "train@depthart", "train@var_tf", "evaluate@depthart", "evaluate@var_tf",
+        "evaluate_reference@constant_plane", "evaluate_reference@vertical_gradient", "register",
+    }  # fmt: skip
+    assert set(lock) == expected, out[-3000:]
+    for stage, entry in lock.items():
+        for o in entry.get("outs", []):
+            assert (repo / o["path"]).exists(), f"{stage}: declared out {o['path']} missing"
+
+    for name in ("depthart", "var_tf", "reference_constant_plane", "reference_vertical_gradient"):
+        metrics = json.loads((repo / "outputs" / "eval" / name / "metrics.json").read_text())
+        assert set(metrics) == BENCHMARKS, name
+        assert all(0 <= metrics[b]["lsq"]["abs_rel"] < 10 for b in BENCHMARKS)
+
+    registry = json.loads((repo / "outputs" / "register" / "registry.json").read_text())
+    assert registry["promoted"] and registry["champion_after"] is not None
+    table = (repo / "outputs" / "register" / "rank_table.md").read_text()
+    assert "(champion)" in table and "reference:constant_plane" in table
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    champion = client.get_model_version_by_alias("depthart", "champion")
+    assert str(champion.version) == registry["champion_after"]
+    assert champion.tags["objective"] in {"depthart", "var_tf"}
+    model_ranks = [r for name, r in registry["ranks"].items() if name.startswith("depthart/v")]
+    assert len(model_ranks) == 2 and float(champion.tags["rank"]) == min(model_ranks)
+
+    # the champion is a working pyfunc: image batch in, one depth map per image out
+    import mlflow
+    import numpy as np
+
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    try:
+        model = mlflow.pyfunc.load_model("models:/depthart@champion")
+        rgb_BHW3 = np.random.default_rng(0).integers(0, 255, (2, 40, 56, 3), dtype=np.uint8)
+        depths = model.predict(rgb_BHW3)
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert len(depths) == 2 and np.asarray(depths[0]).shape == (40, 56)
+    assert np.isfinite(np.asarray(depths, dtype=np.float64)).all()
+
+    start = time.monotonic()
+    again = _run([sys.executable, "-m", "dvc", "repro"], repo, env, 300)
+    noop_s = time.monotonic() - start
+    assert "Data and pipelines are up to date" in again, again[-3000:]
+    print(f"e2e: cold dvc repro {cold_s:.1f} s, no-op rerun {noop_s:.1f} s")
