@@ -37,19 +37,12 @@ import numpy as np
 from PIL import Image
 
 from depthcore.config import frozen
+from depthcore.data.tables import SPLIT_COLUMNS
 from depthcore.io import atomic_path, write_text_atomic
 from depthcore.synth.primitives import Rect
 from depthcore.synth.render import Camera, Render, Scene, default_M_cam_from_uv, render
 from depthcore.synth.scenes import Style, make_room, sample_camera
 
-SPLIT_COLUMNS = (
-    "scene_name",
-    "camera_name",
-    "frame_id",
-    "included_in_public_release",
-    "exclude_reason",
-    "split_partition_name",
-)
 BAD_TRAJECTORY = "OUTSIDE VIEWING AREA (BAD TRAJECTORY)"
 _ZIP_DATE = (2021, 1, 1, 0, 0, 0)
 _UNITS = (0.0254, 0.01, 1.0)
