@@ -199,8 +199,14 @@ def plan_frames(
     plan: dict[str, list[tuple[FrameId, str]]] = {}
     skipped: list[dict[str, Any]] = []
     for scene in scenes:
+        frames = find_frames(in_dir, scene)
+        if not frames:  # a broken download (e.g. kinds without colour): say so, do not skip
+            raise DataError(
+                f"{Path(in_dir) / scene}: empty scene, no frame.IIII.color.hdf5 under "
+                "images/scene_cam_XX_final_hdf5"
+            )
         todo = []
-        for frame in find_frames(in_dir, scene):
+        for frame in frames:
             row = lookup.get((frame.scene, frame.camera, frame.frame))
             if row is None:
                 detail = f"not listed in {split_table.attrs.get('source', 'the split table')}"

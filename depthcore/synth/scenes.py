@@ -90,12 +90,16 @@ def _shell(
                 if not enclosed:
                     continue
                 gap = 1.5 if is_door else float(rng.uniform(3.0, 12.0))
-                margin = 2.0 + gap
-                corner = np.asarray(origin, float) + (s0 - margin) * u_hat - gap * inward
-                extent = (s1 - s0 + 2 * margin) * u_hat
+                # The backdrop reaches sideways to fill oblique views through the hole, but
+                # stops short of the wall's other holes, so an open window stays open.
+                left = min([2.0 + gap, *(s0 - b1 - 0.3 for _, _, b1, _ in holes if b1 <= s0)])
+                right = min([2.0 + gap, *(b0 - s1 - 0.3 for b0, _, _, _ in holes if b0 >= s1)])
+                left, right = max(left, 0.05), max(right, 0.05)
+                corner = np.asarray(origin, float) + (s0 - left) * u_hat - gap * inward
+                extent = (s1 - s0 + left + right) * u_hat
                 tex = random_texture(rng, _WALL_KINDS)
                 backdrops.append(
-                    Rect(tuple(corner), tuple(extent), (0, 0, q1 + margin), tex, "exterior")
+                    Rect(tuple(corner), tuple(extent), (0, 0, q1 + 2.0 + gap), tex, "exterior")
                 )
                 continue
             if enclosed:  # the one open window of a room is small: a few % of most views
