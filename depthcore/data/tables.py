@@ -79,8 +79,8 @@ def load_split_table(in_dir: str | Path | None = None) -> pd.DataFrame:
         raise DataError(f"{label}: included_in_public_release must be True/False, got {bad!r}")
     df["included_in_public_release"] = public == "true"
     df["frame_id"] = pd.to_numeric(df["frame_id"], errors="raise").astype(np.int64)
-    df["exclude_reason"] = df["exclude_reason"].fillna("").astype(str)
-    df["split_partition_name"] = df["split_partition_name"].fillna("").astype(str)
+    df["exclude_reason"] = df["exclude_reason"].astype(object).fillna("").astype(str)
+    df["split_partition_name"] = df["split_partition_name"].astype(object).fillna("").astype(str)
     df["scene_name"] = df["scene_name"].astype(str)
     df["camera_name"] = df["camera_name"].astype(str)
     df.attrs["source"] = label

@@ -120,13 +120,15 @@ def connect(uri: str, *, timeout_s: int = 10, max_retries: int = 1) -> MlflowCli
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(max_retries))
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
     client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     try:
         client.search_registered_models(max_results=1)
     except (MlflowException, OSError) as exc:
         raise DepthcoreError(f"MLflow tracking server {uri} is not reachable: {exc}") from exc
+    # The fluent API (start_run, log_model, register_model) follows the global URIs:
+    # point them at the server only once it is known to answer.
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
     return client
 
 
