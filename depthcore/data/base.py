@@ -30,6 +30,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from scipy.io.matlab import MatReadError
 
 from depthcore.errors import DataError
@@ -90,6 +91,14 @@ def require_file(path: Path) -> Path:
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     return path
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """An 8-bit colour image as HxWx3 uint8."""
+    with reading(path), Image.open(path) as im:
+        if im.mode not in ("RGB", "RGBA", "L", "P"):
+            raise DataError(f"{path}: expected an 8-bit colour image, got mode {im.mode}")
+        return np.asarray(im.convert("RGB"))
 
 
 def scaled_intrinsics(

@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from depthcore.config import frozen
 from depthcore.data.sources import MissingError, Source, TransientError, open_source
+from depthcore.data.tables import CAMERA_FILE, SPLIT_FILE
 from depthcore.data.zipremote import (
     ZipMember,
     check_supported,
@@ -49,7 +50,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 Kind = Literal["color", "depth", "entity", "metadata"]
-DATASET_CSVS = ("metadata_camera_parameters.csv", "metadata_images_split_scene_v1.csv")
+DATASET_CSVS = (CAMERA_FILE, SPLIT_FILE)
 MANIFEST = "download_manifest.json"
 SCENE_ZIP = re.compile(r"ai_\d{3}_\d{3}\.zip")
 _FOLDER = {"color": "final_hdf5", "depth": "geometry_hdf5", "entity": "geometry_hdf5"}
@@ -162,18 +163,23 @@ def _list_scenes(source: Source, cfg: DownloadConfig) -> list[str]:
     except MissingError:
         raise
     except DataError:  # http: no listing; the split file names the scenes
-        split = DATASET_CSVS[1]
-        text = _read_whole(source, split, cfg).decode()
+        text = _read_whole(source, SPLIT_FILE, cfg).decode()
         return sorted({row["scene_name"] for row in csv.DictReader(io.StringIO(text))})
+
+
+def _range_reader(source: Source, name: str, cfg: DownloadConfig) -> Callable[[int, int], bytes]:
+    """``read(start, stop)`` of source file ``name``, retried on transient errors."""
+
+    def read(start: int, stop: int) -> bytes:
+        return _retry(lambda: source.read_range(name, start, stop), cfg)
+
+    return read
 
 
 def _read_whole(source: Source, name: str, cfg: DownloadConfig) -> bytes:
     size = _retry(lambda: source.size(name), cfg)
-    chunks = []
-    for pos in range(0, size, _CHUNK):
-        stop = min(pos + _CHUNK, size)
-        chunks.append(_retry(lambda p=pos, s=stop: source.read_range(name, p, s), cfg))
-    return b"".join(chunks)
+    read = _range_reader(source, name, cfg)
+    return b"".join(read(pos, min(pos + _CHUNK, size)) for pos in range(0, size, _CHUNK))
 
 
 def _fetch_member(
@@ -189,10 +195,7 @@ def _fetch_member(
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
     moved = 0
-
-    def read(a: int, b: int) -> bytes:
-        return _retry(lambda: source.read_range(zip_name, a, b), cfg)
-
+    read = _range_reader(source, zip_name, cfg)
     for attempt in range(2):  # a corrupt .part or corrupt bytes get one clean refetch
         start = member_data_offset(read, member, where)
         have = part.stat().st_size if part.exists() else 0
@@ -258,11 +261,8 @@ def download(cfg: DownloadConfig) -> DownloadResult:
         zip_name = f"{scene}.zip"
         where = source.describe(zip_name)
         size = _retry(lambda z=zip_name: source.size(z), cfg)
-
-        def read(a: int, b: int, z: str = zip_name) -> bytes:
-            return _retry(lambda: source.read_range(z, a, b), cfg)
-
-        wanted = select_members(read_central_directory(read, size, where), scene, cfg)
+        directory = read_central_directory(_range_reader(source, zip_name, cfg), size, where)
+        wanted = select_members(directory, scene, cfg)
         if not wanted:
             raise DataError(f"{where}: no members of kinds {list(cfg.kinds)} match the filters")
         for m in wanted:
@@ -282,9 +282,7 @@ def download(cfg: DownloadConfig) -> DownloadResult:
         tqdm(total=total, unit="B", unit_scale=True, desc="download", disable=None) as bar,
         cf.ThreadPoolExecutor(max_workers=cfg.workers) as pool,
     ):
-        futures = {
-            pool.submit(_fetch_member, source, z, m, t, cfg, bar): (z, m) for z, m, t in jobs
-        }
+        futures = [pool.submit(_fetch_member, source, z, m, t, cfg, bar) for z, m, t in jobs]
         for fut in cf.as_completed(futures):
             try:
                 n = fut.result()

@@ -17,8 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from depthcore.data.base import BenchmarkItem, BenchmarkReader, BenchmarkSample, reading
-from depthcore.data.tum import read_rgb
+from depthcore.data.base import (
+    BenchmarkItem,
+    BenchmarkReader,
+    BenchmarkSample,
+    read_rgb,
+    reading,
+)
 from depthcore.errors import DataError
 
 IMAGE_DIR = Path("images") / "dslr_images"

@@ -108,15 +108,18 @@ def prepare_frame(
     rgb_HW3 = resize_rgb(raw.rgb_HW3, (H, W))
     depth_HW, valid_HW = resize_depth(raw.depth_HW, raw.valid_HW, (H, W), cfg.depth_resize)
     f = cfg.filters
-    invalid_frac = 1.0 - float(valid_HW.mean())
+    valid_frac = float(valid_HW.mean())
+    invalid_frac = 1.0 - valid_frac
     if invalid_frac > f.max_invalid_frac:
         detail = f"invalid fraction {invalid_frac:.4f} > {f.max_invalid_frac}"
         return None, {"reason": "invalid_fraction", "value": invalid_frac, "detail": detail}
-    depth_range = float(depth_HW[valid_HW].max() - depth_HW[valid_HW].min())
+    valid_depth = depth_HW[valid_HW]
+    depth_range = float(valid_depth.max() - valid_depth.min())
     if depth_range < f.min_depth_range:
         detail = f"depth range {depth_range:.4f} m < {f.min_depth_range} m"
         return None, {"reason": "depth_range", "value": depth_range, "detail": detail}
-    rgb_range = (int(rgb_HW3.max()) - int(rgb_HW3.min())) / 255.0
+    rgb_min, rgb_max = int(rgb_HW3.min()), int(rgb_HW3.max())
+    rgb_range = (rgb_max - rgb_min) / 255.0
     if rgb_range < f.min_rgb_range:
         detail = f"rgb range {rgb_range:.4f} < {f.min_rgb_range:.4f}"
         return None, {"reason": "rgb_range", "value": rgb_range, "detail": detail}
@@ -129,14 +132,14 @@ def prepare_frame(
     stats = {
         "height": H,
         "width": W,
-        "valid_frac": float(valid_HW.mean()),
+        "valid_frac": valid_frac,
         "depth_min": float(filled_HW.min()),
         "depth_max": float(filled_HW.max()),
         "target_min": float(target_HW.min()),
         "target_max": float(target_HW.max()),
         "target_finite": bool(np.isfinite(target_HW).all()),
-        "rgb_min": int(rgb_HW3.min()),
-        "rgb_max": int(rgb_HW3.max()),
+        "rgb_min": rgb_min,
+        "rgb_max": rgb_max,
         "norm_a": norm.a,
         "norm_b": norm.b,
     }

@@ -69,11 +69,17 @@ class FileSource:
         return path.stat().st_size
 
     def read_range(self, name: str, start: int, stop: int) -> bytes:
-        with open(self.root / name, "rb") as f:
-            f.seek(start)
-            data = f.read(stop - start)
+        path = self.root / name
+        try:
+            with open(path, "rb") as f:
+                f.seek(start)
+                data = f.read(stop - start)
+        except FileNotFoundError as exc:
+            raise MissingError(f"{path}: not found in the file:// source") from exc
+        except OSError as exc:
+            raise DataError(f"{path}: cannot read bytes {start}-{stop}: {exc}") from exc
         if len(data) != stop - start:
-            raise DataError(f"{self.root / name}: short read at {start}-{stop} (file truncated?)")
+            raise DataError(f"{path}: short read at {start}-{stop} (file truncated?)")
         return data
 
     def list_names(self) -> list[str]:

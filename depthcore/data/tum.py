@@ -21,6 +21,7 @@ from depthcore.data.base import (
     BenchmarkItem,
     BenchmarkReader,
     BenchmarkSample,
+    read_rgb,
     reading,
     require_file,
     scaled_intrinsics,
@@ -92,14 +93,6 @@ def read_depth_png(path: Path) -> np.ndarray:
             raise DataError(f"{path}: depth PNG must be 16-bit greyscale, got mode {im.mode}")
         raw_HW = np.asarray(im)
     return raw_HW.astype(np.float32) / DEPTH_SCALE
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """An 8-bit colour image as HxWx3 uint8."""
-    with reading(path), Image.open(path) as im:
-        if im.mode not in ("RGB", "RGBA", "L", "P"):
-            raise DataError(f"{path}: expected an 8-bit colour image, got mode {im.mode}")
-        return np.asarray(im.convert("RGB"))
 
 
 class TUMReader(BenchmarkReader):

@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from scipy import ndimage
 
 from depthcore.data.hypersim import tone_map
 from depthcore.data.ibims import PLANE_TYPES
 from depthcore.data.nyu import nyu_intrinsics
+from depthcore.data.transforms import infill_nearest
 from depthcore.data.tum import tum_intrinsics
 from depthcore.errors import DepthcoreError
 from depthcore.io import atomic_path
@@ -94,15 +94,6 @@ def _holes(rng: np.random.Generator, height: int, width: int, fraction: float) -
     return np.kron(coarse, np.ones((4, 4), bool))[:height, :width]
 
 
-def _nearest_fill(depth_HW: np.ndarray) -> np.ndarray:
-    """Fill NaN by the nearest surface pixel (NYU's ``depths`` are filled)."""
-    missing_HW = ~np.isfinite(depth_HW)
-    if not missing_HW.any():
-        return depth_HW
-    idx = ndimage.distance_transform_edt(missing_HW, return_distances=False, return_indices=True)
-    return depth_HW[tuple(idx)]
-
-
 # ----- NYUv2 --------------------------------------------------------------------------------------
 def _nyu(out_dir: Path, n: int, rng: np.random.Generator, height: int, width: int) -> None:
     n_frames = n + max(1, n // 4)
@@ -117,7 +108,7 @@ def _nyu(out_dir: Path, n: int, rng: np.random.Generator, height: int, width: in
         planar_HW = shot.out.planar_HW
         raw_HW = np.where(_holes(rng, height, width, 0.05), np.nan, planar_HW)
         rgbs.append(rgb_HW3)
-        depths.append(_nearest_fill(planar_HW))
+        depths.append(infill_nearest(planar_HW, np.isfinite(planar_HW)))  # NYU's are filled
         raws.append(np.nan_to_num(raw_HW, nan=0.0))
     fmt.write_nyu_set(out_dir, np.stack(rgbs), np.stack(depths), np.stack(raws), test_ndxs)
 

@@ -37,7 +37,7 @@ import numpy as np
 from PIL import Image
 
 from depthcore.config import frozen
-from depthcore.data.tables import SPLIT_COLUMNS
+from depthcore.data.tables import CAMERA_FILE, SPLIT_COLUMNS, SPLIT_FILE
 from depthcore.io import atomic_path, write_text_atomic
 from depthcore.synth.primitives import Rect
 from depthcore.synth.render import Camera, Render, Scene, default_M_cam_from_uv, render
@@ -251,9 +251,7 @@ def _write_scene_zip(
 
 def _camera_table_template() -> tuple[list[str], dict[str, str]]:
     """The real camera table's columns and its default-camera row (ai_001_001)."""
-    res = resources.files("depthcore.resources").joinpath(
-        "hypersim/metadata_camera_parameters.csv.gz"
-    )
+    res = resources.files("depthcore.resources").joinpath(f"hypersim/{CAMERA_FILE}.gz")
     with res.open("rb") as raw, gzip.open(raw, "rt", newline="") as text:
         reader = csv.DictReader(text)
         row = next(reader)
@@ -299,8 +297,13 @@ class _SceneRows:
     drops: list[dict[str, object]]
 
 
-def _make_scene(out: Path, cfg: SynthConfig, index: int, lens_shift: bool) -> _SceneRows:
-    """Render and write one scene zip; return its rows of the dataset-wide tables."""
+def _make_scene(
+    out: Path, cfg: SynthConfig, index: int, lens_shift: bool, template: dict[str, str]
+) -> _SceneRows:
+    """Render and write one scene zip; return its rows of the dataset-wide tables.
+
+    ``template`` is the real camera table's default row (read once by the caller).
+    """
     rng = np.random.default_rng([cfg.seed, index])
     name = scene_name(index)
     n_train = cfg.n_scenes - cfg.val_scenes - cfg.test_scenes
@@ -334,7 +337,6 @@ def _make_scene(out: Path, cfg: SynthConfig, index: int, lens_shift: bool) -> _S
                     "reason": fr.kind,
                 }
             )
-    _, template = _camera_table_template()
     return _SceneRows(_camera_row(template, name, M, cfg, units), split_rows, drops)
 
 
@@ -347,10 +349,10 @@ def generate_hypersim(out_dir: str | Path, cfg: SynthConfig) -> list[Path]:
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    columns, _ = _camera_table_template()
+    columns, template = _camera_table_template()
     order = np.random.default_rng([cfg.seed, 999]).permutation(cfg.n_scenes)
     shift = set(order[: cfg.lens_shift_scenes].tolist())
-    jobs = [(out, cfg, i, i in shift) for i in range(cfg.n_scenes)]
+    jobs = [(out, cfg, i, i in shift, template) for i in range(cfg.n_scenes)]
     if cfg.workers > 1:
         ctx = multiprocessing.get_context("spawn")  # no fork of a threaded parent
         with cf.ProcessPoolExecutor(min(cfg.workers, cfg.n_scenes), mp_context=ctx) as pool:
@@ -359,12 +361,8 @@ def generate_hypersim(out_dir: str | Path, cfg: SynthConfig) -> list[Path]:
         rows = [_make_scene(*job) for job in jobs]
     split_rows = [r for scene in rows for r in scene.split_rows]
     drops = [d for scene in rows for d in scene.drops]
-    write_text_atomic(
-        out / "metadata_camera_parameters.csv", _csv_text(columns, [r.camera_row for r in rows])
-    )
-    write_text_atomic(
-        out / "metadata_images_split_scene_v1.csv", _csv_text(SPLIT_COLUMNS, split_rows)
-    )
+    write_text_atomic(out / CAMERA_FILE, _csv_text(columns, [r.camera_row for r in rows]))
+    write_text_atomic(out / SPLIT_FILE, _csv_text(SPLIT_COLUMNS, split_rows))
     write_text_atomic(
         out / "synth_expected_drops.csv",
         _csv_text(("scene_name", "camera_name", "frame_id", "reason"), drops),
