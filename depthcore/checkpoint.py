@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -73,8 +73,6 @@ def _read(
         raise CheckpointError(f"{path}: checkpoint file not found")
     if _is_safetensors(path):
         try:
-            from safetensors import safe_open
-
             with safe_open(str(path), framework="pt") as fh:
                 metadata = dict(fh.metadata() or {})
             return load_file(str(path), device=map_location), metadata
@@ -152,6 +150,25 @@ def _config(cls: type, data: Any, path: Path, expected: Any) -> Any:
     return cfg
 
 
+def _metadata(kind: str, cfg: Any, meta: Mapping[str, Any] | None) -> dict[str, str]:
+    """The string metadata of our files: kind, config and free meta, as JSON."""
+    return {
+        KIND_KEY: kind,
+        CONFIG_KEY: json.dumps(to_dict(cfg)),
+        META_KEY: json.dumps(dict(meta or {})),
+    }
+
+
+def _read_ours(
+    path: Path, map_location: str | torch.device, cls: type, expected: Any
+) -> tuple[dict[str, Any], Any, dict[str, Any]]:
+    """(tensors, config, meta) of a file written by :func:`save_model` or :func:`save_vae`."""
+    sd, metadata = _read(path, map_location)
+    cfg = _config(cls, _json(metadata, CONFIG_KEY, path), path, expected)
+    meta = _json(metadata, META_KEY, path) if META_KEY in metadata else {}
+    return sd, cfg, meta
+
+
 # --- our checkpoints ----------------------------------------------------------------------
 
 
@@ -168,12 +185,7 @@ def save_model(
         raise CheckpointError(f"{path}: the modules were not built from the given model_cfg")
     tensors = {f"vae.{k}": v for k, v in vae.state_dict().items()}
     tensors.update({f"var.{k}": v for k, v in var.state_dict().items()})
-    metadata = {
-        KIND_KEY: "model",
-        CONFIG_KEY: json.dumps(to_dict(model_cfg)),
-        META_KEY: json.dumps(dict(meta or {})),
-    }
-    _write(path, tensors, metadata)
+    _write(path, tensors, _metadata("model", model_cfg, meta))
 
 
 def load_model(
@@ -181,9 +193,7 @@ def load_model(
 ) -> LoadedModel:
     """Rebuild (vae, var) from a :func:`save_model` file; ``expected`` must equal its config."""
     path = Path(path)
-    sd, metadata = _read(path, map_location)
-    cfg = _config(ModelConfig, _json(metadata, CONFIG_KEY, path), path, expected)
-    meta = _json(metadata, META_KEY, path) if META_KEY in metadata else {}
+    sd, cfg, meta = _read_ours(path, map_location, ModelConfig, expected)
     vae, var = build_model(cfg)
     _strict_load(vae, _split(sd, "vae."), path, "the 'vae.' tensors")
     _strict_load(var, _split(sd, "var."), path, "the 'var.' tensors")
@@ -204,12 +214,7 @@ def save_vae(
     cfg = vae.config if vae_cfg is None else vae_cfg
     if cfg != vae.config:
         raise CheckpointError(f"{path}: the VQVAE was not built from the given vae_cfg")
-    metadata = {
-        KIND_KEY: "vae",
-        CONFIG_KEY: json.dumps(to_dict(cfg)),
-        META_KEY: json.dumps(dict(meta or {})),
-    }
-    _write(path, dict(vae.state_dict()), metadata)
+    _write(path, dict(vae.state_dict()), _metadata("vae", cfg, meta))
 
 
 def load_vae(
@@ -217,9 +222,7 @@ def load_vae(
 ) -> LoadedVAE:
     """Rebuild a tokenizer from a :func:`save_vae` file."""
     path = Path(path)
-    sd, metadata = _read(path, map_location)
-    cfg = _config(VQVAEConfig, _json(metadata, CONFIG_KEY, path), path, expected)
-    meta = _json(metadata, META_KEY, path) if META_KEY in metadata else {}
+    sd, cfg, meta = _read_ours(path, map_location, VQVAEConfig, expected)
     vae = VQVAE.from_config(cfg)
     _strict_load(vae, sd, path, "the tokenizer tensors")
     return LoadedVAE(vae.to(map_location), cfg, meta)

@@ -240,8 +240,11 @@ class FeatureDataset(torch.utils.data.Dataset):
         self, vae: Any, image_size: int, space: str | None = None, tokenizer_sha256: str = ""
     ) -> None:
         """Refuse a cache built by another tokenizer (layout or file), resolution or space."""
-        want = {"image_size": image_size, "patch_nums": list(vae.v_patch_nums)}
-        want["cvae"] = int(vae.Cvae)
+        want = {
+            "image_size": image_size,
+            "patch_nums": list(vae.v_patch_nums),
+            "cvae": int(vae.Cvae),
+        }
         if space is not None:
             want["space"] = space
         if tokenizer_sha256:
@@ -372,7 +375,7 @@ def run_features(cfg: FeaturesConfig) -> dict[str, int]:
         torch.set_num_threads(cfg.num_threads)
     device = resolve_device(cfg.device)
     loaded = load_vae(cfg.tokenizer, map_location=device)
-    image_size = loaded.config.v_patch_nums[-1] * loaded.config.downsample
+    image_size = loaded.config.image_size
     sha = file_sha256(cfg.tokenizer)
     counts = {}
     for split in cfg.splits:

@@ -68,7 +68,8 @@ def filter_top_k_top_p(logits_NV: torch.Tensor, top_k: int, top_p: float) -> tor
         out = out.masked_fill(out < kth_N1, -torch.inf)
     if top_p < 1.0:
         sorted_NV, order_NV = out.sort(dim=-1, descending=True)
-        mass_before_NV = sorted_NV.softmax(-1).cumsum(-1) - sorted_NV.softmax(-1)
+        sorted_probs_NV = sorted_NV.softmax(-1)
+        mass_before_NV = sorted_probs_NV.cumsum(-1) - sorted_probs_NV
         drop_sorted_NV = mass_before_NV >= top_p
         drop_sorted_NV[..., 0] = False
         drop_NV = torch.zeros_like(drop_sorted_NV).scatter_(-1, order_NV, drop_sorted_NV)
@@ -88,8 +89,8 @@ def choose_tokens(
         idx_Bl = logits_BlV.argmax(dim=-1)
         return idx_Bl, embedding(idx_Bl)
     B, l, V = logits_BlV.shape
-    probs_NV = filter_top_k_top_p(logits_BlV.reshape(-1, V).float(), sampling.top_k, sampling.top_p)
-    probs_NV = probs_NV.softmax(-1)
+    logits_NV = logits_BlV.reshape(-1, V).float()
+    probs_NV = filter_top_k_top_p(logits_NV, sampling.top_k, sampling.top_p).softmax(-1)
     idx_NS = torch.multinomial(
         probs_NV, sampling.num_samples, replacement=True, generator=generator
     )

@@ -56,6 +56,11 @@ class VQVAEConfig:
         """Spatial reduction of the encoder (2 per level but the last)."""
         return 2 ** (len(self.ch_mult) - 1)
 
+    @property
+    def image_size(self) -> int:
+        """Side of the square input: the last scale's latent side times the downsampling."""
+        return self.v_patch_nums[-1] * self.downsample
+
 
 @frozen
 class VARConfig:
@@ -90,8 +95,7 @@ class ModelConfig:
     image_size: int = 256
 
     def __post_init__(self) -> None:
-        latent = self.image_size // self.vae.downsample
-        if latent * self.vae.downsample != self.image_size or latent != self.vae.v_patch_nums[-1]:
+        if self.image_size != self.vae.image_size:
             raise ValueError(
                 f"image_size {self.image_size} / downsample {self.vae.downsample} must equal "
                 f"the last patch_num {self.vae.v_patch_nums[-1]}"

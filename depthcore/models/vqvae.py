@@ -96,7 +96,7 @@ class VQVAE(nn.Module):
 
     def encode_features(self, x_B3HW: torch.Tensor) -> torch.Tensor:
         """Continuous features f (B, Cvae, H/d, W/d) = quant_conv(encoder(x))."""
-        H = self.v_patch_nums[-1] * self.downsample
+        H = self.config.image_size
         if x_B3HW.ndim != 4 or tuple(x_B3HW.shape[1:]) != (3, H, H):
             raise ValueError(f"input must be (B, 3, {H}, {H}), got {tuple(x_B3HW.shape)}")
         return self.quant_conv(self.encoder(x_B3HW))

@@ -185,13 +185,18 @@ class Trainer:
             if self.device.type == "cuda"
             else torch.empty(0),
             "loss_ema": -1.0 if self.loss_ema is None else self.loss_ema,
-            "config": json.dumps({k: to_dict(self.cfg)[k] for k in RESUME_KEYS}),
+            "config": json.dumps(self._resume_config()),
         }
+
+    def _resume_config(self) -> dict[str, Any]:
+        """The :data:`RESUME_KEYS` part of the config, recorded in and checked against state."""
+        cfg = to_dict(self.cfg)
+        return {k: cfg[k] for k in RESUME_KEYS}
 
     def load_state_dict(self, state: dict[str, Any], where: str = "checkpoint") -> None:
         """Restore optimiser, step and RNG; refuse a checkpoint of another run's config."""
         saved = json.loads(state["config"])
-        mine = {k: to_dict(self.cfg)[k] for k in RESUME_KEYS}
+        mine = self._resume_config()
         diff = {k: (saved.get(k), v) for k, v in mine.items() if saved.get(k) != v}
         if diff or state["objective"] != self.objective:
             raise CheckpointError(
