@@ -35,7 +35,8 @@ def _check_space(space: str) -> None:
         raise ValueError(f"unknown prediction space {space!r}; expected one of {list(SPACES)}")
 
 
-def _check_shapes(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> None:
+def check_shapes(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> None:
+    """Prediction, ground truth and mask must be pixel-aligned maps of one shape."""
     if pred.shape != gt.shape or mask.shape != gt.shape:
         raise ValueError(
             f"shape mismatch: pred {pred.shape}, gt {gt.shape}, mask {mask.shape} must be equal"
@@ -116,7 +117,7 @@ def align_lsq(
     pred = np.asarray(pred, dtype=np.float64)
     gt = np.asarray(gt, dtype=np.float64)
     mask = np.asarray(mask, dtype=bool)
-    _check_shapes(pred, gt, mask)
+    check_shapes(pred, gt, mask)
     _check_space(space)
     s, t = fit_scale_shift(pred[mask], depth_to_space(gt[mask], space))
     return space_to_depth(s * pred + t, space, min_depth, max_depth)
@@ -167,7 +168,7 @@ def align_median(
     pred_depth = np.asarray(pred_depth, dtype=np.float64)
     gt = np.asarray(gt, dtype=np.float64)
     mask = np.asarray(mask, dtype=bool)
-    _check_shapes(pred_depth, gt, mask)
+    check_shapes(pred_depth, gt, mask)
     if not mask.any():
         raise ValueError("cannot align on zero valid pixels")
     p = np.maximum(pred_depth, MIN_ALIGNED_DEPTH)
@@ -184,6 +185,7 @@ __all__ = [
     "Space",
     "align_lsq",
     "align_median",
+    "check_shapes",
     "depth_to_space",
     "fit_scale_shift",
     "space_to_depth",

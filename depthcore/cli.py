@@ -154,13 +154,11 @@ def write_outputs(
 ) -> None:
     """Write the requested files for one image under the stem ``out``."""
     from depthcore import visualize as vis
-    from depthcore.io import atomic_path
     from depthcore.predict import normalised_to_depth
 
     out.parent.mkdir(parents=True, exist_ok=True)
     if "npy" in outputs:
-        with atomic_path(out.with_name(f"{out.name}_depth.npy")) as tmp, open(tmp, "wb") as fh:
-            np.save(fh, result.depth.astype(np.float32))
+        _save_npy(out.with_name(f"{out.name}_depth.npy"), result.depth)
     if "png" in outputs:
         vis.save_depth_png16(out.with_name(f"{out.name}_depth.png"), result.depth)
     if "color" in outputs:
@@ -175,10 +173,17 @@ def write_outputs(
             out.with_name(f"{out.name}_scales.png"), rgb_HW3, depths, titles, cmap=args.cmap
         )
     if result.std is not None:
-        with atomic_path(out.with_name(f"{out.name}_std.npy")) as tmp, open(tmp, "wb") as fh:
-            np.save(fh, result.std.astype(np.float32))
+        _save_npy(out.with_name(f"{out.name}_std.npy"), result.std)
         std_HW3 = vis.colorize(result.std, cmap="viridis", near_is_high=True)
         vis.save_rgb_png(out.with_name(f"{out.name}_std.png"), std_HW3)
+
+
+def _save_npy(path: Path, map_HW: np.ndarray) -> None:
+    """Write one map as float32 ``.npy``, atomically (a crash never leaves half a file)."""
+    from depthcore.io import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, map_HW.astype(np.float32))
 
 
 def run_predict(args: argparse.Namespace) -> int:

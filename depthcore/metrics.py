@@ -17,7 +17,7 @@ from typing import Literal
 
 import numpy as np
 
-from depthcore.alignment import align_lsq, align_median, to_relative_depth
+from depthcore.alignment import align_lsq, align_median, check_shapes, to_relative_depth
 from depthcore.planarity import boundary_errors, canny, planarity
 
 Direction = Literal["lower", "higher"]
@@ -72,10 +72,7 @@ def compute_metrics(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> dict[
     pred = np.asarray(pred, dtype=np.float64)
     gt = np.asarray(gt, dtype=np.float64)
     mask = np.asarray(mask, dtype=bool)
-    if pred.shape != gt.shape or mask.shape != gt.shape:
-        raise ValueError(
-            f"shape mismatch: pred {pred.shape}, gt {gt.shape}, mask {mask.shape} must be equal"
-        )
+    check_shapes(pred, gt, mask)
     valid = mask & (gt > 0) & np.isfinite(gt)
     if not valid.any():
         raise ValueError("no valid pixels to score (mask empty or gt <= 0 everywhere)")

@@ -29,6 +29,10 @@ from depthcore.io import atomic_path
 
 PNG16_INVALID = 0
 _PNG16_SPAN = 65534
+# one PLY vertex as save_ply writes it and read_ply reads it back
+_PLY_VERTEX = np.dtype(
+    [("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("r", "u1"), ("g", "u1"), ("b", "u1")]
+)
 
 
 def _robust_range(x: np.ndarray, percentiles: tuple[float, float]) -> tuple[float, float]:
@@ -152,10 +156,7 @@ def save_ply(
     valid_HW = np.isfinite(depth_HW) & (depth_HW > 0)
     xyz_N3 = backproject(np.where(valid_HW, depth_HW, 0.0), fov_deg)[valid_HW]
     rgb_N3 = np.asarray(rgb_HW3, dtype=np.uint8)[valid_HW]
-    vertex = np.empty(
-        len(xyz_N3),
-        dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("r", "u1"), ("g", "u1"), ("b", "u1")],
-    )
+    vertex = np.empty(len(xyz_N3), dtype=_PLY_VERTEX)
     for i, axis in enumerate("xyz"):
         vertex[axis] = xyz_N3[:, i]
     for i, channel in enumerate("rgb"):
@@ -183,11 +184,10 @@ def read_ply(path: str | Path) -> tuple[dict[str, str], np.ndarray]:
     lines = data[:end].decode("ascii").splitlines()
     fields = {line.split(" ", 1)[0]: line.split(" ", 1)[-1] for line in lines}
     n = int(next(line.split()[2] for line in lines if line.startswith("element vertex")))
-    dtype = [("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("r", "u1"), ("g", "u1"), ("b", "u1")]
     body = data[end + len(b"end_header\n") :]
-    if len(body) != n * np.dtype(dtype).itemsize:
+    if len(body) != n * _PLY_VERTEX.itemsize:
         raise DataError(f"{path}: header says {n} vertices but the body has {len(body)} bytes")
-    return fields, np.frombuffer(body, dtype=dtype)
+    return fields, np.frombuffer(body, dtype=_PLY_VERTEX)
 
 
 def save_strip_figure(

@@ -14,10 +14,11 @@ import time
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from depthcore.errors import DepthcoreError
+from depthcore.errors import DataError, DepthcoreError
 from depthcore.io import write_text_atomic
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+RUN_RECORD = "mlflow_run.json"  # per-model file naming the MLflow run later stages log into
 _FLUSH_EVERY = 200  # metric values buffered before one log_batch call
 
 
@@ -237,6 +238,20 @@ def make_logger(
     raise ValueError(f"unknown tracking kind {kind!r} (choose mlflow, csv or none)")
 
 
+def read_run_id(path: str | Path) -> str:
+    """The MLflow run id the train stage recorded in ``mlflow_run.json`` (:data:`RUN_RECORD`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: MLflow run record not found (run the train stage first)")
+    try:
+        run_id = json.loads(path.read_text()).get("run_id")
+    except (json.JSONDecodeError, AttributeError) as exc:
+        raise DataError(f"{path}: not a JSON object with a 'run_id': {exc}") from exc
+    if not isinstance(run_id, str) or not run_id:
+        raise DataError(f"{path}: no 'run_id' string in the MLflow run record")
+    return run_id
+
+
 def open_run_logger(
     kind: str,
     *,
@@ -251,10 +266,10 @@ def open_run_logger(
     Later stages (evaluate, register) read that file to log into the same run;
     with ``resume`` an existing record's run is continued instead of a new one.
     """
-    record = Path(out_dir) / "mlflow_run.json"
+    record = Path(out_dir) / RUN_RECORD
     run_id = None
     if kind == "mlflow" and resume and record.is_file():
-        run_id = json.loads(record.read_text()).get("run_id")
+        run_id = read_run_id(record)
     logger = make_logger(
         kind,
         out_dir=out_dir,

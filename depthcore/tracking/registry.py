@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from depthcore.config import frozen
 from depthcore.errors import DataError, DepthcoreError
+from depthcore.tracking.logger import RUN_RECORD, read_run_id
 from depthcore.tracking.ranking import (
     Candidate,
     NestedMetrics,
@@ -132,20 +133,6 @@ def connect(uri: str, *, timeout_s: int = 10, max_retries: int = 1) -> MlflowCli
     return client
 
 
-def read_run_id(path: str | Path) -> str:
-    """The MLflow run id the train stage recorded in ``mlflow_run.json``."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: MLflow run record not found (run the train stage first)")
-    try:
-        run_id = json.loads(path.read_text()).get("run_id")
-    except (json.JSONDecodeError, AttributeError) as exc:
-        raise DataError(f"{path}: not a JSON object with a 'run_id': {exc}") from exc
-    if not isinstance(run_id, str) or not run_id:
-        raise DataError(f"{path}: no 'run_id' string in the MLflow run record")
-    return run_id
-
-
 def sha256_file(path: str | Path) -> str:
     """Content hash of a checkpoint: the identity that makes re-registration idempotent."""
     digest = hashlib.sha256()
@@ -197,6 +184,7 @@ def register_new(client: MlflowClient, name: str, model: NewModel, log_model: Lo
     from mlflow.exceptions import MlflowException
 
     sha = sha256_file(model.checkpoint)
+    flat_metrics = flatten_metrics(model.metrics)
     try:
         client.get_run(model.run_id)
     except MlflowException as exc:
@@ -205,7 +193,7 @@ def register_new(client: MlflowClient, name: str, model: NewModel, log_model: Lo
             f"store {mlflow.get_tracking_uri()}: {exc}"
         ) from exc
     with mlflow.start_run(run_id=model.run_id):
-        mlflow.log_metrics({f"eval.{k}": v for k, v in flatten_metrics(model.metrics).items()})
+        mlflow.log_metrics({f"eval.{k}": v for k, v in flat_metrics.items()})
         version = find_version(client, name, sha)
         if version is None:
             model_uri = log_model(model)
@@ -220,10 +208,8 @@ def register_new(client: MlflowClient, name: str, model: NewModel, log_model: Lo
         else:
             log.info("%s is already %s version %s", model.checkpoint, name, version)
     client.set_model_version_tag(name, version, TAG_METRICS, json.dumps(model.metrics))
-    for bench, per_align in model.metrics.items():
-        for align, per_metric in per_align.items():
-            for metric, value in per_metric.items():
-                client.set_model_version_tag(name, version, f"{bench}.{align}.{metric}", value)
+    for key, value in flat_metrics.items():
+        client.set_model_version_tag(name, version, key, value)
     return version
 
 
@@ -296,7 +282,7 @@ def collect_round(cfg: RegisterConfig, root: str | Path = ".") -> tuple[list[New
             NewModel(
                 objective=objective,
                 checkpoint=checkpoint,
-                run_id=read_run_id(model_dir / "mlflow_run.json"),
+                run_id=read_run_id(model_dir / RUN_RECORD),
                 metrics=read_metrics(root / cfg.eval_dir / objective / "metrics.json"),
             )
         )
