@@ -16,7 +16,6 @@ attrs ``space``, ``image_size``, ``patch_nums``, ``cvae``, ``tokenizer_sha256``,
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -32,7 +31,7 @@ import torch.nn.functional as F
 from depthcore.config import frozen
 from depthcore.data.transforms import resize_depth, resize_rgb
 from depthcore.errors import DataError
-from depthcore.io import atomic_path
+from depthcore.io import atomic_path, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -111,15 +110,6 @@ def iter_frames(
             depth=torch.from_numpy(np.stack([p[2] for p in parts])),
             mask=torch.from_numpy(np.stack([p[3] for p in parts])),
         )
-
-
-def file_sha256(path: str | Path) -> str:
-    """Content hash, recorded in the cache so a stale cache is refused."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @torch.no_grad()

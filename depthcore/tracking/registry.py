@@ -14,7 +14,6 @@ MLflow is imported inside functions only: ``import depthcore`` stays free of it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from depthcore.config import frozen
 from depthcore.errors import DataError, DepthcoreError
+from depthcore.io import file_sha256
 from depthcore.tracking.logger import RUN_RECORD, read_run_id
 from depthcore.tracking.ranking import (
     Candidate,
@@ -133,15 +133,6 @@ def connect(uri: str, *, timeout_s: int = 10, max_retries: int = 1) -> MlflowCli
     return client
 
 
-def sha256_file(path: str | Path) -> str:
-    """Content hash of a checkpoint: the identity that makes re-registration idempotent."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def registered_candidates(client: MlflowClient, name: str) -> list[Candidate]:
     """Every version of ``name`` with its stored evaluation metrics."""
     candidates = []
@@ -183,7 +174,7 @@ def register_new(client: MlflowClient, name: str, model: NewModel, log_model: Lo
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    sha = sha256_file(model.checkpoint)
+    sha = file_sha256(model.checkpoint)
     flat_metrics = flatten_metrics(model.metrics)
     try:
         client.get_run(model.run_id)

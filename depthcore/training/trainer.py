@@ -24,8 +24,8 @@ from tqdm import tqdm
 
 from depthcore.config import frozen, to_dict
 from depthcore.errors import CheckpointError
-from depthcore.features import FeatureDataset, file_sha256, step_loader
-from depthcore.io import atomic_path, write_text_atomic
+from depthcore.features import FeatureDataset, step_loader
+from depthcore.io import atomic_path, file_sha256, write_text_atomic
 from depthcore.tracking import NullLogger, RunLogger, open_run_logger
 from depthcore.training.distributed import (
     DistInfo,

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from depthcore.errors import DepthcoreError
+from depthcore.io import file_sha256
 from depthcore.tracking import registry
 from depthcore.tracking.registry import NewModel, RegisterConfig
 
@@ -143,7 +144,7 @@ def test_register_stage_reads_stage_outputs_and_writes_reports(
     assert "| depthart/v1 (champion) | depthart | 1.000 |" in table
     version = client.get_model_version("depthart", "1")
     assert version.run_id == model.run_id
-    assert version.tags["checkpoint_sha256"] == registry.sha256_file(mdir / "model.safetensors")
+    assert version.tags["checkpoint_sha256"] == file_sha256(mdir / "model.safetensors")
 
     (root / "outputs" / "eval" / "depthart" / "metrics.json").write_text('{"nyu": {"lsq": 3}}')
     with pytest.raises(SystemExit):

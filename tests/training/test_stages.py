@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from depthcore.checkpoint import load_vae
-from depthcore.features import file_sha256
+from depthcore.io import file_sha256
 from depthcore.models import create_model
 from stages import features as features_stage
 from stages import tokenizer as tokenizer_stage

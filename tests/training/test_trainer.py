@@ -18,7 +18,8 @@ import yaml
 from depthcore.checkpoint import load_model, save_vae
 from depthcore.data.shards import ShardDataset
 from depthcore.errors import CheckpointError
-from depthcore.features import FeatureDataset, build_feature_cache, file_sha256
+from depthcore.features import FeatureDataset, build_feature_cache
+from depthcore.io import file_sha256
 from depthcore.models import build_model, resolve_config
 from depthcore.training.distributed import DistInfo
 from depthcore.training.trainer import TrainConfig, Trainer, run_training
