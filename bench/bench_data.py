@@ -32,10 +32,10 @@ from pathlib import Path
 
 import h5py
 
-from depthcore.data.download import DownloadConfig, download, select_members
-from depthcore.data.hypersim import find_frames
-from depthcore.data.preprocess import PreprocessConfig, list_scenes, preprocess
-from depthcore.data.zipremote import read_central_directory
+from depthcore.data.hypersim.download import DownloadConfig, download, select_members
+from depthcore.data.hypersim.preprocess import PreprocessConfig, list_scenes, preprocess
+from depthcore.data.hypersim.reader import find_frames
+from depthcore.data.hypersim.zipremote import read_central_directory
 from depthcore.synth.hypersim import SynthConfig, generate_hypersim
 
 _RANGE = re.compile(r"bytes=(\d+)-(\d+)?")

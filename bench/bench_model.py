@@ -18,9 +18,9 @@ from collections.abc import Callable
 
 import torch
 
-from depthcore.inference import GREEDY, SamplingConfig, generate
 from depthcore.models import MODEL_CONFIGS, create_model, image_prefix
-from depthcore.training import OBJECTIVES
+from depthcore.models.generate import GREEDY, SamplingConfig, generate
+from depthcore.training.objectives import OBJECTIVES
 
 
 def _peak_mib(device: torch.device) -> float:

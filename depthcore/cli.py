@@ -2,7 +2,7 @@
 
 ``depthart predict INPUT... -o OUTDIR`` turns files, folders (``--recursive``)
 and glob patterns into depth outputs, one set per image (see ``--help`` and
-:mod:`depthcore.visualize` for the formats). A bad image does not stop the run:
+:mod:`depthcore.viz` for the formats). A bad image does not stop the run:
 it is reported in one line, the other images are still written, the summary
 lists every failure and the exit status is 1.
 """
@@ -16,15 +16,16 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
 
+from depthcore import viz as vis
 from depthcore.errors import CheckpointError, DepthcoreError
-
-if TYPE_CHECKING:  # torch is imported only when a command runs, so --help stays fast
-    from depthcore.predict import DepthPredictor, DepthResult
+from depthcore.io import atomic_path
+from depthcore.predict.predictor import DepthPredictor, DepthResult, load_rgb
+from depthcore.spaces import normalised_to_depth
+from depthcore.tracking.pyfunc import load_predictor as load_model_uri
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 OUTPUTS = ("npy", "png", "color", "ply")
@@ -35,7 +36,7 @@ LOCAL_REGISTRY = "mlflow.db"
 _EPILOG = """\
 outputs per image NAME (by --outputs):
   NAME_depth.npy        float32 HxW affine-invariant depth at the input resolution
-                        (no metric unit: the scene's near end is 1, see depthcore.predict)
+                        (no metric unit: the scene's near end is 1, see depthcore.predict.predictor)
   NAME_depth.png        16-bit PNG: 0 = invalid, else
                         depth = depth_min + (v-1)/65534*(depth_max-depth_min),
                         depth_min/depth_max in the PNG text chunks
@@ -128,10 +129,8 @@ def expand_inputs(inputs: Sequence[str], recursive: bool) -> tuple[list[Job], li
 
 def load_predictor(model: str | None, device: str, fit: str, seed: int) -> DepthPredictor:
     """The predictor named by ``--model``, or the champion of the local/default registry."""
-    from depthcore.predict import DepthPredictor
-
     if model is not None:
-        return DepthPredictor.from_pretrained(model, device=device, fit=fit, seed=seed)
+        return load_model_uri(model, device=device, fit=fit, seed=seed)
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         registry = Path.cwd() / LOCAL_REGISTRY
@@ -142,9 +141,7 @@ def load_predictor(model: str | None, device: str, fit: str, seed: int) -> Depth
             )
         uri = f"sqlite:///{registry}"
     try:
-        return DepthPredictor.from_pretrained(
-            CHAMPION_URI, device=device, tracking_uri=uri, fit=fit, seed=seed
-        )
+        return load_model_uri(CHAMPION_URI, tracking_uri=uri, device=device, fit=fit, seed=seed)
     except CheckpointError as exc:
         raise CheckpointError(f"{exc} - run `dvc repro` first or pass --model") from exc
 
@@ -153,9 +150,6 @@ def write_outputs(
     out: Path, rgb_HW3: np.ndarray, result: DepthResult, args: argparse.Namespace, outputs: set[str]
 ) -> None:
     """Write the requested files for one image under the stem ``out``."""
-    from depthcore import visualize as vis
-    from depthcore.predict import normalised_to_depth
-
     out.parent.mkdir(parents=True, exist_ok=True)
     if "npy" in outputs:
         _save_npy(out.with_name(f"{out.name}_depth.npy"), result.depth)
@@ -180,16 +174,12 @@ def write_outputs(
 
 def _save_npy(path: Path, map_HW: np.ndarray) -> None:
     """Write one map as float32 ``.npy``, atomically (a crash never leaves half a file)."""
-    from depthcore.io import atomic_path
-
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.save(fh, map_HW.astype(np.float32))
 
 
 def run_predict(args: argparse.Namespace) -> int:
     """The ``predict`` subcommand; returns the exit status (1 if any input failed)."""
-    from depthcore.predict import load_rgb
-
     outputs = {o.strip() for o in args.outputs.split(",") if o.strip()} | (
         {"ply"} if args.ply else set()
     )

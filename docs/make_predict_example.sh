@@ -14,7 +14,7 @@ python - <<'PY'
 import numpy as np
 from PIL import Image
 
-from depthcore.data.hypersim import tone_map
+from depthcore.data.hypersim.reader import tone_map
 from depthcore.synth.render import render
 from depthcore.synth.scenes import make_room, sample_camera
 

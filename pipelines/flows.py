@@ -21,7 +21,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from depthcore.config import frozen, load_section
-from depthcore.params import check_params
+from stages.params import check_params
 
 #: The pipeline in dependency order (names of dvc.yaml stages or foreach groups).
 STAGES: tuple[str, ...] = (
@@ -31,8 +31,10 @@ STAGES: tuple[str, ...] = (
     "preprocess",
     "validate",
     "tokenizer",
+    "tokenizer_eval",
     "features",
     "train",
+    "scales",
     "evaluate",
     "evaluate_reference",
     "register",

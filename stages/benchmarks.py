@@ -1,8 +1,6 @@
-"""Stage ``benchmarks``: render the embedded zero-shot benchmark sets in their real formats.
+"""Write the embedded zero-shot benchmarks (NYUv2, iBims-1, TUM RGB-D, ETH3D formats).
 
-Writes ``<out_dir>/<name>/`` for each configured benchmark (NYUv2 ``.mat`` files,
-iBims-1 ``.mat`` per image, TUM PNG sequences, ETH3D raw float32 depth), which the
-evaluate stage reads with the same readers as the real datasets.
+``python -m stages.benchmarks --params params.yaml`` writes ``<benchmarks.out_dir>/<name>/``.
 """
 
 from __future__ import annotations
@@ -11,10 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from depthcore.config import load_section
-from depthcore.io import atomic_path
-from depthcore.params import BenchmarksConfig
-from depthcore.stage import run_stage, stage_args
-from depthcore.synth.benchmarks import generate_benchmark
+from depthcore.synth.benchmarks import BenchmarksConfig, generate_benchmarks
+from stages.common import run_stage, stage_args
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -22,13 +18,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     def body() -> None:
         cfg = load_section("benchmarks", BenchmarksConfig, args.params)
-        with atomic_path(cfg.out_dir) as tmp:
-            for i, name in enumerate(cfg.names):
-                generate_benchmark(
-                    name, tmp / name, cfg.images, cfg.seed + 100 * i, height=cfg.height,
-                    width=cfg.width,
-                )  # fmt: skip
-                print(f"benchmarks: {name}: {cfg.images} frames -> {Path(cfg.out_dir) / name}")
+        for name, n in generate_benchmarks(cfg).items():
+            print(f"benchmarks: {name}: {n} frames -> {Path(cfg.out_dir) / name}")
 
     run_stage("benchmarks", body)
 

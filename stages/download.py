@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from depthcore.config import load_section
-from depthcore.data.download import DownloadConfig, download
-from depthcore.stage import run_stage, stage_args
+from depthcore.data.hypersim.download import DownloadConfig, download
+from stages.common import run_stage, stage_args
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -12,15 +12,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from depthcore.config import load_section
-from depthcore.evaluation import EvaluateConfig, run_evaluation
-from depthcore.stage import run_stage, stage_args
+from depthcore.evaluation.run import EvaluateConfig, run_evaluation
+from depthcore.predict.predictor import load_depth_model
+from stages.common import run_stage, stage_args
 
 
 def _extra(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         required=True,
-        help="checkpoint path/URI, or reference:constant_plane | reference:vertical_gradient",
+        help="checkpoint path, or reference:constant_plane | reference:vertical_gradient",
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder")
 
@@ -30,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     def body() -> None:
         cfg = load_section("evaluate", EvaluateConfig, args.params)
-        run_evaluation(cfg, args.model, args.out)
+        run_evaluation(cfg, load_depth_model(args.model), args.model, args.out)
 
     run_stage("evaluate", body)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from depthcore.config import load_section
-from depthcore.features import FeaturesConfig, run_features
-from depthcore.stage import run_stage, stage_args
+from depthcore.training.feature_cache import FeaturesConfig, run_features
+from stages.common import run_stage, stage_args
 
 
 def main(argv: Sequence[str] | None = None) -> None:

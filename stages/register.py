@@ -11,8 +11,8 @@ from pathlib import Path
 
 from depthcore.config import load_section
 from depthcore.io import write_text_atomic
-from depthcore.stage import run_stage, stage_args
 from depthcore.tracking.registry import RegisterConfig, register_round
+from stages.common import run_stage, stage_args
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 from depthcore.config import load_section
 from depthcore.io import atomic_path
-from depthcore.stage import run_stage, stage_args
 from depthcore.synth.hypersim import SynthConfig, generate_hypersim
+from stages.common import run_stage, stage_args
 
 
 def main(argv: Sequence[str] | None = None) -> None:

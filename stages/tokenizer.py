@@ -1,7 +1,7 @@
 """Stage ``tokenizer``: import the official VQ-VAE or train the tiny one, then freeze it.
 
 ``python -m stages.tokenizer --params params.yaml`` writes
-``<tokenizer.out_dir>/vae.safetensors`` and ``<tokenizer.out_dir>/tokenizer_metrics.json``.
+``<tokenizer.out_dir>/vae.safetensors`` and ``<tokenizer.out_dir>/tokenizer_train.json``.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from depthcore.config import load_section
-from depthcore.stage import run_stage, stage_args
-from depthcore.tokenizer import TokenizerConfig, run_tokenizer
+from depthcore.training.tokenizer import TokenizerConfig, run_tokenizer
+from stages.common import run_stage, stage_args
 
 
 def main(argv: Sequence[str] | None = None) -> None:

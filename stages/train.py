@@ -1,8 +1,8 @@
 """Stage ``train``: train the transformer with one objective on the cached features.
 
 ``python -m stages.train --params params.yaml --objective depthart|var_tf`` writes
-``<train.out_dir>/<objective>/{model.safetensors,train_metrics.json,scales.csv,
-mlflow_run.json,figures/,ckpt/}``. Under ``torchrun --nproc_per_node N -m stages.train ...``
+``<train.out_dir>/<objective>/{model.safetensors,train_metrics.json,
+mlflow_run.json,ckpt/}``. Under ``torchrun --nproc_per_node N -m stages.train ...``
 the same command trains data-parallel.
 """
 
@@ -12,8 +12,8 @@ import argparse
 from collections.abc import Sequence
 
 from depthcore.config import load_section
-from depthcore.stage import run_stage, stage_args
 from depthcore.training.trainer import TrainConfig, run_training
+from stages.common import run_stage, stage_args
 
 
 def _extra(parser: argparse.ArgumentParser) -> None:

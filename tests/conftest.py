@@ -11,6 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+#: Fixtures shared across folders live in tests/helpers and are registered here, so a test
+#: never imports from a conftest module.
+pytest_plugins = [
+    "tests.helpers.checkpoints",
+    "tests.helpers.frames",
+    "tests.helpers.hypersim_files",
+    "tests.helpers.prefect_repo",
+    "tests.helpers.servers",
+]
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = REPO_ROOT / "tests" / "fixtures"
 
@@ -32,6 +42,19 @@ def _seed_everything() -> None:
     except ImportError:  # pragma: no cover - torch is a hard dependency
         return
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """Tests run single-threaded: the tiny models' ops gain nothing from intra-op threads,
+    and on a shared 2-core machine OpenMP barriers make two threads up to 10x slower
+    (measured). A test that needs threads sets them itself; restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(autouse=True)

@@ -18,10 +18,10 @@ import numpy as np
 import scipy.io
 from PIL import Image
 
-from depthcore.data.eth3d import IMAGE_DIR, depth_path_for
-from depthcore.data.ibims import IMAGE_LIST, PLANE_TYPES
-from depthcore.data.nyu import NYU_FILE, SPLITS_FILE
-from depthcore.data.tum import DEPTH_SCALE
+from depthcore.data.benchmarks.eth3d import IMAGE_DIR, depth_path_for
+from depthcore.data.benchmarks.ibims import IMAGE_LIST, PLANE_TYPES
+from depthcore.data.benchmarks.nyu import NYU_FILE, SPLITS_FILE
+from depthcore.data.benchmarks.tum import DEPTH_SCALE
 from depthcore.io import atomic_path, write_text_atomic
 
 MAT73_USERBLOCK = 512

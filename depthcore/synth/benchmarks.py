@@ -29,11 +29,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from depthcore.data.hypersim import tone_map
-from depthcore.data.ibims import PLANE_TYPES
-from depthcore.data.nyu import nyu_intrinsics
+from depthcore.config import frozen
+from depthcore.data.benchmarks.ibims import PLANE_TYPES
+from depthcore.data.benchmarks.nyu import nyu_intrinsics
+from depthcore.data.benchmarks.tum import tum_intrinsics
+from depthcore.data.hypersim.reader import tone_map
 from depthcore.data.transforms import infill_nearest
-from depthcore.data.tum import tum_intrinsics
 from depthcore.errors import DepthcoreError
 from depthcore.io import atomic_path
 from depthcore.synth import bench_formats as fmt
@@ -54,6 +55,22 @@ MIN_PLANE_FRACTION = 0.005  # an annotator skips slivers
 MIN_PLANAR_VIEW = 0.4  # iBims views look at walls, floors and tables, not into a cupboard
 # Scene label of each iBims plane type -> the face that counts (None: the whole object).
 IBIMS_FACES: dict[str, str | None] = {"wall": None, "floor": None, "table": "top"}
+
+
+@frozen
+class BenchmarksConfig:
+    """The ``benchmarks`` section: the embedded zero-shot benchmark sets to generate."""
+
+    out_dir: str = "data/benchmarks"  # writes <out_dir>/<name>/ in that dataset's real format
+    names: tuple[str, ...] = ("nyu", "ibims", "tum", "eth3d")
+    images: int = 8  # frames per benchmark
+    seed: int = 1000  # distinct from the training scenes' seeds: zero-shot
+    height: int = 96
+    width: int = 128
+
+    def __post_init__(self) -> None:
+        if self.images < 1 or self.height < 16 or self.width < 16:
+            raise ValueError(f"images >= 1 and a size >= 16x16 needed, got {self}")
 
 
 class Shot(NamedTuple):
@@ -271,7 +288,7 @@ def generate_benchmark(
 
     Deterministic in ``seed``; the folder appears atomically (a failure leaves any
     previous set untouched). Returns ``out_dir``; read it with
-    ``depthcore.data.readers.make_reader(name, out_dir)``.
+    ``depthcore.data.benchmarks.registry.make_reader(name, out_dir)``.
     """
     if name not in _GENERATORS:
         raise DepthcoreError(f"unknown benchmark {name!r}; choose one of {sorted(_GENERATORS)}")
@@ -285,3 +302,16 @@ def generate_benchmark(
         tmp.mkdir(parents=True)
         _GENERATORS[name](tmp, n, rng, height, width)
     return out_dir
+
+
+def generate_benchmarks(cfg: BenchmarksConfig) -> dict[str, int]:
+    """The benchmarks stage: every configured set under ``cfg.out_dir``, written atomically."""
+    counts = {}
+    with atomic_path(cfg.out_dir) as tmp:
+        for i, name in enumerate(cfg.names):
+            generate_benchmark(
+                name, tmp / name, cfg.images, cfg.seed + 100 * i, height=cfg.height,
+                width=cfg.width,
+            )  # fmt: skip
+            counts[name] = cfg.images
+    return counts

@@ -37,7 +37,7 @@ import numpy as np
 from PIL import Image
 
 from depthcore.config import frozen
-from depthcore.data.tables import CAMERA_FILE, SPLIT_COLUMNS, SPLIT_FILE
+from depthcore.data.hypersim.tables import CAMERA_FILE, SPLIT_COLUMNS, SPLIT_FILE
 from depthcore.io import atomic_path, write_text_atomic
 from depthcore.synth.primitives import Rect
 from depthcore.synth.render import Camera, Render, Scene, default_M_cam_from_uv, render

@@ -1,7 +1,7 @@
 """The DepthART model as an MLflow pyfunc, and resolution of MLflow model URIs to checkpoints.
 
 The logged model holds the safetensors checkpoint as the artifact
-``checkpoint``; ``load_context`` builds a :class:`depthcore.predict.DepthPredictor`
+``checkpoint``; ``load_context`` builds a :class:`depthcore.predict.predictor.DepthPredictor`
 from it. It is logged as "model from code" (a three-line script that calls
 :func:`make_python_model`), so nothing is pickled and mlflow is imported only
 inside functions here. The serving environment must have ``depthcore``
@@ -17,7 +17,7 @@ Request (``POST /invocations``, ``Content-Type: application/json``), any of::
 
 Response: ``{"predictions": [depth_1, depth_2, ...]}`` with one ``depth_i`` per
 input image, a list of H rows of W floats at the input image's resolution:
-affine-invariant depth, near = small (conversion rule in :mod:`depthcore.predict`).
+affine-invariant depth, near = small (conversion rule in :mod:`depthcore.predict.predictor`).
 """
 
 from __future__ import annotations
@@ -32,8 +32,14 @@ from typing import Any
 import numpy as np
 
 from depthcore.errors import CheckpointError, DataError
+from depthcore.predict.predictor import (
+    CHECKPOINT_ARTIFACT,
+    URI_SCHEMES,
+    DepthPredictor,
+    checkpoint_in_model_dir,
+    load_rgb,
+)
 
-CHECKPOINT_ARTIFACT = "checkpoint"
 REGISTERED_MODEL_NAME = "depthart"
 _MODEL_CODE = textwrap.dedent(
     """\
@@ -51,8 +57,6 @@ _PIP_PACKAGES = ("torch", "numpy", "pillow", "pandas", "safetensors", "pyyaml", 
 def decode_images(model_input: Any) -> list[np.ndarray]:
     """Turn any accepted pyfunc input (module docstring) into a list of ``rgb_HW3`` uint8 arrays."""
     import pandas as pd
-
-    from depthcore.predict import load_rgb
 
     if isinstance(model_input, pd.DataFrame):
         if "image" not in model_input.columns:
@@ -100,8 +104,6 @@ def make_python_model() -> Any:
         """Images (base64 PNG/JPEG or HxWx3 arrays) in, one HxW depth list per image out."""
 
         def load_context(self, context: Any) -> None:
-            from depthcore.predict import DepthPredictor
-
             self.predictor = DepthPredictor.from_pretrained(
                 context.artifacts[CHECKPOINT_ARTIFACT], device="auto"
             )
@@ -156,27 +158,6 @@ def log_pyfunc_model(
         )
 
 
-def checkpoint_in_model_dir(model_dir: str | Path) -> Path:
-    """The checkpoint file inside a downloaded (or local) MLflow model folder."""
-    import yaml
-
-    model_dir = Path(model_dir)
-    mlmodel = model_dir / "MLmodel"
-    if not mlmodel.is_file():
-        raise CheckpointError(f"{model_dir}: not an MLflow model folder (no MLmodel file)")
-    spec = yaml.safe_load(mlmodel.read_text()) or {}
-    artifacts = spec.get("flavors", {}).get("python_function", {}).get("artifacts", {})
-    entry = artifacts.get(CHECKPOINT_ARTIFACT)
-    if not entry or "path" not in entry:
-        raise CheckpointError(
-            f"{mlmodel}: no '{CHECKPOINT_ARTIFACT}' artifact (not a depthart model)"
-        )
-    checkpoint = model_dir / entry["path"]
-    if not checkpoint.is_file():
-        raise CheckpointError(f"{checkpoint}: checkpoint artifact listed in {mlmodel} is missing")
-    return checkpoint
-
-
 def checkpoint_from_uri(uri: str, dst_dir: str | Path, tracking_uri: str | None = None) -> Path:
     """Download the model at an MLflow URI into ``dst_dir``; return its checkpoint path.
 
@@ -202,3 +183,20 @@ def checkpoint_from_uri(uri: str, dst_dir: str | Path, tracking_uri: str | None 
             f"{uri}: cannot resolve model (tracking URI {tracking_uri}): {reason}"
         ) from exc
     return checkpoint_in_model_dir(local)
+
+
+def load_predictor(
+    path_or_uri: str | Path, *, tracking_uri: str | None = None, **kwargs: Any
+) -> DepthPredictor:
+    """A predictor from a local checkpoint/model folder or an MLflow model URI.
+
+    URIs (``models:/depthart@champion``, ``runs:/<id>/model``, ...) are downloaded
+    with MLflow (against ``tracking_uri``, default ``MLFLOW_TRACKING_URI``) to a
+    temporary folder and loaded from there; ``kwargs`` go to the predictor.
+    """
+    text = str(path_or_uri)
+    if not text.startswith(URI_SCHEMES):
+        return DepthPredictor.from_pretrained(text, **kwargs)
+    with tempfile.TemporaryDirectory(prefix="depthart-model-") as tmp:
+        checkpoint = checkpoint_from_uri(text, tmp, tracking_uri)
+        return DepthPredictor.from_pretrained(checkpoint, **kwargs)

@@ -24,9 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from depthcore.config import frozen
 from depthcore.errors import DataError, DepthcoreError
-from depthcore.io import file_sha256
-from depthcore.tracking.logger import RUN_RECORD, read_run_id
-from depthcore.tracking.ranking import (
+from depthcore.evaluation.ranking import (
     Candidate,
     NestedMetrics,
     check_metrics,
@@ -36,6 +34,9 @@ from depthcore.tracking.ranking import (
     rank_markdown,
     read_metrics,
 )
+from depthcore.io import file_sha256
+from depthcore.tracking.logger import RUN_RECORD, read_run_id, resolve_tracking_uri
+from depthcore.tracking.pyfunc import log_pyfunc_model
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -289,7 +290,6 @@ def register_round(
 ) -> RoundResult:
     """The register stage: connect, register this round's models, rank, promote."""
     new_models, references = collect_round(cfg, root)
-    from depthcore.tracking.logger import resolve_tracking_uri
 
     uri = resolve_tracking_uri(cfg.tracking_uri)
     client = connect(uri, timeout_s=cfg.http_timeout_s, max_retries=cfg.http_max_retries)
@@ -300,7 +300,6 @@ def register_round(
 
 def log_depthcore_pyfunc(model: NewModel) -> str:
     """Log a trained checkpoint as the depthcore pyfunc model into the active run."""
-    from depthcore.tracking.pyfunc import log_pyfunc_model
 
     info = log_pyfunc_model(model.checkpoint)
     return info.model_uri

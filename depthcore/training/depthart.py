@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from depthcore.inference import GREEDY, rollout
+from depthcore.models.generate import GREEDY, rollout
 from depthcore.models.var import DepthVAR
 from depthcore.models.vqvae import VQVAE
 from depthcore.training.losses import LossOutput, scale_cross_entropy

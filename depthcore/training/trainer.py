@@ -1,6 +1,6 @@
 """One trainer for both objectives: same data, steps, optimiser and seed; only the loss differs.
 
-Training reads the frozen-feature cache (:mod:`depthcore.features`), so the
+Training reads the frozen-feature cache (:mod:`depthcore.training.feature_cache`), so the
 VQ-VAE encoder never runs in the loop. The batch of every step is a pure
 function of (seed, step, rank), the LR a pure function of the step, and the
 checkpoint holds the weights, optimiser moments and RNG state: an interrupted
@@ -23,10 +23,11 @@ import torch
 from tqdm import tqdm
 
 from depthcore.config import frozen, to_dict
-from depthcore.errors import CheckpointError
-from depthcore.features import FeatureDataset, step_loader
+from depthcore.errors import CheckpointError, DataError
 from depthcore.io import atomic_path, file_sha256, write_text_atomic
-from depthcore.tracking import NullLogger, RunLogger, open_run_logger
+from depthcore.models import build_model, resolve_config
+from depthcore.models.checkpoint import load_model, load_official_var, load_vae, save_model
+from depthcore.tracking.logger import NullLogger, RunLogger, open_run_logger
 from depthcore.training.distributed import (
     DistInfo,
     average_gradients,
@@ -37,8 +38,9 @@ from depthcore.training.distributed import (
     mean_over_ranks,
     shutdown_distributed,
 )
+from depthcore.training.feature_cache import FeatureDataset, step_loader
+from depthcore.training.objectives import OBJECTIVES
 from depthcore.training.schedule import lr_at
-from depthcore.training.validation import validate_scales, write_scales_csv
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +75,11 @@ class TrainConfig:
     seed: int = 0
     ckpt_every: int = 100  # steps between checkpoints; 0 = only at the end
     keep_ckpts: int = 2  # newest checkpoints kept
-    val_every: int = 0  # steps between validations; 0 = only at the end
-    val_frames: int = 16  # validation frames (0 = all)
+    val_every: int = 0  # steps between validation losses; 0 = only at the end
+    val_frames: int = 16  # validation frames (0 = all); also the scales stage's
     val_batch_size: int = 8
     log_every: int = 10  # steps between logged losses
-    figures: bool = True  # per-scale refinement PNGs of the first validation frames
+    figures: bool = True  # scales stage: per-scale refinement PNGs of the first val frames
     num_figures: int = 2
     tracking: Literal["mlflow", "csv", "none"] = "mlflow"
     tracking_uri: str = "sqlite:///mlflow.db"  # MLFLOW_TRACKING_URI overrides
@@ -117,8 +119,6 @@ class Trainer:
         logger: RunLogger | None = None,
         dist_info: DistInfo | None = None,
     ) -> None:
-        from depthcore.training import OBJECTIVES
-
         if objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {objective!r} (choose from {sorted(OBJECTIVES)})")
         self.cfg, self.objective, self.model_cfg = cfg, objective, model_cfg
@@ -220,8 +220,6 @@ class Trainer:
 
     def save_model(self, path: Path) -> None:
         """Weights + model config + meta as one safetensors file (atomic)."""
-        from depthcore.checkpoint import save_model
-
         save_model(path, self.vae, self.var, self.model_cfg, self.meta())
 
     def save_checkpoint(self) -> Path:
@@ -248,8 +246,6 @@ class Trainer:
         ckpts = self.checkpoints()
         if not ckpts:
             return False
-        from depthcore.checkpoint import load_model
-
         path = ckpts[-1]
         loaded = load_model(
             path / "model.safetensors", map_location=str(self.device), expected=self.model_cfg
@@ -264,25 +260,42 @@ class Trainer:
         return True
 
     # -- the loop -------------------------------------------------------------------------
-    def validate(self, figures_dir: Path | None = None) -> list[float]:
-        """Per-scale AbsRel on the validation frames (rank 0; others get [])."""
+    @torch.no_grad()
+    def validate(self) -> float | None:
+        """Mean objective loss on the validation frames (rank 0; others get None).
+
+        The loss is the training signal on unseen frames: it tells over- from
+        under-fitting without importing any metric (the per-scale AbsRel curve is
+        the ``scales`` stage's, so that editing a metric never retrains a model).
+        """
         if self.val_set is None or not self.dist.is_main:
-            return []
+            return None
+        n = (
+            len(self.val_set)
+            if self.cfg.val_frames <= 0
+            else min(len(self.val_set), self.cfg.val_frames)
+        )
+        if n == 0:
+            raise DataError(f"{self.val_set.path}: no validation frames")
         self.var.eval()
+        total = 0.0
         try:
-            abs_rel_K = validate_scales(
-                self.vae, self.var, self.val_set, space=self.space,
-                max_frames=self.cfg.val_frames, batch_size=self.cfg.val_batch_size,
-                device=self.device, figures_dir=figures_dir,
-                num_figures=self.cfg.num_figures if self.cfg.figures else 0,
-            )  # fmt: skip
+            for start in range(0, n, self.cfg.val_batch_size):
+                batch = self.val_set.get_batch(
+                    list(range(start, min(n, start + self.cfg.val_batch_size)))
+                )
+                out = self.loss_fn(
+                    self.vae,
+                    self.var,
+                    batch["prefix_LC"].to(self.device),
+                    batch["fD_Chw"].to(self.device),
+                )
+                total += float(out.loss) * len(batch["prefix_LC"])
         finally:
             self.var.train()
-        self.logger.log_metrics(
-            {f"val_abs_rel_scale_{k}": v for k, v in enumerate(abs_rel_K)}, self.step
-        )
-        self.logger.log_metrics({"val_abs_rel": abs_rel_K[-1]}, self.step)
-        return abs_rel_K
+        val_loss = total / n
+        self.logger.log_metrics({"val_loss": val_loss}, self.step)
+        return val_loss
 
     def fit(self, stop_at: int | None = None) -> dict[str, Any]:
         """Train to ``cfg.steps`` (or stop early at ``stop_at``, e.g. for a time-boxed job)."""
@@ -321,20 +334,14 @@ class Trainer:
         return {"step": self.step, "last": last, "ms_per_step": ms, "loss_ema": self.loss_ema}
 
     def finish(self, fit_result: dict[str, Any]) -> dict[str, Any]:
-        """Final validation and the declared outputs: model, metrics JSON, scales CSV, figures."""
-        figures = self.out_dir / "figures" if self.cfg.figures else None
+        """Final validation loss and the declared outputs: model and metrics JSON."""
         divergence = max_divergence(self.var.parameters(), self.dist)
         if divergence > 0:
             raise RuntimeError(f"DDP ranks ended with different weights (max |diff| {divergence})")
-        abs_rel_K = self.validate(figures_dir=figures)
+        val_loss = self.validate()
         if not self.dist.is_main:
             return {}
         self.save_model(self.out_dir / "model.safetensors")
-        if abs_rel_K:
-            write_scales_csv(self.out_dir / "scales.csv", list(self.vae.v_patch_nums), abs_rel_K)
-            self.logger.log_artifact(self.out_dir / "scales.csv")
-        for png in sorted(figures.glob("*.png")) if figures is not None else []:
-            self.logger.log_artifact(png, "figures")
         metrics = {
             "objective": self.objective,
             "space": self.space,
@@ -344,8 +351,7 @@ class Trainer:
             "loss_final": fit_result["last"].get("loss"),
             "loss_ema": self.loss_ema,
             "ms_per_step": fit_result["ms_per_step"],
-            "val_abs_rel": abs_rel_K[-1] if abs_rel_K else None,
-            "val_abs_rel_per_scale": abs_rel_K,
+            "val_loss": val_loss,
         }
         write_text_atomic(self.out_dir / "train_metrics.json", json.dumps(metrics, indent=2) + "\n")
         return metrics
@@ -353,9 +359,6 @@ class Trainer:
 
 def run_training(cfg: TrainConfig, objective: str) -> dict[str, Any]:
     """The train stage: data, frozen tokenizer, model, logger, fit, outputs (any world size)."""
-    from depthcore.checkpoint import load_official_var, load_vae
-    from depthcore.models import build_model, resolve_config
-
     info = init_distributed(cfg.device)
     logger: RunLogger = NullLogger()
     try:
@@ -369,9 +372,7 @@ def run_training(cfg: TrainConfig, objective: str) -> dict[str, Any]:
         vae = load_vae(cfg.tokenizer, expected=model_cfg.vae).vae
         features = Path(cfg.features_dir)
         train_set = FeatureDataset(features / f"{cfg.train_split}.h5")
-        val_set = FeatureDataset(
-            features / f"{cfg.val_split}.h5", fields=("prefix", "rgb", "depth", "mask")
-        )
+        val_set = FeatureDataset(features / f"{cfg.val_split}.h5", fields=("fD", "prefix"))
         space = str(train_set.attrs.get("space"))
         sha = file_sha256(cfg.tokenizer)
         for ds in (train_set, val_set):

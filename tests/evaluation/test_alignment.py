@@ -5,13 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from depthcore.alignment import (
-    MEDIAN_NEAR_FAR_RATIO,
-    align_lsq,
-    align_median,
-    fit_scale_shift,
-    to_relative_depth,
-)
+from depthcore.evaluation.alignment import align_lsq, align_median, fit_scale_shift
+from depthcore.spaces import DEFAULT_NEAR_FAR_RATIO, normalised_to_depth
 
 # What a model in each space predicts for metric depth z (up to the affine map we undo).
 TO_SPACE = {
@@ -75,17 +70,17 @@ def test_align_median_recovers_scale_despite_outliers(scene) -> None:
     np.testing.assert_allclose(aligned_HW.ravel()[clean], gt_HW.ravel()[clean])
 
 
-def test_to_relative_depth_rules() -> None:
+def test_normalised_to_depth_rules_align_by_median() -> None:
     z = np.array([1.0, 2.0, 4.0])
     # scale_depth = 2 z / q98 - 1 is exact up to scale
-    rel = to_relative_depth(2 * z / 4.0 - 1, "scale_depth")
+    rel = normalised_to_depth(2 * z / 4.0 - 1, "scale_depth")
     np.testing.assert_allclose(align_median(rel, z, np.ones(3, bool)), z)
-    np.testing.assert_allclose(to_relative_depth(1.0 / (2 * z), "disparity"), 2 * z)
-    # sqrt_disparity: the far end p = -1 is MEDIAN_NEAR_FAR_RATIO times the near end p = +1
-    rel = to_relative_depth(np.array([-1.0, 1.0]), "sqrt_disparity")
-    assert rel[0] / rel[1] == pytest.approx(MEDIAN_NEAR_FAR_RATIO)
+    np.testing.assert_allclose(normalised_to_depth(1.0 / (2 * z), "disparity"), 2 * z)
+    # sqrt_disparity: the far end p = -1 is DEFAULT_NEAR_FAR_RATIO times the near end p = +1
+    rel = normalised_to_depth(np.array([-1.0, 1.0]), "sqrt_disparity")
+    assert rel[0] / rel[1] == pytest.approx(DEFAULT_NEAR_FAR_RATIO)
     with pytest.raises(ValueError, match="unknown prediction space"):
-        to_relative_depth(z, "log_depth")
+        normalised_to_depth(z, "log_depth")
 
 
 def test_alignment_refuses_mismatched_shapes() -> None:
@@ -93,13 +88,3 @@ def test_alignment_refuses_mismatched_shapes() -> None:
         align_lsq(np.ones(3), np.ones(4), np.ones(4, bool), "depth", 0.1, 10)
     with pytest.raises(ValueError, match="zero valid"):
         align_lsq(np.ones(3), np.ones(3), np.zeros(3, bool), "depth", 0.1, 10)
-
-
-@pytest.mark.parametrize("space", ["sqrt_disparity", "scale_depth"])
-def test_median_rule_matches_the_user_facing_predictor(space: str) -> None:
-    """Evaluation and `depthcore.predict` turn a normalised map into the same relative depth."""
-    from depthcore.predict import normalised_to_depth
-
-    p = np.linspace(-0.99, 1.0, 50)
-    ratio = to_relative_depth(p, space) / normalised_to_depth(p, space)
-    np.testing.assert_allclose(ratio, ratio[0], rtol=1e-5)

@@ -12,11 +12,12 @@ import pytest
 from PIL import Image
 
 from depthcore.config import ConfigError, from_dict
-from depthcore.data.base import BenchmarkSample
+from depthcore.data.benchmarks.base import BenchmarkSample
 from depthcore.errors import DepthcoreError
-from depthcore.evaluation import EvaluateConfig, evaluate, load_predictor, upsample_bilinear
-from depthcore.metrics import DEPTH_METRICS
-from depthcore.reference_predictors import ConstantPlane, DepthModel, VerticalGradient
+from depthcore.evaluation.metrics import DEPTH_METRICS
+from depthcore.evaluation.references import ConstantPlane, DepthModel, VerticalGradient
+from depthcore.evaluation.run import EvaluateConfig, evaluate, upsample_bilinear
+from depthcore.predict.predictor import load_depth_model
 
 H, W = 24, 32
 K_33 = np.array([[30.0, 0.0, 15.5], [0.0, 30.0, 11.5], [0.0, 0.0, 1.0]])
@@ -156,8 +157,8 @@ def test_config_and_predictor_lookup_fail_loudly() -> None:
     with pytest.raises(ConfigError, match="alignments"):
         from_dict(EvaluateConfig, {"alignments": ["lsq", "mean"]})
     with pytest.raises(DepthcoreError, match="constant_plane"):
-        load_predictor("reference:constant")
-    assert isinstance(load_predictor("reference:vertical_gradient"), VerticalGradient)
+        load_depth_model("reference:constant")
+    assert isinstance(load_depth_model("reference:vertical_gradient"), VerticalGradient)
 
 
 def test_uncomputable_metrics_are_left_out_of_metrics_json(benchmarks, tmp_path: Path) -> None:

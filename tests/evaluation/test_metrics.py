@@ -7,13 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from depthcore.metrics import (
-    METRICS,
-    average_ranks,
-    compute_metrics,
-    metric_direction,
-    rank_table,
-)
+from depthcore.evaluation.metrics import METRICS, compute_metrics, metric_direction
+from depthcore.evaluation.ranking import average_ranks, rank_table
 
 
 def test_compute_metrics_hand_computed() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from depthcore.planarity import DBE_MAX_DIST, boundary_errors, canny, planarity
+from depthcore.evaluation.planarity import DBE_MAX_DIST, boundary_errors, canny, planarity
 
 H, W = 48, 64
 K_33 = np.array([[60.0, 0.0, 31.5], [0.0, 60.0, 23.5], [0.0, 0.0, 1.0]])

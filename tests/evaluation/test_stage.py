@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from depthcore.metrics import rank_table
+from depthcore.evaluation.ranking import rank_table
 from depthcore.synth.bench_formats import ibims_calib, write_ibims_frame, write_ibims_list
 from stages.evaluate import main
 
@@ -134,8 +134,8 @@ def test_stage_with_a_checkpoint(tmp_path: Path) -> None:
     """A random-weight tiny DepthART checkpoint goes through DepthPredictor and both alignments."""
     import torch
 
-    from depthcore.checkpoint import save_model
     from depthcore.models import create_model, resolve_config
+    from depthcore.models.checkpoint import save_model
     from depthcore.synth.benchmarks import generate_benchmark
 
     torch.manual_seed(0)

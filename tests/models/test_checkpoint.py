@@ -10,9 +10,9 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from depthcore.checkpoint import load_model, load_vae, save_model, save_vae
 from depthcore.errors import CheckpointError
 from depthcore.models import MODEL_CONFIGS, create_model
+from depthcore.models.checkpoint import load_model, load_vae, save_model, save_vae
 
 
 @pytest.fixture()

@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from depthcore.checkpoint import load_official_vae, load_official_var, load_state_dict_strict
 from depthcore.errors import CheckpointError
 from depthcore.models import MODEL_CONFIGS, create_model
-
-from .helpers import VAE_TSV, VAR_TSV, described, read_keys_tsv
+from depthcore.models.checkpoint import load_official_vae, load_official_var, load_state_dict_strict
+from tests.helpers.models import VAE_TSV, VAR_TSV, described, read_keys_tsv
 
 _DTYPES = {"float32": torch.float32, "int64": torch.int64}
 

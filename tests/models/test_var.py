@@ -6,9 +6,8 @@ import pytest
 import torch
 
 from depthcore.models import MODEL_CONFIGS, create_model, image_prefix
-from depthcore.training import OBJECTIVES
-
-from .helpers import tiny_batch
+from depthcore.training.objectives import OBJECTIVES
+from tests.helpers.models import tiny_batch
 
 
 @pytest.fixture(scope="module")

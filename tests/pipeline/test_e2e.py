@@ -86,8 +86,9 @@ def test_dvc_repro_end_to_end_then_noop(tmp_path: Path) -> None:
 
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     expected = {
-        "synth", "benchmarks", "download", "preprocess", "validate", "tokenizer", "features",
-        "train@depthart", "train@var_tf", "evaluate@depthart", "evaluate@var_tf",
+        "synth", "benchmarks", "download", "preprocess", "validate", "tokenizer",
+        "tokenizer_eval", "features", "train@depthart", "train@var_tf", "scales@depthart",
+        "scales@var_tf", "evaluate@depthart", "evaluate@var_tf",
         "evaluate_reference@constant_plane", "evaluate_reference@vertical_gradient", "register",
     }  # fmt: skip
     assert set(lock) == expected, out[-3000:]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pipeline.conftest import make_fake_repo
+from tests.helpers.prefect_repo import make_fake_repo
 
 pytestmark = pytest.mark.slow
 

@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from depthcore import visualize as vis
+from depthcore import viz as vis
 from depthcore.cli import main
-
-from .conftest import random_rgb
+from tests.helpers.checkpoints import random_rgb
 
 
 def _run(capsys, *argv: str) -> tuple[int, str]:

@@ -1,4 +1,4 @@
-"""Image decoding, aspect handling and the normalised-space -> depth rule of depthcore.predict."""
+"""Image decoding, aspect handling and the normalised-space -> depth rule."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from depthcore.errors import DataError
-from depthcore.predict import fit_to_square, load_rgb, normalised_to_depth
+from depthcore.predict.predictor import fit_to_square, load_rgb
+from depthcore.spaces import normalised_to_depth
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:

@@ -7,9 +7,8 @@ import pytest
 import torch
 
 from depthcore.errors import CheckpointError, DataError, DepthcoreError
-from depthcore.predict import DepthPredictor
-
-from .conftest import random_rgb
+from depthcore.predict.predictor import DepthPredictor
+from tests.helpers.checkpoints import random_rgb
 
 
 @pytest.fixture(scope="module")

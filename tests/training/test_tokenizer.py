@@ -9,14 +9,9 @@ import torch
 
 from depthcore.data.shards import ShardDataset
 from depthcore.data.transforms import invert_normalisation
+from depthcore.evaluation.ceiling import frame_normalisation, reconstruction_metrics
 from depthcore.models import create_model
-from depthcore.tokenizer import (
-    TokenizerConfig,
-    frame_normalisation,
-    load_training_images,
-    reconstruction_metrics,
-    train_vqvae,
-)
+from depthcore.training.tokenizer import TokenizerConfig, load_training_images, train_vqvae
 
 
 def test_frame_normalisation_inverts_the_target_exactly(processed_dir: Path) -> None:

@@ -1,0 +1,319 @@
+"""Selective, resumable, verified download of Hypersim scene zips.
+
+Only the members training needs are fetched from each ``ai_VVV_NNN.zip``
+(colour, depth, entity id, ``_detail/metadata_scene.csv``: a few percent of
+1.9 TB), by range reads of the zip's central directory and of each member
+(see :mod:`depthcore.data.hypersim.zipremote`), from ``file://``, ``http(s)://`` or
+``s3://`` sources (:mod:`depthcore.data.hypersim.sources`). Output layout is the zip's:
+``out_dir/<scene>/images/...`` plus the dataset-wide ``out_dir/metadata_*.csv``
+and ``out_dir/download_manifest.json``.
+
+Robustness, because a 1.9 TB transfer will be interrupted: compressed bytes
+go to ``<file>.part`` and a rerun continues from where it stopped; every
+member is checked against the size and CRC-32 of the zip directory (a corrupt
+member is refetched once, then reported); connection errors and 5xx answers
+are retried with exponential backoff, a bounded number of times; a member
+whose name would land outside ``out_dir`` (zip-slip) is refused and reported.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import csv
+import io
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from tqdm import tqdm
+
+from depthcore.config import frozen
+from depthcore.data.hypersim.sources import MissingError, Source, TransientError, open_source
+from depthcore.data.hypersim.tables import CAMERA_FILE, SPLIT_FILE
+from depthcore.data.hypersim.zipremote import (
+    ZipMember,
+    check_supported,
+    file_crc32,
+    inflate_to,
+    member_data_offset,
+    read_central_directory,
+)
+from depthcore.errors import DataError
+from depthcore.io import atomic_path, write_text_atomic
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+Kind = Literal["color", "depth", "entity", "metadata"]
+DATASET_CSVS = (CAMERA_FILE, SPLIT_FILE)
+MANIFEST = "download_manifest.json"
+SCENE_ZIP = re.compile(r"ai_\d{3}_\d{3}\.zip")
+_FOLDER = {"color": "final_hdf5", "depth": "geometry_hdf5", "entity": "geometry_hdf5"}
+_SUFFIX = {"color": "color", "depth": "depth_meters", "entity": "render_entity_id"}
+_CHUNK = 1 << 20
+
+
+@frozen
+class DownloadConfig:
+    """The ``download`` params section.
+
+    ``scenes`` is ``all`` (every ``ai_VVV_NNN.zip`` the source lists, or the scenes of
+    its split file for http sources) or a list of scene names; empty ``cameras``/``frames``
+    mean all; ``endpoint_url`` overrides boto3's S3 endpoint (empty: boto3's own config).
+    """
+
+    source: str = "file://data/source/hypersim"
+    out_dir: str = "data/raw/hypersim"
+    scenes: Literal["all"] | tuple[str, ...] = "all"
+    cameras: tuple[str, ...] = ()
+    frames: tuple[int, ...] = ()
+    kinds: tuple[Kind, ...] = ("color", "depth", "entity", "metadata")
+    workers: int = 4
+    retries: int = 4
+    backoff_s: float = 0.5
+    timeout_s: float = 60.0
+    endpoint_url: str = ""
+
+    def __post_init__(self) -> None:
+        if self.workers < 1 or self.retries < 0 or self.backoff_s < 0:
+            raise ValueError("workers must be >= 1, retries and backoff_s >= 0")
+        if not self.kinds:
+            raise ValueError("kinds must name at least one of color, depth, entity, metadata")
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    """What a run did: the manifest written, members present, bytes moved this run."""
+
+    manifest: Path
+    members: int
+    fetched: int
+    bytes_transferred: int
+
+
+def _kind_of(parts: list[str]) -> tuple[str, str | None, int | None] | None:
+    """(kind, camera, frame) of a member path split on ``/``, or None if not wanted at all."""
+    if parts[1:] == ["_detail", "metadata_scene.csv"]:
+        return "metadata", None, None
+    if len(parts) < 2:
+        return None
+    folder, leaf = parts[-2], parts[-1]
+    for kind, suffix in _SUFFIX.items():
+        fm = re.fullmatch(rf"scene_(cam_\d+)_{_FOLDER[kind]}", folder)
+        lm = re.fullmatch(rf"frame\.(\d+)\.{suffix}\.hdf5", leaf)
+        if fm and lm:
+            return kind, fm.group(1), int(lm.group(1))
+    return None
+
+
+def select_members(members: list[ZipMember], scene: str, cfg: DownloadConfig) -> list[ZipMember]:
+    """The members of ``scene``'s zip that ``cfg`` asks for."""
+    out = []
+    for m in members:
+        parts = m.name.split("/")
+        found = _kind_of(parts) if parts[0] == scene else None
+        if found is None or found[0] not in cfg.kinds:
+            continue
+        _, camera, frame = found
+        if camera is not None and cfg.cameras and camera not in cfg.cameras:
+            continue
+        if frame is not None and cfg.frames and frame not in cfg.frames:
+            continue
+        out.append(m)
+    return out
+
+
+def safe_target(out_dir: Path, name: str) -> Path | None:
+    """``out_dir/name``, or None when ``name`` is absolute, has ``..``/empty parts or a drive,
+    or otherwise resolves outside ``out_dir`` (zip-slip)."""
+    parts = name.split("/")
+    if "\\" in name or ":" in name or any(p in ("", ".", "..") for p in parts):
+        return None
+    root = out_dir.resolve()
+    target = (root / name).resolve()
+    return target if target.is_relative_to(root) and target != root else None
+
+
+def _retry(fn: Callable[[], T], cfg: DownloadConfig) -> T:
+    """Call ``fn``; on :class:`TransientError` (whose message names the file) wait
+    ``backoff_s * 2**k`` and retry, at most ``cfg.retries`` times."""
+    for attempt in range(cfg.retries + 1):
+        try:
+            return fn()
+        except TransientError as exc:
+            if attempt == cfg.retries:
+                raise DataError(f"gave up after {cfg.retries + 1} attempts: {exc}") from exc
+            delay = cfg.backoff_s * 2**attempt
+            log.warning("%s; retrying in %.2f s", exc, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def _list_scenes(source: Source, cfg: DownloadConfig) -> list[str]:
+    if cfg.scenes != "all":
+        return list(cfg.scenes)
+    try:
+        names = _retry(source.list_names, cfg)
+        return sorted(n[: -len(".zip")] for n in names if SCENE_ZIP.fullmatch(n))
+    except MissingError:
+        raise
+    except DataError:  # http: no listing; the split file names the scenes
+        text = _read_whole(source, SPLIT_FILE, cfg).decode()
+        return sorted({row["scene_name"] for row in csv.DictReader(io.StringIO(text))})
+
+
+def _range_reader(source: Source, name: str, cfg: DownloadConfig) -> Callable[[int, int], bytes]:
+    """``read(start, stop)`` of source file ``name``, retried on transient errors."""
+
+    def read(start: int, stop: int) -> bytes:
+        return _retry(lambda: source.read_range(name, start, stop), cfg)
+
+    return read
+
+
+def _read_whole(source: Source, name: str, cfg: DownloadConfig) -> bytes:
+    size = _retry(lambda: source.size(name), cfg)
+    read = _range_reader(source, name, cfg)
+    return b"".join(read(pos, min(pos + _CHUNK, size)) for pos in range(0, size, _CHUNK))
+
+
+def _fetch_member(
+    source: Source, zip_name: str, member: ZipMember, target: Path, cfg: DownloadConfig, bar: tqdm
+) -> int:
+    """Make ``target`` hold ``member`` intact; return the bytes moved (0: it already did)."""
+    where = source.describe(zip_name)
+    intact = target.is_file() and target.stat().st_size == member.size
+    if intact and file_crc32(target) == member.crc32:
+        bar.update(member.compressed_size)
+        return 0
+    check_supported(member, where)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = target.with_name(target.name + ".part")
+    moved = 0
+    read = _range_reader(source, zip_name, cfg)
+    for attempt in range(2):  # a corrupt .part or corrupt bytes get one clean refetch
+        start = member_data_offset(read, member, where)
+        have = part.stat().st_size if part.exists() else 0
+        if have > member.compressed_size:
+            part.unlink()
+            have = 0
+        bar.update(have)
+        with open(part, "ab") as f:
+            for pos in range(have, member.compressed_size, _CHUNK):
+                data = read(start + pos, start + min(pos + _CHUNK, member.compressed_size))
+                f.write(data)
+                f.flush()
+                moved += len(data)
+                bar.update(len(data))
+        try:
+            with atomic_path(target) as tmp:
+                inflate_to(part, member, tmp, where)
+        except DataError:
+            part.unlink()
+            if attempt == 1:
+                raise
+            log.warning("%s: %s failed verification; fetching it again", where, member.name)
+            continue
+        part.unlink()
+        return moved
+    raise AssertionError("unreachable")
+
+
+def _fetch_csvs(source: Source, out_dir: Path, cfg: DownloadConfig) -> list[dict[str, object]]:
+    """The dataset-wide tables at the source root, where present (whole-file reads)."""
+    done = []
+    for name in DATASET_CSVS:
+        try:
+            size = _retry(lambda n=name: source.size(n), cfg)
+        except MissingError:
+            log.info("%s: not at the source; the package copy will be used", name)
+            continue
+        target = out_dir / name
+        if not (target.is_file() and target.stat().st_size == size):
+            data = _read_whole(source, name, cfg)
+            with atomic_path(target) as tmp:
+                tmp.write_bytes(data)
+        done.append({"path": name, "size": size})
+    return done
+
+
+def download(cfg: DownloadConfig) -> DownloadResult:
+    """Fetch the wanted members of every wanted scene into ``cfg.out_dir`` (see module doc).
+
+    Raises :class:`DataError` naming the source file and member on a missing
+    scene, an exhausted retry budget, a CRC/size mismatch or a refused member
+    name; the members that did arrive stay in place for the next run.
+    """
+    out_dir = Path(cfg.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    source = open_source(
+        cfg.source, endpoint_url=cfg.endpoint_url, timeout_s=cfg.timeout_s, workers=cfg.workers
+    )
+    csv_entries = _fetch_csvs(source, out_dir, cfg)
+    jobs: list[tuple[str, ZipMember, Path]] = []
+    refused: list[str] = []
+    for scene in _list_scenes(source, cfg):
+        zip_name = f"{scene}.zip"
+        where = source.describe(zip_name)
+        size = _retry(lambda z=zip_name: source.size(z), cfg)
+        directory = read_central_directory(_range_reader(source, zip_name, cfg), size, where)
+        wanted = select_members(directory, scene, cfg)
+        if not wanted:
+            raise DataError(f"{where}: no members of kinds {list(cfg.kinds)} match the filters")
+        for m in wanted:
+            target = safe_target(out_dir, m.name)
+            if target is None:
+                refused.append(f"{where}: {m.name}")
+                log.error(
+                    "%s: refusing member %r: it would be written outside %s", where, m.name, out_dir
+                )
+            else:
+                jobs.append((zip_name, m, target))
+
+    total = sum(m.compressed_size for _, m, _ in jobs)
+    failures: list[str] = []
+    moved = fetched = 0
+    with (
+        tqdm(total=total, unit="B", unit_scale=True, desc="download", disable=None) as bar,
+        cf.ThreadPoolExecutor(max_workers=cfg.workers) as pool,
+    ):
+        futures = [pool.submit(_fetch_member, source, z, m, t, cfg, bar) for z, m, t in jobs]
+        for fut in cf.as_completed(futures):
+            try:
+                n = fut.result()
+            except DataError as exc:
+                failures.append(str(exc))
+                continue
+            moved += n
+            fetched += n > 0
+    if failures or refused:
+        lines = failures + [f"{r}: refused, it would be written outside {out_dir}" for r in refused]
+        raise DataError(
+            f"download from {cfg.source} incomplete ({len(lines)} problems):\n  "
+            + "\n  ".join(lines)
+        )
+
+    members = [
+        {
+            "path": m.name,
+            "zip": z,
+            "size": m.size,
+            "compressed_size": m.compressed_size,
+            "crc32": f"{m.crc32:08x}",
+        }
+        for z, m, _ in sorted(jobs, key=lambda j: j[1].name)
+    ]
+    manifest = {
+        "source": cfg.source,
+        "kinds": list(cfg.kinds),
+        "members": members,
+        "csv": csv_entries,
+    }
+    write_text_atomic(out_dir / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    log.info("%d members (%d fetched, %d bytes) from %s", len(jobs), fetched, moved, cfg.source)
+    return DownloadResult(out_dir / MANIFEST, len(jobs), fetched, moved)

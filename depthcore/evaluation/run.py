@@ -1,0 +1,336 @@
+"""Zero-shot evaluation of a depth predictor on the benchmark readers.
+
+:func:`evaluate` runs batched inference, upsamples every prediction bilinearly
+to its ground truth, aligns it with each configured convention
+(:mod:`depthcore.evaluation.alignment`), scores it (:mod:`depthcore.evaluation.metrics`, plus the
+iBims-1 planarity and boundary errors where a sample carries the annotations),
+and writes ``metrics.json``, ``per_image.csv`` and ``panels/*.png``, each
+atomically. Benchmark numbers are means over images; planarity errors are
+pooled over all scored planes, as the iBims-1 tools do.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import itertools
+import json
+import logging
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from depthcore.config import frozen, to_dict
+from depthcore.data.benchmarks.registry import make_reader
+from depthcore.errors import DataError, DepthcoreError
+from depthcore.evaluation.alignment import align_lsq, align_median
+from depthcore.evaluation.metrics import DEPTH_METRICS, compute_metrics
+from depthcore.evaluation.panels import save_panel
+from depthcore.evaluation.planarity import boundary_errors, planarity
+from depthcore.evaluation.references import DepthModel
+from depthcore.io import atomic_path, write_text_atomic
+from depthcore.spaces import SPACES, normalised_to_depth
+
+log = logging.getLogger(__name__)
+
+Alignment = Literal["lsq", "median"]
+GEOMETRY_METRICS: tuple[str, ...] = ("pe_fla", "pe_ori", "dbe_acc", "dbe_com")
+CSV_COLUMNS: tuple[str, ...] = (
+    ("benchmark", "index", "name", "alignment") + DEPTH_METRICS + (GEOMETRY_METRICS)
+)
+
+
+@frozen
+class BenchmarkConfig:
+    """Where one benchmark lives and how much of it to read.
+
+    ``max_images`` 0 reads all frames; ``crop`` is passed to readers that offer
+    crops (NYUv2: ``border8`` | ``eigen`` | ``none``) and left out when null.
+    """
+
+    root: str
+    max_images: int = 0
+    crop: str | None = None
+
+
+@frozen
+class EvaluateConfig:
+    """The ``evaluate`` section of params.yaml."""
+
+    benchmarks: dict[str, BenchmarkConfig] = dataclasses.field(default_factory=dict)
+    alignments: tuple[Alignment, ...] = ("lsq", "median")
+    batch_size: int = 4
+    num_panels: int = 2
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.num_panels < 0:
+            raise ValueError(f"num_panels must be >= 0, got {self.num_panels}")
+        if not self.alignments:
+            raise ValueError("alignments must name at least one of lsq, median")
+
+
+def align(
+    pred: np.ndarray,
+    gt: np.ndarray,
+    mask: np.ndarray,
+    space: str,
+    alignment: str,
+    min_depth: float,
+    max_depth: float,
+) -> np.ndarray:
+    """Aligned depth of ``pred`` (in ``space``) by the named convention (see alignment.py)."""
+    if alignment == "lsq":
+        return align_lsq(pred, gt, mask, space, min_depth, max_depth)
+    if alignment == "median":
+        return align_median(normalised_to_depth(pred, space), gt, mask, min_depth, max_depth)
+    raise ValueError(f"unknown alignment {alignment!r}; expected 'lsq' or 'median'")
+
+
+def upsample_bilinear(pred_BHW: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize predictions bilinearly (half-pixel centres) to ``height`` x ``width``."""
+    if pred_BHW.shape[1:] == (height, width):
+        return pred_BHW.astype(np.float32, copy=False)
+    pred_B1HW = torch.from_numpy(np.ascontiguousarray(pred_BHW, dtype=np.float32))[:, None]
+    out = F.interpolate(pred_B1HW, size=(height, width), mode="bilinear", align_corners=False)
+    return out[:, 0].numpy()
+
+
+def _batches(samples: Iterable[Any], batch_size: int) -> Iterator[list[Any]]:
+    """Consecutive samples of equal image size, at most ``batch_size`` at a time."""
+    batch: list[Any] = []
+    for sample in samples:
+        if batch and (len(batch) == batch_size or batch[0].rgb_HW3.shape != sample.rgb_HW3.shape):
+            yield batch
+            batch = []
+        batch.append(sample)
+    if batch:
+        yield batch
+
+
+def _predict(model: DepthModel, batch: list[Any], bench: str) -> np.ndarray:
+    rgb_BHW3 = np.stack([s.rgb_HW3 for s in batch])
+    pred_BHW = np.asarray(model.predict_batch(rgb_BHW3))
+    if pred_BHW.ndim != 3 or pred_BHW.shape[0] != len(batch):
+        raise DepthcoreError(
+            f"{bench}: predict_batch returned shape {pred_BHW.shape} for {len(batch)} images"
+        )
+    if not np.all(np.isfinite(pred_BHW)):
+        names = ", ".join(s.name for s in batch)
+        raise DepthcoreError(f"{bench}: non-finite prediction for frame(s) {names}")
+    H, W = batch[0].depth_HW.shape
+    return upsample_bilinear(pred_BHW, H, W)
+
+
+def score_sample(
+    sample: Any, pred_HW: np.ndarray, space: str, alignment: str, min_depth: float, max_depth: float
+) -> tuple[np.ndarray, dict[str, float], np.ndarray]:
+    """Align and score one frame: ``(aligned depth, metrics, per-plane pe_fla/pe_ori (2, P))``."""
+    gt, valid = sample.depth_HW, sample.valid_HW
+    aligned = align(pred_HW, gt, valid, space, alignment, min_depth, max_depth)
+    row = compute_metrics(aligned, gt, valid)
+    planes_2P = np.zeros((2, 0))
+    if sample.plane_masks is not None and sample.intrinsics_33 is not None:
+        planes_2P = np.stack(
+            planarity(aligned, gt, sample.plane_masks, sample.plane_normals, sample.intrinsics_33)
+        )
+        if planes_2P.shape[1]:
+            row["pe_fla"], row["pe_ori"] = (float(v) for v in _nanmean_rows(planes_2P))
+    if sample.edges_HW is not None:
+        row["dbe_acc"], row["dbe_com"] = boundary_errors(aligned, sample.edges_HW, None)
+    return aligned, row, planes_2P
+
+
+def _nanmean_rows(values_RN: np.ndarray) -> np.ndarray:
+    """Row means ignoring NaN; NaN (without a warning) for an all-NaN row."""
+    finite_RN = np.isfinite(values_RN)
+    count_R = finite_RN.sum(axis=1)
+    total_R = np.where(finite_RN, values_RN, 0.0).sum(axis=1)
+    return np.where(count_R > 0, total_R / np.maximum(count_R, 1), np.nan)
+
+
+def _summarise(rows: list[dict[str, float]], planes: list[np.ndarray]) -> dict[str, Any]:
+    """Benchmark means: depth metrics and DBE over images, planarity pooled over planes."""
+    summary: dict[str, Any] = {}
+    for metric in DEPTH_METRICS + ("dbe_acc", "dbe_com"):
+        values = np.array([r[metric] for r in rows if metric in r], dtype=np.float64)
+        if values.size:
+            summary[metric] = float(_nanmean_rows(values[None])[0])
+    all_planes_2P = np.concatenate(planes, axis=1) if planes else np.zeros((2, 0))
+    if all_planes_2P.shape[1]:
+        summary["pe_fla"], summary["pe_ori"] = (float(v) for v in _nanmean_rows(all_planes_2P))
+        summary["num_planes"] = int(np.isfinite(all_planes_2P[0]).sum())
+    summary["num_images"] = len(rows)
+    return summary
+
+
+def _finite_only(value: Any) -> Any:
+    """Drop metrics that could not be computed (NaN: e.g. no plane >= 5%, no GT edge).
+
+    Strict JSON has no NaN, and a consumer (dvc, the registry) should see such
+    a metric as absent rather than as a number.
+    """
+    if isinstance(value, dict):
+        return {
+            k: _finite_only(v)
+            for k, v in value.items()
+            if not (isinstance(v, float) and not math.isfinite(v))
+        }
+    return value
+
+
+def evaluate(
+    model: DepthModel,
+    benchmarks: Mapping[str, Iterable[Any]],
+    cfg: EvaluateConfig,
+    out_dir: str | Path,
+) -> dict[str, Any]:
+    """Score ``model`` on every benchmark reader; write metrics.json, per_image.csv, panels/.
+
+    ``benchmarks`` maps a name to a reader (an iterable of ``BenchmarkSample``
+    with attributes ``min_depth``/``max_depth``). Returns
+    ``{benchmark: {alignment: {metric: value, num_images: n}}}``; metrics.json holds
+    the same without the NaN entries (metrics that could not be computed).
+    Nothing is written unless every benchmark was scored.
+    """
+    space = getattr(model, "space", None)
+    if space not in SPACES:
+        raise DepthcoreError(f"model space {space!r} is not one of {list(SPACES)}")
+    results: dict[str, Any] = {}
+    csv_rows: list[dict[str, Any]] = []
+    panel_jobs: list[tuple[str, Any, np.ndarray]] = []
+    for bench, reader in benchmarks.items():
+        bench_cfg = cfg.benchmarks.get(bench)
+        limit = bench_cfg.max_images if bench_cfg is not None and bench_cfg.max_images else None
+        results[bench] = _evaluate_benchmark(model, bench, reader, limit, cfg, csv_rows, panel_jobs)
+        log.info("%s: %s", bench, _brief(results[bench]))
+    _write_outputs(Path(out_dir), results, csv_rows, panel_jobs, cfg.alignments[0])
+    return results
+
+
+def _evaluate_benchmark(
+    model: DepthModel,
+    bench: str,
+    reader: Iterable[Any],
+    limit: int | None,
+    cfg: EvaluateConfig,
+    csv_rows: list[dict[str, Any]],
+    panel_jobs: list[tuple[str, Any, np.ndarray]],
+) -> dict[str, Any]:
+    """Score the first ``limit`` frames of one reader; append its CSV rows and panels."""
+    min_depth, max_depth = float(reader.min_depth), float(reader.max_depth)
+    total = len(reader) if hasattr(reader, "__len__") else limit
+    if total is not None and limit is not None:
+        total = min(total, limit)
+    rows: dict[str, list[dict[str, float]]] = {a: [] for a in cfg.alignments}
+    planes: dict[str, list[np.ndarray]] = {a: [] for a in cfg.alignments}
+    index = 0
+    samples = itertools.islice(reader, limit)
+    with tqdm(total=total, desc=f"evaluate {bench}", unit="img", leave=False) as bar:
+        for batch in _batches(samples, cfg.batch_size):
+            for sample, pred_HW in zip(batch, _predict(model, batch, bench), strict=True):
+                if not sample.valid_HW.any():
+                    raise DataError(f"{bench} frame {sample.name}: no valid ground-truth pixel")
+                for k, alignment in enumerate(cfg.alignments):
+                    aligned, row, planes_2P = score_sample(
+                        sample, pred_HW, model.space, alignment, min_depth, max_depth
+                    )
+                    rows[alignment].append(row)
+                    planes[alignment].append(planes_2P)
+                    ident = {"benchmark": bench, "index": index, "name": sample.name}
+                    csv_rows.append(ident | {"alignment": alignment} | row)
+                    if k == 0 and index < cfg.num_panels:
+                        panel_jobs.append((f"{bench}_{index:03d}", sample, aligned))
+                index += 1
+                bar.update(1)
+    if index == 0:
+        raise DataError(f"benchmark {bench}: no frames to evaluate")
+    return {a: _summarise(rows[a], planes[a]) for a in cfg.alignments}
+
+
+def _brief(bench_result: Mapping[str, Mapping[str, Any]]) -> str:
+    n = next(iter(bench_result.values()))["num_images"]
+    return f"{n} images, " + "; ".join(
+        f"{a}: abs_rel {r['abs_rel']:.4f} delta1 {r['delta1']:.4f}" for a, r in bench_result.items()
+    )
+
+
+def _write_outputs(
+    out_dir: Path,
+    results: dict[str, Any],
+    csv_rows: list[dict[str, Any]],
+    panel_jobs: list[tuple[str, Any, np.ndarray]],
+    panel_alignment: str,
+) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(
+        out_dir / "metrics.json", json.dumps(_finite_only(results), indent=2, sort_keys=True) + "\n"
+    )
+    with atomic_path(out_dir / "per_image.csv") as tmp, tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(CSV_COLUMNS), restval="")
+        writer.writeheader()
+        for row in csv_rows:
+            writer.writerow({k: ("" if _is_nan(v) else v) for k, v in row.items()})
+    with atomic_path(out_dir / "panels") as tmp_dir:
+        tmp_dir.mkdir()
+        for stem, sample, aligned in panel_jobs:
+            save_panel(
+                tmp_dir / f"{stem}.png",
+                sample.rgb_HW3,
+                sample.depth_HW,
+                sample.valid_HW,
+                aligned,
+                title=f"{stem} {sample.name} ({panel_alignment} alignment)",
+            )
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def open_benchmarks(cfg: EvaluateConfig) -> dict[str, Any]:
+    """A reader per configured benchmark (``make_reader(name, root, max_items=, crop=)``)."""
+    readers = {}
+    for name, bench in cfg.benchmarks.items():
+        kwargs: dict[str, Any] = {}
+        if bench.max_images:
+            kwargs["max_items"] = bench.max_images
+        if bench.crop is not None:
+            kwargs["crop"] = bench.crop
+        readers[name] = make_reader(name, bench.root, **kwargs)
+    return readers
+
+
+def run_evaluation(
+    cfg: EvaluateConfig, model: DepthModel, model_spec: str, out_dir: str | Path
+) -> dict[str, Any]:
+    """The evaluate stage: open the readers, then :func:`evaluate` ``model``.
+
+    The resolved config and the model spec are saved beside the metrics
+    (``evaluate_config.json``) so a results folder says what produced it.
+    """
+    if not cfg.benchmarks:
+        raise DepthcoreError("evaluate.benchmarks is empty: nothing to evaluate")
+    results = evaluate(model, open_benchmarks(cfg), cfg, out_dir)
+    record = {"model": model_spec, "space": model.space, "evaluate": to_dict(cfg)}
+    write_text_atomic(Path(out_dir) / "evaluate_config.json", json.dumps(record, indent=2) + "\n")
+    return results
+
+
+__all__ = [
+    "BenchmarkConfig",
+    "EvaluateConfig",
+    "align",
+    "evaluate",
+    "open_benchmarks",
+    "run_evaluation",
+    "score_sample",
+    "upsample_bilinear",
+]

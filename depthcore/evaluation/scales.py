@@ -1,0 +1,131 @@
+"""The per-scale refinement curve of a trained model: AbsRel after each scale of generation.
+
+The per-scale curve is the DepthART paper's refinement figure as a number: it shows
+whether later scales refine the coarse prediction or drift from it. It is the
+``scales@<objective>`` stage, apart from training, so that editing a metric or a
+figure never retrains a model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from depthcore.config import to_dict
+from depthcore.device import resolve_device
+from depthcore.errors import DataError
+from depthcore.evaluation.alignment import align_lsq
+from depthcore.evaluation.metrics import compute_metrics
+from depthcore.io import atomic_path, write_text_atomic
+from depthcore.models.checkpoint import load_model
+from depthcore.models.generate import GREEDY, generate
+from depthcore.training.feature_cache import FeatureDataset
+from depthcore.training.trainer import TrainConfig
+from depthcore.viz import save_strip_figure
+
+#: Aligned validation predictions are clipped to this depth range (metres).
+VAL_DEPTH_RANGE = (1e-3, 1e3)
+
+
+@torch.no_grad()
+def validate_scales(
+    vae: torch.nn.Module,
+    var: torch.nn.Module,
+    val_set: FeatureDataset,
+    *,
+    space: str,
+    max_frames: int = 0,
+    batch_size: int = 8,
+    device: torch.device | str = "cpu",
+    figures_dir: Path | None = None,
+    num_figures: int = 0,
+) -> list[float]:
+    """Mean AbsRel after each scale of greedy generation, on the validation frames.
+
+    For scale k the cumulative f_hat is decoded, aligned by least squares in the
+    model's space to the frame's valid depth (at model resolution) and scored.
+    The first ``num_figures`` frames get a per-scale refinement strip PNG.
+    """
+    n = len(val_set) if max_frames <= 0 else min(len(val_set), max_frames)
+    if n == 0:
+        raise DataError(f"{val_set.path}: no validation frames")
+    per_frame_K: list[list[float]] = []
+    for start in range(0, n, batch_size):
+        batch = val_set.get_batch(list(range(start, min(n, start + batch_size))))
+        gen = generate(vae, var, batch["prefix_LC"].to(device), sampling=GREEDY, return_scales=True)
+        scales_KBHW = gen.scales_K_B1HW[:, :, 0].float().cpu().numpy()
+        for j in range(scales_KBHW.shape[1]):
+            depth_SS = batch["depth_SS"][j].numpy()
+            mask_SS = batch["mask_SS"][j].numpy()
+            if not mask_SS.any():
+                continue
+            aligned_K = [
+                align_lsq(p, depth_SS, mask_SS, space, *VAL_DEPTH_RANGE) for p in scales_KBHW[:, j]
+            ]
+            per_frame_K.append(
+                [compute_metrics(a, depth_SS, mask_SS)["abs_rel"] for a in aligned_K]
+            )
+            if figures_dir is not None and start + j < num_figures:
+                pns = vae.v_patch_nums
+                save_strip_figure(
+                    figures_dir / f"scales_{start + j:03d}.png",
+                    batch["rgb_3SS"][j].permute(1, 2, 0).numpy(),
+                    [*aligned_K, np.where(mask_SS, depth_SS, np.nan)],
+                    [*(f"{pn}x{pn}" for pn in pns), "ground truth"],
+                )
+    if not per_frame_K:
+        raise DataError(f"{val_set.path}: no validation frame has valid depth pixels")
+    return [float(v) for v in np.mean(np.asarray(per_frame_K), axis=0)]
+
+
+def write_scales_csv(path: Path, patch_nums: list[int], abs_rel_K: list[float]) -> None:
+    """``scales.csv`` (for ``dvc plots``): AbsRel after each scale of generation."""
+    rows = ["scale,patch_num,tokens,abs_rel"]
+    tokens = 0
+    for k, (pn, v) in enumerate(zip(patch_nums, abs_rel_K, strict=True)):
+        tokens += pn * pn
+        rows.append(f"{k},{pn},{tokens},{v:.6f}")
+    write_text_atomic(path, "\n".join(rows) + "\n")
+
+
+def run_scales(cfg: TrainConfig, objective: str) -> dict[str, Any]:
+    """The scales stage: ``scales.csv``, ``scales.json`` and ``figures/`` of one trained model.
+
+    Reads ``<out_dir>/<objective>/model.safetensors`` and the validation features
+    the model was trained beside; writes next to the model.
+    """
+    if cfg.num_threads > 0:
+        torch.set_num_threads(cfg.num_threads)
+    device = resolve_device(cfg.device)
+    out_dir = Path(cfg.out_dir) / objective
+    loaded = load_model(out_dir / "model.safetensors", map_location=device)
+    val_set = FeatureDataset(
+        Path(cfg.features_dir) / f"{cfg.val_split}.h5", fields=("prefix", "rgb", "depth", "mask")
+    )
+    space = str(val_set.attrs.get("space"))
+    with atomic_path(out_dir / "figures") as figures:
+        figures.mkdir(parents=True)
+        abs_rel_K = validate_scales(
+            loaded.vae.eval(), loaded.var.eval(), val_set, space=space,
+            max_frames=cfg.val_frames, batch_size=cfg.val_batch_size, device=device,
+            figures_dir=figures, num_figures=cfg.num_figures if cfg.figures else 0,
+        )  # fmt: skip
+    patch_nums = list(loaded.vae.v_patch_nums)
+    write_scales_csv(out_dir / "scales.csv", patch_nums, abs_rel_K)
+    first, last = abs_rel_K[0], abs_rel_K[-1]
+    summary = {
+        "objective": objective,
+        "space": space,
+        "val_abs_rel": last,
+        "val_abs_rel_first_scale": first,
+        "refinement_gain": (first - last) / first if first > 0 else float("nan"),
+        "val_abs_rel_per_scale": abs_rel_K,
+        "patch_nums": patch_nums,
+        "config": to_dict(cfg),
+    }
+    write_text_atomic(out_dir / "scales.json", json.dumps(summary, indent=2) + "\n")
+    return summary

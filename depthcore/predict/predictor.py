@@ -1,0 +1,393 @@
+"""Image(s) in, depth out: the user-facing predictor over a trained DepthART checkpoint.
+
+``DepthPredictor`` implements the evaluation ``DepthModel`` protocol (``space``,
+``predict_batch``) and a convenience ``__call__`` for one image of any size.
+
+Arbitrary input sizes (``fit="pad"``, the default): the image is resized so its
+longer side equals the model resolution ``S`` (keeping the aspect ratio), the
+shorter side is padded to ``S`` by repeating the edge pixels, the model runs on
+the ``S x S`` square, the padded border is cropped off the prediction, and the
+crop is upsampled bilinearly to the input size. ``fit="stretch"`` resizes to
+``S x S`` ignoring the aspect ratio (the official DepthART training recipe);
+no tiling: the model sees the whole scene once, as in training.
+
+From the normalised space to depth (:func:`normalised_to_depth`). A prediction
+is affine-invariant in the model's space, so there is no metric unit; we fix
+the unknown affine map by a documented convention:
+
+* ``sqrt_disparity``: ``y = +1`` is the near end (98th percentile of
+  ``sqrt(1/z)``) and ``y = -1`` the far end (2nd percentile). We map the near end
+  to depth 1 and the far end to depth ``near_far_ratio`` (default 10, a typical
+  indoor range): ``s = s_far + (y + 1) / 2 * (1 - s_far)`` with
+  ``s_far = near_far_ratio ** -0.5``, clipped to ``>= s_far / 10``, and ``z = 1 / s**2``.
+* ``scale_depth`` (``y = 2 z / q98(z) - 1``): ``z = (y + 1) / 2``, i.e. depth in
+  units of the 98th-percentile depth, clipped to ``>= 1e-3``.
+
+To get metric depth, align the normalised prediction to a few known depths in
+the model's space (``depthcore.evaluation.alignment``), as the evaluation does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from depthcore.device import resolve_device
+from depthcore.errors import CheckpointError, DataError, DepthcoreError
+from depthcore.evaluation.references import REFERENCE_PREDICTORS, DepthModel
+from depthcore.models import image_prefix
+from depthcore.models.checkpoint import load_model
+from depthcore.models.generate import SamplingConfig, generate
+from depthcore.spaces import DEFAULT_NEAR_FAR_RATIO, normalised_to_depth, rgb_to_model
+
+Fit = Literal["pad", "stretch"]
+CHECKPOINT_ARTIFACT = "checkpoint"  # the logged pyfunc's artifact holding the weights
+URI_SCHEMES = (
+    "models:/",
+    "runs:/",
+    "mlflow-artifacts:/",
+    "s3://",
+    "file://",
+    "http://",
+    "https://",
+)
+
+
+@dataclasses.dataclass
+class DepthResult:
+    """One image's prediction, every map at the input resolution (H x W).
+
+    ``depth``: affine-invariant depth (see the module docstring for the unit);
+    ``pred``: the prediction in the model's normalised ``space`` (the mean over
+    samples when sampling); ``scales``: the cumulative prediction after each of
+    the K scales (normalised space); ``std``: per-pixel standard deviation over
+    the sampled rollouts (normalised-space units).
+    """
+
+    depth: np.ndarray
+    pred: np.ndarray
+    space: str
+    scales: list[np.ndarray] | None = None
+    std: np.ndarray | None = None
+
+
+def load_rgb(source: str | Path | bytes, name: str | None = None) -> tuple[np.ndarray, list[str]]:
+    """Decode a JPEG/PNG (path or bytes) to ``rgb_HW3`` uint8, plus notes on conversions made.
+
+    EXIF orientation is applied; RGBA loses its alpha, greyscale is replicated to
+    three channels and 16-bit images are reduced to 8 bits, each with a note so
+    the CLI can warn. Raises :class:`DataError` naming ``name`` (or the path).
+    """
+    label = name or (str(source) if not isinstance(source, bytes) else "<bytes>")
+    if isinstance(source, str | Path) and not Path(source).is_file():
+        raise DataError(f"{label}: no such file")
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+            img.load()
+            img = ImageOps.exif_transpose(img)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"{label}: cannot read image: {exc}") from exc
+    if img.width == 0 or img.height == 0:
+        raise DataError(f"{label}: zero-size image ({img.width}x{img.height})")
+    notes: list[str] = []
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        notes.append(f"16-bit greyscale ({img.mode}) reduced to 8 bits and replicated to RGB")
+        grey = np.asarray(img).astype(np.float64)
+        scale = 257.0 if grey.max() <= 65535 else grey.max() / 255.0
+        grey8 = np.clip(np.rint(grey / scale), 0, 255).astype(np.uint8)
+        return np.repeat(grey8[..., None], 3, axis=-1), notes
+    if img.mode == "F":
+        raise DataError(f"{label}: floating-point image (mode F) is not a photo")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        notes.append(f"alpha channel dropped ({img.mode} -> RGB)")
+    elif img.mode in ("L", "1"):
+        notes.append(f"greyscale ({img.mode}) replicated to RGB")
+    elif img.mode not in ("RGB", "P"):
+        notes.append(f"colour mode {img.mode} converted to RGB")
+    return np.asarray(img.convert("RGB"), dtype=np.uint8), notes
+
+
+@dataclasses.dataclass(frozen=True)
+class ContentBox:
+    """Where the resized image sits inside the S x S model input."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+
+
+def fit_to_square(
+    rgb_HW3: np.ndarray, size: int, fit: Fit = "pad"
+) -> tuple[np.ndarray, ContentBox]:
+    """Resize (and edge-pad) an image to ``size x size``; returns it and the content box."""
+    H, W = rgb_HW3.shape[:2]
+    if fit == "stretch":
+        h, w = size, size
+    elif fit == "pad":
+        scale = size / max(H, W)
+        h, w = max(1, round(H * scale)), max(1, round(W * scale))
+    else:
+        raise ValueError(f"fit must be 'pad' or 'stretch', got {fit!r}")
+    img = Image.fromarray(rgb_HW3)
+    resample = Image.Resampling.BOX if h * w < H * W else Image.Resampling.BICUBIC
+    resized_hw3 = np.asarray(img.resize((w, h), resample=resample))
+    top, left = (size - h) // 2, (size - w) // 2
+    pad = ((top, size - h - top), (left, size - w - left), (0, 0))
+    return np.pad(resized_hw3, pad, mode="edge"), ContentBox(top, left, h, w)
+
+
+def _chunks(n: int, size: int) -> Iterator[slice]:
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
+
+
+class DepthPredictor:
+    """A loaded DepthART model that turns uint8 RGB images into depth maps."""
+
+    def __init__(
+        self,
+        vae: torch.nn.Module,
+        var: torch.nn.Module,
+        *,
+        space: str,
+        image_size: int,
+        device: str | torch.device = "cpu",
+        fit: Fit = "pad",
+        sampling: SamplingConfig | None = None,
+        seed: int | None = None,
+        near_far_ratio: float = DEFAULT_NEAR_FAR_RATIO,
+    ) -> None:
+        """Wrap a loaded (vae, var) pair; ``space`` and ``image_size`` come from its checkpoint.
+
+        ``sampling`` defaults to the official DepthART setting (top-k 900, top-p 0.9,
+        5 samples averaged per token); ``seed`` (default ``sampling.seed``) makes every
+        call reproducible; ``near_far_ratio`` fixes the depth convention of
+        :func:`normalised_to_depth`.
+        """
+        if fit not in ("pad", "stretch"):
+            raise ValueError(f"fit must be 'pad' or 'stretch', got {fit!r}")
+        self.device = torch.device(resolve_device(device))
+        self.vae = vae.to(self.device).eval()
+        self.var = var.to(self.device).eval()
+        self.space = space
+        self.image_size = int(image_size)
+        self.fit: Fit = fit
+        self.sampling = sampling if sampling is not None else SamplingConfig()
+        self.seed = self.sampling.seed if seed is None else seed
+        self.near_far_ratio = near_far_ratio
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_uri: str | Path,
+        device: str | torch.device = "cpu",
+        **kwargs: Any,
+    ) -> DepthPredictor:
+        """Load a local checkpoint file or a local (downloaded) MLflow model folder.
+
+        MLflow URIs (``models:/...``) are resolved by
+        :func:`depthcore.tracking.pyfunc.load_predictor`, which calls this on the
+        downloaded files. ``kwargs`` go to the constructor (``fit``, ``sampling``, ...).
+        """
+        text = str(path_or_uri)
+        if text.startswith(URI_SCHEMES):
+            raise CheckpointError(
+                f"{text}: a model URI; load it with depthcore.tracking.pyfunc.load_predictor"
+            )
+        checkpoint = Path(text)
+        if checkpoint.is_dir():
+            checkpoint = checkpoint_in_model_dir(checkpoint)
+        elif not checkpoint.is_file():
+            raise CheckpointError(f"{checkpoint}: checkpoint not found")
+        loaded = load_model(checkpoint, map_location="cpu")
+        meta = dict(loaded.meta or {})
+        if "space" not in meta:
+            raise CheckpointError(f"{checkpoint}: checkpoint metadata has no 'space'")
+        image_size = int(meta.get("image_size", loaded.config.image_size))
+        return cls(
+            loaded.vae,
+            loaded.var,
+            space=meta["space"],
+            image_size=image_size,
+            device=device,
+            **kwargs,
+        )
+
+    # --- the DepthModel protocol -------------------------------------------------------------
+    def predict_batch(self, rgb_BHW3: np.ndarray) -> np.ndarray:
+        """Predict ``pred_BHW`` float32 in the model's space, at the model resolution.
+
+        With ``fit="pad"`` the padded border is already cropped, so the output has
+        the input's aspect ratio (longer side = ``image_size``); callers upsample.
+        """
+        rgb_BHW3 = np.asarray(rgb_BHW3)
+        if rgb_BHW3.ndim != 4 or rgb_BHW3.shape[-1] != 3 or rgb_BHW3.dtype != np.uint8:
+            raise DataError(
+                f"predict_batch expects uint8 (B,H,W,3), got {rgb_BHW3.dtype} {rgb_BHW3.shape}"
+            )
+        if len(rgb_BHW3) == 0:
+            raise DataError("predict_batch got an empty batch")
+        fitted = [fit_to_square(rgb, self.image_size, self.fit) for rgb in rgb_BHW3]
+        box = fitted[0][1]
+        pred_BSS, _, _ = self._infer(np.stack([f for f, _ in fitted]), samples=0, seed=self.seed)
+        crop = pred_BSS[:, box.top : box.top + box.height, box.left : box.left + box.width]
+        return crop.cpu().numpy().astype(np.float32)
+
+    # --- images of any size ------------------------------------------------------------------
+    def __call__(
+        self,
+        image: np.ndarray,
+        *,
+        scales: bool = False,
+        samples: int = 0,
+        seed: int | None = None,
+    ) -> DepthResult:
+        """Predict one ``HxWx3`` uint8 image; every returned map is ``HxW``."""
+        return self.predict_images([image], scales=scales, samples=samples, seed=seed)[0]
+
+    def predict_images(
+        self,
+        images: Sequence[np.ndarray],
+        *,
+        batch_size: int = 8,
+        scales: bool = False,
+        samples: int = 0,
+        seed: int | None = None,
+        progress: bool = False,
+    ) -> list[DepthResult]:
+        """Predict a list of images of different sizes, ``batch_size`` at a time.
+
+        ``samples=N > 0`` runs N stochastic rollouts per image (the model's
+        top-k/top-p sampling) and returns their mean and per-pixel std. Results
+        are deterministic for a given ``seed`` (default: the predictor's seed),
+        batch size and image order.
+        """
+        from tqdm.auto import tqdm
+
+        for i, image in enumerate(images):
+            if (
+                image.ndim != 3
+                or image.shape[-1] != 3
+                or image.dtype != np.uint8
+                or 0 in image.shape
+            ):
+                raise DataError(f"image {i}: expected uint8 HxWx3, got {image.dtype} {image.shape}")
+        generator_seed = self.seed if seed is None else seed
+        results: list[DepthResult] = []
+        bar = tqdm(total=len(images), unit="img", disable=not progress)
+        for batch in _chunks(len(images), batch_size):
+            fitted = [fit_to_square(img, self.image_size, self.fit) for img in images[batch]]
+            pred_BSS, scales_KBSS, std_BSS = self._infer(
+                np.stack([f for f, _ in fitted]),
+                samples=samples,
+                seed=generator_seed + batch.start,
+                want_scales=scales,
+            )
+            for b, (image, (_, box)) in enumerate(zip(images[batch], fitted, strict=True)):
+                size = image.shape[:2]
+                pred = _to_input(pred_BSS[b], box, size)
+                results.append(
+                    DepthResult(
+                        depth=normalised_to_depth(pred, self.space, self.near_far_ratio),
+                        pred=pred,
+                        space=self.space,
+                        scales=None
+                        if scales_KBSS is None
+                        else [_to_input(s_BSS[b], box, size) for s_BSS in scales_KBSS],
+                        std=None if std_BSS is None else _to_input(std_BSS[b], box, size),
+                    )
+                )
+            bar.update(batch.stop - batch.start)
+        bar.close()
+        return results
+
+    @torch.no_grad()
+    def _infer(
+        self, rgb_BSS3: np.ndarray, *, samples: int, seed: int, want_scales: bool = False
+    ) -> tuple[torch.Tensor, list[torch.Tensor] | None, torch.Tensor | None]:
+        """Model on square uint8 inputs: (pred_BSS, K x scale_BSS, std_BSS), None when not asked."""
+        B = rgb_BSS3.shape[0]
+        rgb_B3SS = torch.from_numpy(rgb_BSS3).to(self.device).permute(0, 3, 1, 2)
+        rgb_B3SS = rgb_to_model(rgb_B3SS)
+        prefix_BLC = image_prefix(self.vae, rgb_B3SS)
+        sampling = self.sampling
+        n = max(samples, 1)
+        if samples > 0:
+            prefix_BLC = prefix_BLC.repeat_interleave(samples, dim=0)  # (B*N, L, C)
+            if getattr(sampling, "greedy", False):
+                sampling = dataclasses.replace(sampling, greedy=False)
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        gen = generate(
+            self.vae,
+            self.var,
+            prefix_BLC,
+            sampling=sampling,
+            use_cache=True,
+            return_scales=want_scales,
+            generator=generator,
+        )
+        pred_BNSS = gen.pred_B1HW[:, 0].float().reshape(B, n, *gen.pred_B1HW.shape[-2:])
+        std_BSS = pred_BNSS.std(dim=1, unbiased=False) if samples > 0 else None
+        scales_KBSS = None
+        if want_scales and gen.scales_K_B1HW is not None:
+            scales_KBSS = [
+                s_B1SS[:, 0].float().reshape(B, n, *s_B1SS.shape[-2:]).mean(dim=1)
+                for s_B1SS in gen.scales_K_B1HW
+            ]
+        return pred_BNSS.mean(dim=1), scales_KBSS, std_BSS
+
+
+def _to_input(map_SS: torch.Tensor, box: ContentBox, size: tuple[int, int]) -> np.ndarray:
+    """Crop the content box of a model-resolution map and upsample it bilinearly to ``size``."""
+    crop_11hw = map_SS[box.top : box.top + box.height, box.left : box.left + box.width][None, None]
+    up_11HW = F.interpolate(crop_11hw.float(), size=size, mode="bilinear", align_corners=False)
+    return up_11HW[0, 0].cpu().numpy().astype(np.float32)
+
+
+def checkpoint_in_model_dir(model_dir: str | Path) -> Path:
+    """The checkpoint file inside a downloaded (or local) MLflow model folder."""
+    model_dir = Path(model_dir)
+    mlmodel = model_dir / "MLmodel"
+    if not mlmodel.is_file():
+        raise CheckpointError(f"{model_dir}: not an MLflow model folder (no MLmodel file)")
+    try:
+        spec = yaml.safe_load(mlmodel.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise CheckpointError(f"{mlmodel}: not valid YAML: {exc}") from exc
+    if not isinstance(spec, dict):
+        raise CheckpointError(f"{mlmodel}: expected a YAML mapping")
+    artifacts = spec.get("flavors", {}).get("python_function", {}).get("artifacts", {})
+    entry = artifacts.get(CHECKPOINT_ARTIFACT)
+    if not entry or "path" not in entry:
+        raise CheckpointError(
+            f"{mlmodel}: no '{CHECKPOINT_ARTIFACT}' artifact (not a depthart model)"
+        )
+    checkpoint = model_dir / entry["path"]
+    if not checkpoint.is_file():
+        raise CheckpointError(f"{checkpoint}: checkpoint artifact listed in {mlmodel} is missing")
+    return checkpoint
+
+
+def load_depth_model(spec: str, **kwargs: Any) -> DepthModel:
+    """The model named by ``spec``: ``reference:<name>`` or a local checkpoint path.
+
+    What the evaluate stage scores: a content-free reference or a trained model.
+    """
+    if spec.startswith("reference:"):
+        name = spec.removeprefix("reference:")
+        if name not in REFERENCE_PREDICTORS:
+            raise DepthcoreError(
+                f"unknown reference predictor {name!r}; choose from {sorted(REFERENCE_PREDICTORS)}"
+            )
+        return REFERENCE_PREDICTORS[name]()
+    return DepthPredictor.from_pretrained(spec, **kwargs)

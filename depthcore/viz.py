@@ -1,0 +1,219 @@
+"""Visual and interchange outputs of a depth prediction: colour maps, 16-bit PNG, PLY, figures.
+
+Every writer goes through :func:`depthcore.io.atomic_path`, so an interrupted
+``depthart predict`` never leaves a truncated PNG or PLY that a viewer would
+half-read. Conventions (also printed by ``depthart predict --help``):
+
+* ``*_depth_color.png``: the ``turbo`` colour map over the 2..98th percentiles
+  of the depth, reversed so that **near is warm (red) and far is cold (blue)**.
+* ``*_depth.png``: 16-bit greyscale. ``0`` marks an invalid pixel; a valid depth
+  ``d`` is stored as ``v = 1 + round((d - depth_min) / (depth_max - depth_min) * 65534)``
+  with ``depth_min``/``depth_max`` in the PNG's text chunks, so
+  ``d = depth_min + (v - 1) / 65534 * (depth_max - depth_min)``
+  (:func:`read_depth_png16` does exactly this).
+* ``*.ply``: binary little-endian point cloud, one vertex per valid pixel, from
+  a pinhole camera with the given horizontal field of view, in the OpenGL camera
+  frame (x right, y up, the camera looks down -z) so viewers show it upright.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, PngImagePlugin
+
+from depthcore.errors import DataError
+from depthcore.geometry import backproject, intrinsics_from_fov
+from depthcore.io import atomic_path
+
+PNG16_INVALID = 0
+_PNG16_SPAN = 65534
+# one PLY vertex as save_ply writes it and read_ply reads it back
+_PLY_VERTEX = np.dtype(
+    [("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("r", "u1"), ("g", "u1"), ("b", "u1")]
+)
+
+
+def _robust_range(x: np.ndarray, percentiles: tuple[float, float]) -> tuple[float, float]:
+    finite = x[np.isfinite(x)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    lo, hi = np.percentile(finite, percentiles)
+    if hi <= lo:
+        hi = lo + 1e-6
+    return float(lo), float(hi)
+
+
+def colorize(
+    depth_HW: np.ndarray,
+    *,
+    cmap: str = "turbo",
+    value_range: tuple[float, float] | None = None,
+    percentiles: tuple[float, float] = (2.0, 98.0),
+    near_is_high: bool = False,
+) -> np.ndarray:
+    """Colour a depth map so that near is warm: returns ``rgb_HW3`` uint8.
+
+    ``value_range`` fixes the (near, far) depths mapped to the ends of the colour
+    map, so several maps (the per-scale strip) share one scale; by default it is
+    the robust 2..98th percentile range of this map. ``near_is_high`` is for maps
+    whose large values are near (disparity, sqrt-disparity). Non-finite pixels
+    are black.
+    """
+    from matplotlib import colormaps
+
+    depth_HW = np.asarray(depth_HW, dtype=np.float64)
+    if depth_HW.ndim != 2:
+        raise ValueError(f"colorize expects an HxW map, got shape {depth_HW.shape}")
+    lo, hi = value_range if value_range is not None else _robust_range(depth_HW, percentiles)
+    t_HW = np.clip((depth_HW - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
+    if not near_is_high:
+        t_HW = 1.0 - t_HW  # turbo's high end is red: put near there
+    rgba_HW4 = colormaps[cmap](np.nan_to_num(t_HW, nan=0.0))
+    rgb_HW3 = (rgba_HW4[..., :3] * 255.0 + 0.5).astype(np.uint8)
+    rgb_HW3[~np.isfinite(depth_HW)] = 0
+    return rgb_HW3
+
+
+def save_rgb_png(path: str | Path, rgb_HW3: np.ndarray) -> None:
+    """Write an 8-bit RGB (or greyscale HxW) PNG atomically."""
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.ascontiguousarray(rgb_HW3)).save(tmp, format="PNG")
+
+
+def save_depth_png16(path: str | Path, depth_HW: np.ndarray) -> tuple[float, float]:
+    """Write depth as a 16-bit PNG, its range in text chunks; returns ``(depth_min, depth_max)``.
+
+    Affine-invariant depth has no metric unit, so a fixed scale (millimetres)
+    would waste or overflow the 16 bits; the per-image range keeps full
+    precision and the text chunks make the file self-describing.
+    """
+    depth_HW = np.asarray(depth_HW, dtype=np.float64)
+    valid_HW = np.isfinite(depth_HW)
+    if valid_HW.any():
+        dmin, dmax = float(depth_HW[valid_HW].min()), float(depth_HW[valid_HW].max())
+    else:
+        dmin, dmax = 0.0, 0.0
+    span = dmax - dmin
+    scaled_HW = (depth_HW - dmin) / span if span > 0 else np.zeros_like(depth_HW)
+    v_HW = np.where(valid_HW, 1 + np.rint(np.nan_to_num(scaled_HW) * _PNG16_SPAN), PNG16_INVALID)
+    info = PngImagePlugin.PngInfo()
+    info.add_text("depth_min", repr(dmin))
+    info.add_text("depth_max", repr(dmax))
+    info.add_text(
+        "depth_encoding",
+        "0 = invalid; depth = depth_min + (v - 1) / 65534 * (depth_max - depth_min)",
+    )
+    with atomic_path(path) as tmp:
+        Image.fromarray(v_HW.astype(np.uint16)).save(tmp, format="PNG", pnginfo=info)
+    return dmin, dmax
+
+
+def read_depth_png16(path: str | Path) -> np.ndarray:
+    """Read a PNG written by :func:`save_depth_png16` back to float32 depth (NaN = invalid)."""
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            text = dict(getattr(img, "text", {}))
+            v_HW = np.asarray(img).astype(np.float64)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read 16-bit depth PNG: {exc}") from exc
+    if "depth_min" not in text or "depth_max" not in text:
+        raise DataError(f"{path}: no depth_min/depth_max text chunks (not a depthart depth PNG)")
+    dmin, dmax = float(text["depth_min"]), float(text["depth_max"])
+    depth_HW = dmin + (v_HW - 1.0) / _PNG16_SPAN * (dmax - dmin)
+    depth_HW[v_HW == PNG16_INVALID] = np.nan
+    return depth_HW.astype(np.float32)
+
+
+def backproject_opengl(depth_HW: np.ndarray, fov_deg: float = 60.0) -> np.ndarray:
+    """Points ``xyz_HW3`` in the OpenGL camera frame (x right, y up, looking down -z).
+
+    ``fov_deg`` is the horizontal field of view; the principal point is the image
+    centre and pixels are square (the usual guess when intrinsics are unknown).
+    """
+    H, W = depth_HW.shape
+    xyz_HW3 = backproject(depth_HW, intrinsics_from_fov(H, W, fov_deg))
+    return xyz_HW3 * np.array([1.0, -1.0, -1.0])  # OpenCV (y down, +z) -> OpenGL
+
+
+def save_ply(
+    path: str | Path, depth_HW: np.ndarray, rgb_HW3: np.ndarray, fov_deg: float = 60.0
+) -> int:
+    """Write a coloured binary PLY of the valid (finite, > 0) pixels; return the vertex count."""
+    depth_HW = np.asarray(depth_HW, dtype=np.float64)
+    if rgb_HW3.shape[:2] != depth_HW.shape:
+        raise ValueError(f"rgb {rgb_HW3.shape[:2]} and depth {depth_HW.shape} sizes differ")
+    valid_HW = np.isfinite(depth_HW) & (depth_HW > 0)
+    xyz_N3 = backproject_opengl(np.where(valid_HW, depth_HW, 0.0), fov_deg)[valid_HW]
+    rgb_N3 = np.asarray(rgb_HW3, dtype=np.uint8)[valid_HW]
+    vertex = np.empty(len(xyz_N3), dtype=_PLY_VERTEX)
+    for i, axis in enumerate("xyz"):
+        vertex[axis] = xyz_N3[:, i]
+    for i, channel in enumerate("rgb"):
+        vertex[channel] = rgb_N3[:, i]
+    header = (
+        "ply\nformat binary_little_endian 1.0\n"
+        f"comment depthart affine-invariant depth, horizontal fov {fov_deg:g} deg\n"
+        f"element vertex {len(vertex)}\n"
+        "property float x\nproperty float y\nproperty float z\n"
+        "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n"
+    )
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(header.encode("ascii"))
+        fh.write(vertex.tobytes())
+    return len(vertex)
+
+
+def read_ply(path: str | Path) -> tuple[dict[str, str], np.ndarray]:
+    """Read a PLY written by :func:`save_ply`: (header fields, structured vertex array)."""
+    path = Path(path)
+    data = path.read_bytes()
+    end = data.find(b"end_header\n")
+    if not data.startswith(b"ply\n") or end < 0:
+        raise DataError(f"{path}: not a PLY file (no 'ply' magic or no end_header)")
+    lines = data[:end].decode("ascii").splitlines()
+    fields = {line.split(" ", 1)[0]: line.split(" ", 1)[-1] for line in lines}
+    n = int(next(line.split()[2] for line in lines if line.startswith("element vertex")))
+    body = data[end + len(b"end_header\n") :]
+    if len(body) != n * _PLY_VERTEX.itemsize:
+        raise DataError(f"{path}: header says {n} vertices but the body has {len(body)} bytes")
+    return fields, np.frombuffer(body, dtype=_PLY_VERTEX)
+
+
+def save_strip_figure(
+    path: str | Path,
+    rgb_HW3: np.ndarray,
+    panels: Sequence[np.ndarray],
+    titles: Sequence[str],
+    *,
+    cmap: str = "turbo",
+) -> None:
+    """Save ``[input | panel_1 | ... | panel_K]`` as one PNG (per-scale refinement strip).
+
+    All depth panels share the colour range of the last one (the final
+    prediction), so the figure shows how each scale refines the same scene
+    rather than re-stretching every panel.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if len(panels) != len(titles):
+        raise ValueError(f"{len(panels)} panels but {len(titles)} titles")
+    value_range = _robust_range(np.asarray(panels[-1], dtype=np.float64), (2.0, 98.0))
+    n = len(panels) + 1
+    H, W = rgb_HW3.shape[:2]
+    fig = Figure(figsize=(2.0 * n * W / max(H, W), 2.0 * H / max(H, W) + 0.4), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    images = [rgb_HW3] + [colorize(p, cmap=cmap, value_range=value_range) for p in panels]
+    for ax, img, title in zip(axes, images, ["input", *titles], strict=True):
+        ax.imshow(img, interpolation="nearest")
+        ax.set_title(title, fontsize=8)
+        ax.axis("off")
+    fig.tight_layout(pad=0.2)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")

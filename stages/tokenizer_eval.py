@@ -1,0 +1,27 @@
+"""Stage ``tokenizer_eval``: the frozen tokenizer's depth reconstruction ceiling.
+
+``python -m stages.tokenizer_eval --params params.yaml`` writes
+``<tokenizer.out_dir>/tokenizer_metrics.json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from depthcore.config import load_section
+from depthcore.evaluation.ceiling import run_tokenizer_eval
+from depthcore.training.tokenizer import TokenizerConfig
+from stages.common import run_stage, stage_args
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = stage_args("Score the tokenizer's depth reconstruction (the ceiling).", argv)
+
+    def body() -> None:
+        run_tokenizer_eval(load_section("tokenizer", TokenizerConfig, args.params))
+
+    run_stage("tokenizer_eval", body)
+
+
+if __name__ == "__main__":
+    main()

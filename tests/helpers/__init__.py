@@ -1,0 +1,1 @@
+"""Shared test helpers and fixtures (registered as plugins by tests/conftest.py)."""

@@ -1,0 +1,74 @@
+"""Output formats of depthcore.viz, each read back from disk."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from depthcore import viz as vis
+from depthcore.errors import DataError
+
+
+def _ramp_depth(h: int = 12, w: int = 16) -> np.ndarray:
+    return np.linspace(1.0, 9.0, h * w, dtype=np.float32).reshape(h, w)
+
+
+def test_colorize_near_is_warm_and_nan_is_black() -> None:
+    depth_HW = _ramp_depth()
+    depth_HW[0, 1] = np.nan
+    rgb_HW3 = vis.colorize(depth_HW).astype(int)
+    near, far = rgb_HW3[0, 0], rgb_HW3[-1, -1]
+    assert rgb_HW3.shape == (12, 16, 3)
+    assert near[0] > near[2]  # red over blue at the nearest pixel
+    assert far[2] > far[0]  # blue over red at the farthest
+    assert rgb_HW3[0, 1].tolist() == [0, 0, 0]
+
+
+def test_depth_png16_round_trip(tmp_path) -> None:
+    depth_HW = _ramp_depth()
+    depth_HW[3, 4] = np.nan
+    path = tmp_path / "d.png"
+    dmin, dmax = vis.save_depth_png16(path, depth_HW)
+    with Image.open(path) as img:
+        assert img.mode == "I;16"  # 16 bits per pixel on disk
+        raw = np.asarray(img)
+        assert float(img.text["depth_min"]) == pytest.approx(1.0)
+    assert (dmin, dmax) == pytest.approx((1.0, 9.0))
+    assert raw[3, 4] == 0 and raw.max() == 65535 and raw[0, 0] == 1
+    back_HW = vis.read_depth_png16(path)
+    assert np.isnan(back_HW[3, 4])
+    valid = np.isfinite(depth_HW)
+    np.testing.assert_allclose(back_HW[valid], depth_HW[valid], atol=8.0 / 65534)
+    assert not list(tmp_path.glob(".*tmp*"))  # atomic write left no temporary
+
+
+def test_read_depth_png16_refuses_plain_png(tmp_path) -> None:
+    path = tmp_path / "plain.png"
+    Image.fromarray(np.zeros((4, 4), np.uint16)).save(path)
+    with pytest.raises(DataError, match="plain.png"):
+        vis.read_depth_png16(path)
+
+
+def test_ply_header_count_and_geometry(tmp_path) -> None:
+    depth_HW = np.full((4, 6), 2.0, np.float32)
+    depth_HW[0, 0] = np.nan
+    depth_HW[1, 1] = 0.0
+    rgb_HW3 = np.zeros((4, 6, 3), np.uint8)
+    rgb_HW3[..., 0] = 200
+    n = vis.save_ply(tmp_path / "c.ply", depth_HW, rgb_HW3, fov_deg=90.0)
+    fields, vertex = vis.read_ply(tmp_path / "c.ply")
+    assert n == 22 == len(vertex)
+    assert fields["format"] == "binary_little_endian 1.0"
+    assert np.all(vertex["z"] == -2.0) and np.all(vertex["r"] == 200)
+    # fov 90 deg: f = W/2, so the last column centre (u = 2.5) sits at x = 2.5 * 2 / 3
+    assert vertex["x"].max() == pytest.approx(2.5 * 2.0 / 3.0)
+    assert vertex["y"].max() > 0 > vertex["y"].min()  # OpenGL frame: top rows have y > 0
+
+
+def test_strip_figure_is_a_png(tmp_path) -> None:
+    rgb_HW3 = np.zeros((12, 16, 3), np.uint8)
+    panels = [_ramp_depth() * k for k in (1, 2, 3)]
+    vis.save_strip_figure(tmp_path / "s.png", rgb_HW3, panels, ["a", "b", "c"])
+    with Image.open(tmp_path / "s.png") as img:
+        assert img.format == "PNG" and img.width > img.height

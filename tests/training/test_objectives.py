@@ -1,0 +1,113 @@
+"""DepthART and teacher forcing: targets, consistency of the efficient form, overfitting."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from depthcore.models import VQVAE, create_model, image_prefix
+from depthcore.models.generate import GREEDY, rollout
+from depthcore.training.objectives import OBJECTIVES, depthart_targets
+from tests.helpers.models import tiny_batch
+
+
+@pytest.fixture(scope="module")
+def batch():
+    vae, var, prefix, fD = tiny_batch(B=2, seed=3)
+    with torch.no_grad():  # codebook on the features' scale: non-trivial token pyramids
+        vae.quantize.embedding.weight.normal_(0, float(fD.std()))
+    return vae, var.eval(), prefix, fD
+
+
+def test_depthart_targets_equal_teacher_forcing_for_own_tokens(batch) -> None:
+    vae, _, _, fD = batch
+    own = vae.f_to_idxBl(fD)
+    assert len(torch.cat(own, 1).unique()) > 5
+    for got, want in zip(depthart_targets(vae, fD, own), own, strict=True):
+        assert torch.equal(got, want)
+
+
+def _hand_vae() -> VQVAE:
+    """2-dim codes e0=(0,0) e1=(1,0) e2=(0,1) e3=(2,2); phi(h) = 0.5 h; scales 1x1 and 2x2."""
+    vae = VQVAE(4, 2, 8, 1, (1, 2), ch_mult=(1, 2), num_res_blocks=1, norm_groups=8)
+    with torch.no_grad():
+        vae.quantize.embedding.weight.copy_(torch.tensor([[0, 0], [1, 0], [0, 1], [2, 2.0]]))
+        phi = vae.quantize.quant_resi.qresi_ls[0]
+        phi.weight.zero_()
+        phi.bias.zero_()
+    return vae
+
+
+def test_depthart_targets_hand_checked_perturbation() -> None:
+    vae = _hand_vae()
+    fD = torch.zeros(1, 2, 2, 2)
+    fD[:, 0] = 1.2  # every cell (1.2, 0)
+    fD[0, :, 1, 1] = torch.tensor([1.2, 2.0])  # one cell (1.2, 2.0): mean (1.2, 0.5)
+    own = vae.f_to_idxBl(fD)
+    # scale 1: mean (1.2, 0.5) -> e1 (d=.29; e0 1.69, e2 1.69, e3 .64+2.25).
+    # residual after phi(e1)=(.5,0): (.7,0) x3 -> e1 (.09); (.7, 2.0) -> e2 (.49+1=1.49;
+    # e3 1.69+0, wait e3: (1.3^2 + 0^2)=1.69) -> e2.
+    assert own[0].tolist() == [[1]] and own[1].tolist() == [[1, 1, 1, 2]]
+    assert [t.tolist() for t in depthart_targets(vae, fD, own)] == [[[1]], [[1, 1, 1, 2]]]
+    # the model predicted e3 at scale 1 instead: f_hat_pred = phi(e3) = (1, 1), so the
+    # residuals are (.2, -1) x3 -> e0 (1.04; e1 1.64) and (.2, 1) -> e2 (.04; e3 3.24+1)
+    perturbed = [torch.tensor([[3]]), own[1]]
+    targets = depthart_targets(vae, fD, perturbed)
+    assert targets[0].tolist() == [[1]]  # the first target never depends on predictions
+    assert targets[1].tolist() == [[0, 0, 0, 2]]
+
+
+def test_depthart_parallel_pass_reproduces_its_rollout(batch) -> None:
+    """The efficient form is exact: the parallel pass's argmax equals the rollout's tokens."""
+    vae, var, prefix, fD = batch
+    out = OBJECTIVES["depthart"](vae, var, prefix, fD)
+    tokens = torch.cat(rollout(vae, var, prefix, GREEDY).idx_Bl, dim=1)
+    assert torch.equal(out.logits_BLV.argmax(-1), tokens)
+    own = torch.cat(vae.f_to_idxBl(fD), 1)
+    want = torch.cat(
+        depthart_targets(vae, fD, list(tokens.split([pn * pn for pn in vae.v_patch_nums], dim=1))),
+        1,
+    )
+    assert torch.equal(out.target_BL, want)
+    assert not torch.equal(out.target_BL, own)  # an untrained model's rollout is not the GT
+
+
+def test_teacher_forcing_targets_are_the_tokenizer_tokens(batch) -> None:
+    vae, var, prefix, fD = batch
+    out = OBJECTIVES["var_tf"](vae, var, prefix, fD)
+    assert torch.equal(out.target_BL, torch.cat(vae.f_to_idxBl(fD), 1))
+    assert out.per_scale_loss.shape == (len(vae.v_patch_nums),)
+    assert float(out.loss.detach()) == pytest.approx(
+        sum(float(s) * pn * pn for s, pn in zip(out.per_scale_loss, vae.v_patch_nums, strict=True))
+        / var.L,
+        rel=1e-5,
+    )
+
+
+def test_tiny_overfits_four_pairs_with_depthart() -> None:
+    """The tiny layout (narrowed to 2 blocks of width 128 to stay fast) memorises 4 pairs.
+
+    DepthART converges more slowly than teacher forcing: later scales' targets move
+    until the earlier scales' predictions settle (about 150 steps here, vs ~50 for TF).
+    """
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    vae, var = create_model("tiny", var={"depth": 2, "embed_dim": 128, "num_heads": 2})
+    vae.eval().requires_grad_(False)
+    rgb = torch.rand(4, 3, 64, 64, generator=gen) * 2 - 1
+    depth3 = rgb.mean(1, keepdim=True).expand(-1, 3, -1, -1)  # depth that follows the image
+    with torch.no_grad():
+        fD = vae.encode_features(depth3)
+        vae.quantize.embedding.weight.normal_(0, float(fD.std()), generator=gen)
+    prefix = image_prefix(vae, rgb)
+    opt = torch.optim.AdamW(var.parameters(), lr=3e-3, weight_decay=0.0)
+    losses = []
+    for _ in range(170):
+        out = OBJECTIVES["depthart"](vae, var, prefix, fD)
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+        losses.append(float(out.loss.detach()))
+    final = sum(losses[-5:]) / 5
+    assert final < 0.2 * losses[0], losses[::10]
+    assert float((out.logits_BLV.argmax(-1) == out.target_BL).float().mean()) > 0.9
