@@ -95,6 +95,6 @@ def test_normalised_to_depth_documented_values() -> None:
     depth = normalised_to_depth(y, "sqrt_disparity", near_far_ratio=16.0)
     # s_far = 1/4: y=1 -> s=1 -> z=1; y=-1 -> s=1/4 -> z=16; y=0 -> s=5/8; y=-5 clipped at s=1/40
     np.testing.assert_allclose(depth, [1.0, 16.0, 1 / 0.625**2, 1600.0], rtol=1e-6)
-    np.testing.assert_allclose(normalised_to_depth(y, "scale_depth"), [1.0, 1e-3, 0.5, 1e-3])
-    with pytest.raises(ValueError, match="unknown depth space"):
+    np.testing.assert_allclose(normalised_to_depth(y, "scale_depth"), [1.0, 1e-6, 0.5, 1e-6])
+    with pytest.raises(ValueError, match="unknown prediction space"):
         normalised_to_depth(y, "metric")
