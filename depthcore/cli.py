@@ -87,7 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="sampling seed (same seed, same output)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--fit", choices=("pad", "stretch"), default="pad", help="aspect handling")
+    p.add_argument(
+        "--fit",
+        choices=("pad", "stretch"),
+        default=None,
+        help="aspect handling (default: the checkpoint's, stretch as in training)",
+    )
     p.add_argument("--cmap", default="turbo", help="matplotlib colour map for the colour PNG")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return parser
@@ -127,7 +132,7 @@ def expand_inputs(inputs: Sequence[str], recursive: bool) -> tuple[list[Job], li
     return jobs, failures
 
 
-def load_predictor(model: str | None, device: str, fit: str, seed: int) -> DepthPredictor:
+def load_predictor(model: str | None, device: str, fit: str | None, seed: int) -> DepthPredictor:
     """The predictor named by ``--model``, or the champion of the local/default registry."""
     if model is not None:
         return load_model_uri(model, device=device, fit=fit, seed=seed)

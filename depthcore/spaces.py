@@ -33,6 +33,13 @@ MIN_DEPTH = 1e-6
 DEFAULT_NEAR_FAR_RATIO = 10.0
 
 
+#: How every frame reaches the model's square input, in training, evaluation and prediction:
+#: stretched to S x S by area resampling (``depthcore.data.transforms.resize_rgb``),
+#: ignoring the aspect ratio, as the official DepthART recipe does. Checkpoints record it
+#: (``input_fit``) and the predictor follows the checkpoint.
+INPUT_FIT = "stretch"
+
+
 def check_space(space: str) -> None:
     """Refuse a space name that no model is trained in."""
     if space not in SPACES:

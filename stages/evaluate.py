@@ -31,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     def body() -> None:
         cfg = load_section("evaluate", EvaluateConfig, args.params)
-        run_evaluation(cfg, load_depth_model(args.model), args.model, args.out)
+        run_evaluation(cfg, load_depth_model(args.model, seed=cfg.seed), args.model, args.out)
 
     run_stage("evaluate", body)
 

@@ -8,14 +8,49 @@ conventions are offered and both are reported by the evaluation:
 * :func:`align_lsq` (Marigold): least-squares scale and shift in the model's
   own space, then back to depth;
 * :func:`align_median` (DepthART paper): one scale, ``median(gt / pred)``, on a
-  prediction first brought to depth by :func:`depthcore.spaces.normalised_to_depth`.
+  prediction first brought to depth up to scale by :func:`median_relative_depth`.
+  Defined only where that is exact: ``depth`` and the paper's ``scale_depth``
+  (2z/q98-1, back by (p+1)/2). A disparity or sqrt-disparity prediction has lost its
+  offset, so no scale-only rule gives depth: :func:`median_not_applicable` says why,
+  and the evaluation leaves ``median`` out for such a model instead of scoring the
+  display convention of :func:`depthcore.spaces.normalised_to_depth` (an assumed
+  near/far ratio, which scored AbsRel 0.47 for the exact ground truth of a 2-4 m scene).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from depthcore.spaces import MIN_DEPTH, check_space, depth_to_space, space_to_depth
+from depthcore.spaces import (
+    MIN_DEPTH,
+    check_space,
+    depth_to_space,
+    normalised_to_depth,
+    space_to_depth,
+)
+
+#: Spaces where a scale-only alignment is exact (the prediction is depth up to scale).
+MEDIAN_SPACES: tuple[str, ...] = ("depth", "scale_depth")
+
+
+def median_not_applicable(space: str) -> str | None:
+    """Why the scale-only ``median`` alignment does not apply to ``space`` (None when it does)."""
+    check_space(space)
+    if space in MEDIAN_SPACES:
+        return None
+    return (
+        f"a {space} prediction is affine-invariant in {space} (its offset is lost), so no "
+        "scale-only rule recovers depth from it; median alignment is defined for scale_depth "
+        "(and depth) predictions only"
+    )
+
+
+def median_relative_depth(pred: np.ndarray, space: str) -> np.ndarray:
+    """Depth up to scale for the median alignment; ValueError where it is not applicable."""
+    reason = median_not_applicable(space)
+    if reason is not None:
+        raise ValueError(f"median alignment is not applicable: {reason}")
+    return normalised_to_depth(pred, space).astype(np.float64)
 
 
 def check_shapes(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> None:
@@ -77,8 +112,7 @@ def align_median(
 ) -> np.ndarray:
     """Scale-only alignment ``s * pred_depth`` with ``s = median(gt / pred_depth)`` on ``mask``.
 
-    ``pred_depth`` must already be depth up to scale
-    (see :func:`depthcore.spaces.normalised_to_depth`).
+    ``pred_depth`` must already be depth up to scale (see :func:`median_relative_depth`).
     When a range is given the result is clipped to it, as :func:`align_lsq` does;
     it is always kept >= 1e-6.
     """
@@ -96,8 +130,11 @@ def align_median(
 
 
 __all__ = [
+    "MEDIAN_SPACES",
     "align_lsq",
     "align_median",
     "check_shapes",
     "fit_scale_shift",
+    "median_not_applicable",
+    "median_relative_depth",
 ]

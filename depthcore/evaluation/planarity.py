@@ -2,14 +2,24 @@
 
 These follow the protocol of the iBims-1 evaluation (Koch et al., 2018):
 
-* planarity: each annotated plane covering >= 5% of the image is scaled by
-  ``median(gt) / median(pred)`` inside the plane, back-projected with the
-  intrinsics and fitted by PCA; ``pe_fla`` is 100 x the standard deviation of
-  the point-to-plane distances (cm for metres), ``pe_ori`` the angle (deg)
-  between the fitted and the annotated normal, whichever side it points to;
-* depth boundary errors: Canny edges of the min-max normalised prediction
-  (sigma sqrt(2), thresholds 0.1 / 0.2) against the ground-truth edge map via
-  Euclidean distance transforms truncated at 10 px.
+* planarity: each annotated plane mask is first multiplied by the validity mask
+  (the benchmark's valid pixels: not transparent, not invalid, depth present; and a
+  finite, positive prediction), then a plane still covering >= 5% of the image is
+  scaled by ``median(gt) / median(pred)`` inside it, back-projected with the
+  intrinsics and fitted by PCA; ``pe_fla`` is 100 x the standard deviation of the
+  point-to-plane distances (cm for metres), ``pe_ori`` the angle (deg) between the
+  fitted and the annotated normal, whichever side it points to;
+* depth boundary errors, as ``compute_depth_boundary_error`` of the iBims-1
+  script: Canny edges of the min-max normalised prediction (sigma sqrt(2),
+  thresholds 0.1 / 0.2); ``D_gt`` and ``D_est`` are the Euclidean distance
+  transforms of the inverted GT and predicted edge maps. Accuracy is the mean
+  ``D_gt`` over the predicted edges lying within 10 px of a GT edge (10 if there
+  are none). Completeness is what the script computes (its comment: "sum of
+  undirected chamfer distances"): ``(sum over predicted edges of min(D_gt, 10) +
+  sum over GT edges of min(D_est, 10)) / (n_pred + n_gt)``. The paper's prose
+  describes completeness as GT-to-prediction only; every published iBims-1 table
+  comes from the script, so we follow the script. :func:`edge_distances` exposes
+  both directed terms.
 
 scikit-image is not a dependency, so :func:`canny` is implemented here on
 scipy.ndimage. It differs from skimage's in one documented detail: the
@@ -60,11 +70,16 @@ def planarity(
     plane_masks: np.ndarray,
     plane_normals: np.ndarray,
     intrinsics: np.ndarray,
+    valid: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-plane ``(pe_fla_cm (P,), pe_ori_deg (P,))``; NaN for planes not scored.
 
     ``pred`` and ``gt`` are depth maps (H, W) (gt <= 0 or non-finite = missing),
-    ``plane_masks`` (P, H, W) bool, ``plane_normals`` (P, 3) in the camera frame.
+    ``plane_masks`` (P, H, W) bool, ``plane_normals`` (P, 3) in the camera frame,
+    ``valid`` (H, W) the benchmark's validity mask (iBims: not invalid, not
+    transparent). Each plane mask is intersected with ``valid``, the depth present
+    and a valid prediction BEFORE the 5% size test and the fit, as in iBims-1, so a
+    plane half hidden behind glass is scored on its visible half or not at all.
     The benchmark value is the NaN-mean over all planes of all images.
     """
     pred = np.asarray(pred, dtype=np.float64)
@@ -80,17 +95,16 @@ def planarity(
     P = masks_PHW.shape[0]
     pe_fla_P = np.full(P, np.nan)
     pe_ori_P = np.full(P, np.nan)
-    pred_ok = np.isfinite(pred) & (pred > 0)
-    gt_ok = np.isfinite(gt) & (gt > 0)
+    usable = np.isfinite(pred) & (pred > 0) & np.isfinite(gt) & (gt > 0)
+    if valid is not None:
+        if np.shape(valid) != gt.shape:
+            raise ValueError(f"shape mismatch: valid {np.shape(valid)}, gt {gt.shape}")
+        usable &= np.asarray(valid, dtype=bool)
     for j in range(P):
-        plane = masks_PHW[j]
-        if plane.sum() < MIN_PLANE_FRACTION * plane.size:
+        pts = masks_PHW[j] & usable
+        if pts.sum() < max(MIN_PLANE_FRACTION * pts.size, 3):
             continue
-        pts = plane & pred_ok
-        ref = plane & gt_ok
-        if pts.sum() < 3 or not ref.any():
-            continue
-        scaled = pred * (np.median(gt[ref]) / np.median(pred[pts]))
+        scaled = pred * (np.median(gt[pts]) / np.median(pred[pts]))
         points_N3 = backproject(np.where(pts, scaled, 0.0), intrinsics)[pts]
         normal_3, dist_N = fit_plane(points_N3)
         pe_fla_P[j] = 100.0 * float(np.std(dist_N))
@@ -153,40 +167,60 @@ def canny(
     return has_strong[labels_HW]
 
 
+def edge_distances(from_edges: np.ndarray, to_edges: np.ndarray) -> np.ndarray:
+    """Distance (px) of every ``from_edges`` pixel to the nearest ``to_edges`` pixel, capped at 10.
+
+    One directed term of the chamfer distance; an empty ``to_edges`` gives the cap.
+    """
+    from_b = np.asarray(from_edges, dtype=bool)
+    to_b = np.asarray(to_edges, dtype=bool)
+    if not to_b.any():
+        return np.full(int(from_b.sum()), DBE_MAX_DIST)
+    return np.minimum(ndimage.distance_transform_edt(~to_b)[from_b], DBE_MAX_DIST)
+
+
+def edge_errors(edges_est: np.ndarray, edges_gt: np.ndarray) -> tuple[float, float]:
+    """``(dbe_acc, dbe_com)`` of a predicted edge map against the GT edge map (module docstring).
+
+    No GT edge gives (NaN, NaN); no predicted edge within 10 px of a GT edge gives (10, 10).
+    """
+    est = np.asarray(edges_est, dtype=bool)
+    gt = np.asarray(edges_gt, dtype=bool)
+    if est.shape != gt.shape:
+        raise ValueError(f"shape mismatch: predicted edges {est.shape}, gt edges {gt.shape}")
+    if not gt.any():
+        return float("nan"), float("nan")
+    est_to_gt = edge_distances(est, gt)  # D_gt on the predicted edges
+    near = est_to_gt < DBE_MAX_DIST
+    if not near.any():
+        return DBE_MAX_DIST, DBE_MAX_DIST
+    gt_to_est = edge_distances(gt, est)  # D_est on the GT edges
+    acc = float(est_to_gt[near].mean())
+    com = float((est_to_gt.sum() + gt_to_est.sum()) / (est_to_gt.size + gt_to_est.size))
+    return acc, com
+
+
 def boundary_errors(
     pred: np.ndarray, gt_edges: np.ndarray, mask: np.ndarray | None = None
 ) -> tuple[float, float]:
-    """Depth boundary errors ``(dbe_acc, dbe_com)`` in pixels (iBims-1 protocol).
+    """Depth boundary errors ``(dbe_acc, dbe_com)`` in pixels of a depth prediction (iBims-1).
 
-    The prediction is min-max normalised over ``mask`` and passed through
-    :func:`canny`. Accuracy is the mean distance of predicted edges lying within
-    10 px of a ground-truth edge to that edge; completeness the mean of the
-    distances (each capped at 10 px) of predicted edges to ground-truth edges
-    and of ground-truth edges to predicted ones. No predicted edge near the
-    truth scores the cap (10, 10); no ground-truth edge gives (NaN, NaN).
+    The prediction is min-max normalised over its valid pixels (finite, > 0, and
+    ``mask``), passed through :func:`canny` and scored by :func:`edge_errors`.
+    No ground-truth edge gives (NaN, NaN).
     """
     pred = np.asarray(pred, dtype=np.float64)
     edges_gt = np.asarray(gt_edges) > 0
+    if pred.shape != edges_gt.shape:
+        raise ValueError(f"shape mismatch: pred {pred.shape}, gt_edges {edges_gt.shape}")
     valid = np.isfinite(pred) & (pred > 0)
     if mask is not None:
         valid &= np.asarray(mask, dtype=bool)
-    if pred.shape != edges_gt.shape:
-        raise ValueError(f"shape mismatch: pred {pred.shape}, gt_edges {edges_gt.shape}")
     if not edges_gt.any() or not valid.any():
         return float("nan"), float("nan")
     lo, hi = pred[valid].min(), pred[valid].max()
     normalised = (pred - lo) / (hi - lo) if hi > lo else np.zeros_like(pred)
-    edges_est = canny(normalised, mask_HW=valid)
-    dist_to_gt = ndimage.distance_transform_edt(~edges_gt)
-    dist_to_est = ndimage.distance_transform_edt(~edges_est)
-    near = edges_est & (dist_to_gt < DBE_MAX_DIST)
-    if not near.any():
-        return DBE_MAX_DIST, DBE_MAX_DIST
-    acc = float(dist_to_gt[near].mean())
-    ch_est = np.minimum(dist_to_gt[edges_est], DBE_MAX_DIST).sum()
-    ch_gt = np.minimum(dist_to_est[edges_gt], DBE_MAX_DIST).sum()
-    com = float((ch_est + ch_gt) / (edges_est.sum() + edges_gt.sum()))
-    return acc, com
+    return edge_errors(canny(normalised, mask_HW=valid), edges_gt)
 
 
 __all__ = [
@@ -194,6 +228,8 @@ __all__ = [
     "MIN_PLANE_FRACTION",
     "boundary_errors",
     "canny",
+    "edge_distances",
+    "edge_errors",
     "fit_plane",
     "normal_angle_deg",
     "planarity",

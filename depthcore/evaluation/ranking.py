@@ -2,21 +2,27 @@
 
 Candidates are ranked with the DepthART paper's rank metric
 (:func:`rank_table`): per (benchmark, metric) rank, averaged.
-A new model is promoted only when it has a strictly lower mean rank than the
-current champion in the same table, so ties and regressions keep the champion.
+A rank is an ordering of means, and means over a few dozen images are noisy, so
+:func:`decide_promotion` moves the champion only on a real win: the challenger's
+mean rank is strictly lower than the champion's AND its AbsRel improvement over the
+champion is significant (the paired bootstrap interval of the difference excludes 0,
+:mod:`depthcore.evaluation.comparison`) on at least half of the benchmarks. Anything
+else, ties included, keeps the champion. The decision and its reason are a
+:class:`PromotionDecision`, serialisable to JSON for the registry tags and reports.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from depthcore.errors import DataError, DepthcoreError
+from depthcore.evaluation.comparison import DiffCI, half_or_more
 from depthcore.evaluation.metrics import metric_direction
 
 # benchmark -> alignment -> metric -> value, the layout of the evaluate stage's metrics.json
@@ -179,25 +185,97 @@ def rank_markdown(
     )
 
 
+#: The metric whose improvement must be significant for a promotion.
+PROMOTION_METRIC = "abs_rel"
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    """What the champion rule decided and why (JSON via :meth:`to_json`).
+
+    ``winner`` is the label the alias moves to (None: it stays). ``significant``
+    lists the benchmarks where the challenger's AbsRel is significantly lower than
+    the champion's, out of ``compared``.
+    """
+
+    promote: bool
+    winner: str | None
+    challenger: str | None
+    champion: str | None
+    challenger_rank: float | None
+    champion_rank: float | None
+    significant: tuple[str, ...]
+    compared: tuple[str, ...]
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["significant"] = list(self.significant)
+        data["compared"] = list(self.compared)
+        return data
+
+
 def decide_promotion(
-    ranks: Mapping[str, float], new_labels: list[str], champion_label: str | None
-) -> tuple[str | None, str]:
-    """The label to promote (or None) and why: strictly lower rank than the champion wins."""
+    ranks: Mapping[str, float],
+    new_labels: list[str],
+    champion_label: str | None,
+    vs_champion: Mapping[str, Mapping[str, DiffCI]] | None = None,
+) -> PromotionDecision:
+    """Promote this round's best-ranked new model only on a real win (module docstring).
+
+    ``vs_champion``: ``{benchmark: {metric: DiffCI(challenger - champion)}}`` from
+    :func:`depthcore.evaluation.comparison.compare`; None or empty when the champion's per-image
+    metrics are unavailable, which keeps the champion (no evidence of a win).
+    """
+
+    def decision(winner: str | None, reason: str, sig=(), compared=()) -> PromotionDecision:
+        return PromotionDecision(
+            promote=winner is not None,
+            winner=winner,
+            challenger=best,
+            champion=champion_label,
+            challenger_rank=ranks.get(best) if best else None,
+            champion_rank=ranks.get(champion_label) if champion_label else None,
+            significant=tuple(sig),
+            compared=tuple(compared),
+            reason=reason,
+        )
+
     if not new_labels:
-        return None, "no new model this round"
+        best = None
+        return decision(None, "no new model this round")
     best = min(new_labels, key=lambda lab: (ranks[lab], lab))
     if champion_label is None:
-        return best, f"{best} (rank {ranks[best]:.3f}) is the first champion"
+        return decision(best, f"{best} (rank {ranks[best]:.3f}) is the first champion")
     if champion_label == best:
-        return None, f"{best} (rank {ranks[best]:.3f}) is already champion"
+        return decision(None, f"{best} (rank {ranks[best]:.3f}) is already champion")
     if champion_label not in ranks:
-        return best, f"champion {champion_label} has no stored metrics; {best} replaces it"
-    if ranks[best] < ranks[champion_label]:
-        return best, (
-            f"{best} (rank {ranks[best]:.3f}) beats champion {champion_label} "
-            f"(rank {ranks[champion_label]:.3f})"
+        return decision(
+            best, f"champion {champion_label} has no stored metrics; {best} replaces it"
         )
-    return None, (
-        f"{best} (rank {ranks[best]:.3f}) does not beat champion {champion_label} "
-        f"(rank {ranks[champion_label]:.3f})"
+    r_new, r_old = ranks[best], ranks[champion_label]
+    cis = vs_champion or {}
+    compared = sorted(b for b, per in cis.items() if PROMOTION_METRIC in per)
+    sig = [b for b in compared if cis[b][PROMOTION_METRIC].a_better(PROMOTION_METRIC)]
+    ranks_text = f"{best} rank {r_new:.3f} vs champion {champion_label} rank {r_old:.3f}"
+    sig_text = (
+        f"AbsRel significantly better on {len(sig)} of {len(compared)} benchmarks"
+        + (f" ({', '.join(sig)})" if sig else "")
+        + " (paired bootstrap CI excludes 0)"
     )
+    if r_new > r_old:
+        return decision(None, f"keep champion: {ranks_text} (worse)", sig, compared)
+    if r_new == r_old:
+        return decision(
+            None, f"keep champion: {ranks_text} (a tie keeps the champion)", sig, compared
+        )
+    if not compared:
+        return decision(
+            None,
+            f"keep champion: {ranks_text}, but no per-image metrics of both to test significance",
+        )
+    if not half_or_more(len(sig), len(compared)):
+        return decision(
+            None, f"keep champion: {ranks_text} but {sig_text}; at least half needed", sig, compared
+        )
+    return decision(best, f"promote {best}: {ranks_text} and {sig_text}", sig, compared)

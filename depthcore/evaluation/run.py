@@ -1,22 +1,36 @@
 """Zero-shot evaluation of a depth predictor on the benchmark readers.
 
-:func:`evaluate` runs batched inference, upsamples every prediction bilinearly
-to its ground truth, aligns it with each configured convention
-(:mod:`depthcore.evaluation.alignment`), scores it (:mod:`depthcore.evaluation.metrics`, plus the
-iBims-1 planarity and boundary errors where a sample carries the annotations),
-and writes ``metrics.json``, ``per_image.csv`` and ``panels/*.png``, each
-atomically. Benchmark numbers are means over images; planarity errors are
-pooled over all scored planes, as the iBims-1 tools do.
+:func:`evaluate` runs batched inference, resamples every prediction to its ground
+truth, aligns it with each configured convention that applies to the model's space
+(:mod:`depthcore.evaluation.alignment`; ``median`` only for ``scale_depth``/``depth``
+models, otherwise left out and recorded as not applicable with the reason), scores it
+(:mod:`depthcore.evaluation.metrics`, plus the iBims-1 planarity and boundary errors
+where a sample carries the annotations), and writes ``metrics.json``,
+``per_image.csv`` and ``panels/*.png`` (:mod:`depthcore.evaluation.outputs`).
+Benchmark numbers are means over images; planarity errors are pooled over all scored
+planes, as the iBims-1 tools do.
+
+Model input and output, one convention for training, evaluation and prediction: the
+predictor stretches the RGB frame to its square input by area resampling
+(:func:`depthcore.data.transforms.resize_rgb`, the resize the features stage applies
+to training frames; checkpoints record it as ``input_fit``) and returns an S x S map in
+its normalised space. That map is resampled to the ground truth's H x W by bilinear
+interpolation with half-pixel centres (``align_corners=False``), in the model's space,
+before alignment; the ground truth itself is never resampled.
+
+Determinism: :func:`run_evaluation` fixes torch's thread count (``evaluate.num_threads``),
+turns on ``torch.use_deterministic_algorithms`` and seeds the predictor, so the same
+params on the same machine give byte-identical metrics; the settings are recorded in
+``evaluate_config.json``. Another machine (CPU instruction set, BLAS build, GPU) may
+differ in the last digits of float sums, so compare across machines with the CIs.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import itertools
 import json
 import logging
-import math
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -29,21 +43,22 @@ from tqdm import tqdm
 from depthcore.config import frozen, to_dict
 from depthcore.data.benchmarks.registry import make_reader
 from depthcore.errors import DataError, DepthcoreError
-from depthcore.evaluation.alignment import align_lsq, align_median
+from depthcore.evaluation.alignment import (
+    align_lsq,
+    align_median,
+    median_not_applicable,
+    median_relative_depth,
+)
 from depthcore.evaluation.metrics import DEPTH_METRICS, compute_metrics
-from depthcore.evaluation.panels import save_panel
+from depthcore.evaluation.outputs import write_outputs
 from depthcore.evaluation.planarity import boundary_errors, planarity
 from depthcore.evaluation.references import DepthModel
-from depthcore.io import atomic_path, write_text_atomic
-from depthcore.spaces import SPACES, normalised_to_depth
+from depthcore.io import write_text_atomic
+from depthcore.spaces import SPACES
 
 log = logging.getLogger(__name__)
 
 Alignment = Literal["lsq", "median"]
-GEOMETRY_METRICS: tuple[str, ...] = ("pe_fla", "pe_ori", "dbe_acc", "dbe_com")
-CSV_COLUMNS: tuple[str, ...] = (
-    ("benchmark", "index", "name", "alignment") + DEPTH_METRICS + (GEOMETRY_METRICS)
-)
 
 
 @frozen
@@ -67,14 +82,32 @@ class EvaluateConfig:
     alignments: tuple[Alignment, ...] = ("lsq", "median")
     batch_size: int = 4
     num_panels: int = 2
+    num_threads: int = 1  # torch intra-op threads, fixed so results do not depend on the host
+    seed: int = 0  # the predictor's sampling seed
 
     def __post_init__(self) -> None:
+        if self.num_threads < 1:
+            raise ValueError(f"num_threads must be >= 1, got {self.num_threads}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.num_panels < 0:
             raise ValueError(f"num_panels must be >= 0, got {self.num_panels}")
         if not self.alignments:
             raise ValueError("alignments must name at least one of lsq, median")
+
+
+def applicable_alignments(
+    alignments: Iterable[str], space: str
+) -> tuple[list[str], dict[str, str]]:
+    """``(alignments to run, {alignment: why not applicable})`` for a model in ``space``."""
+    run, skipped = [], {}
+    for alignment in alignments:
+        reason = median_not_applicable(space) if alignment == "median" else None
+        if reason is None:
+            run.append(alignment)
+        else:
+            skipped[alignment] = reason
+    return run, skipped
 
 
 def align(
@@ -90,7 +123,7 @@ def align(
     if alignment == "lsq":
         return align_lsq(pred, gt, mask, space, min_depth, max_depth)
     if alignment == "median":
-        return align_median(normalised_to_depth(pred, space), gt, mask, min_depth, max_depth)
+        return align_median(median_relative_depth(pred, space), gt, mask, min_depth, max_depth)
     raise ValueError(f"unknown alignment {alignment!r}; expected 'lsq' or 'median'")
 
 
@@ -139,7 +172,14 @@ def score_sample(
     planes_2P = np.zeros((2, 0))
     if sample.plane_masks is not None and sample.intrinsics_33 is not None:
         planes_2P = np.stack(
-            planarity(aligned, gt, sample.plane_masks, sample.plane_normals, sample.intrinsics_33)
+            planarity(
+                aligned,
+                gt,
+                sample.plane_masks,
+                sample.plane_normals,
+                sample.intrinsics_33,
+                valid,
+            )
         )
         if planes_2P.shape[1]:
             row["pe_fla"], row["pe_ori"] = (float(v) for v in _nanmean_rows(planes_2P))
@@ -171,21 +211,6 @@ def _summarise(rows: list[dict[str, float]], planes: list[np.ndarray]) -> dict[s
     return summary
 
 
-def _finite_only(value: Any) -> Any:
-    """Drop metrics that could not be computed (NaN: e.g. no plane >= 5%, no GT edge).
-
-    Strict JSON has no NaN, and a consumer (dvc, the registry) should see such
-    a metric as absent rather than as a number.
-    """
-    if isinstance(value, dict):
-        return {
-            k: _finite_only(v)
-            for k, v in value.items()
-            if not (isinstance(v, float) and not math.isfinite(v))
-        }
-    return value
-
-
 def evaluate(
     model: DepthModel,
     benchmarks: Mapping[str, Iterable[Any]],
@@ -196,13 +221,20 @@ def evaluate(
 
     ``benchmarks`` maps a name to a reader (an iterable of ``BenchmarkSample``
     with attributes ``min_depth``/``max_depth``). Returns
-    ``{benchmark: {alignment: {metric: value, num_images: n}}}``; metrics.json holds
+    ``{benchmark: {alignment: {metric: value, num_images: n}}}`` for the alignments
+    that apply to the model's space (:func:`applicable_alignments`); metrics.json holds
     the same without the NaN entries (metrics that could not be computed).
     Nothing is written unless every benchmark was scored.
     """
     space = getattr(model, "space", None)
     if space not in SPACES:
         raise DepthcoreError(f"model space {space!r} is not one of {list(SPACES)}")
+    alignments, skipped = applicable_alignments(cfg.alignments, space)
+    for alignment, reason in skipped.items():
+        log.warning("%s alignment not applicable: %s", alignment, reason)
+    if not alignments:
+        raise DepthcoreError(f"no configured alignment applies to a {space} model: {skipped}")
+    cfg = dataclasses.replace(cfg, alignments=tuple(alignments))
     results: dict[str, Any] = {}
     csv_rows: list[dict[str, Any]] = []
     panel_jobs: list[tuple[str, Any, np.ndarray]] = []
@@ -211,7 +243,7 @@ def evaluate(
         limit = bench_cfg.max_images if bench_cfg is not None and bench_cfg.max_images else None
         results[bench] = _evaluate_benchmark(model, bench, reader, limit, cfg, csv_rows, panel_jobs)
         log.info("%s: %s", bench, _brief(results[bench]))
-    _write_outputs(Path(out_dir), results, csv_rows, panel_jobs, cfg.alignments[0])
+    write_outputs(Path(out_dir), results, csv_rows, panel_jobs, cfg.alignments[0])
     return results
 
 
@@ -262,39 +294,6 @@ def _brief(bench_result: Mapping[str, Mapping[str, Any]]) -> str:
     )
 
 
-def _write_outputs(
-    out_dir: Path,
-    results: dict[str, Any],
-    csv_rows: list[dict[str, Any]],
-    panel_jobs: list[tuple[str, Any, np.ndarray]],
-    panel_alignment: str,
-) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(
-        out_dir / "metrics.json", json.dumps(_finite_only(results), indent=2, sort_keys=True) + "\n"
-    )
-    with atomic_path(out_dir / "per_image.csv") as tmp, tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(CSV_COLUMNS), restval="")
-        writer.writeheader()
-        for row in csv_rows:
-            writer.writerow({k: ("" if _is_nan(v) else v) for k, v in row.items()})
-    with atomic_path(out_dir / "panels") as tmp_dir:
-        tmp_dir.mkdir()
-        for stem, sample, aligned in panel_jobs:
-            save_panel(
-                tmp_dir / f"{stem}.png",
-                sample.rgb_HW3,
-                sample.depth_HW,
-                sample.valid_HW,
-                aligned,
-                title=f"{stem} {sample.name} ({panel_alignment} alignment)",
-            )
-
-
-def _is_nan(value: Any) -> bool:
-    return isinstance(value, float) and math.isnan(value)
-
-
 def open_benchmarks(cfg: EvaluateConfig) -> dict[str, Any]:
     """A reader per configured benchmark (``make_reader(name, root, max_items=, crop=)``)."""
     readers = {}
@@ -311,23 +310,54 @@ def open_benchmarks(cfg: EvaluateConfig) -> dict[str, Any]:
 def run_evaluation(
     cfg: EvaluateConfig, model: DepthModel, model_spec: str, out_dir: str | Path
 ) -> dict[str, Any]:
-    """The evaluate stage: open the readers, then :func:`evaluate` ``model``.
+    """The evaluate stage: fix the run's determinism, open the readers, evaluate ``model``.
 
-    The resolved config and the model spec are saved beside the metrics
-    (``evaluate_config.json``) so a results folder says what produced it.
+    The resolved config, the model spec, the alignments left out (with the reason),
+    the model's input preprocessing and the determinism settings are saved beside the
+    metrics (``evaluate_config.json``) so a results folder says what produced it.
     """
     if not cfg.benchmarks:
         raise DepthcoreError("evaluate.benchmarks is empty: nothing to evaluate")
+    determinism = make_deterministic(cfg.num_threads, cfg.seed)
     results = evaluate(model, open_benchmarks(cfg), cfg, out_dir)
-    record = {"model": model_spec, "space": model.space, "evaluate": to_dict(cfg)}
+    _, skipped = applicable_alignments(cfg.alignments, model.space)
+    record = {
+        "model": model_spec,
+        "space": model.space,
+        "input": getattr(model, "input_record", lambda: {"fit": "none (reference predictor)"})(),
+        "alignments_not_applicable": skipped,
+        "determinism": determinism,
+        "evaluate": to_dict(cfg),
+    }
     write_text_atomic(Path(out_dir) / "evaluate_config.json", json.dumps(record, indent=2) + "\n")
     return results
+
+
+def make_deterministic(num_threads: int, seed: int) -> dict[str, Any]:
+    """Fix torch's threads, deterministic kernels and seeds for this process; return the record.
+
+    ``warn_only``: an op without a deterministic implementation warns instead of failing
+    (none is used on CPU by the tiny model; on CUDA set ``CUBLAS_WORKSPACE_CONFIG``).
+    """
+    torch.set_num_threads(num_threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    return {
+        "num_threads": torch.get_num_threads(),
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "seed": seed,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+    }
 
 
 __all__ = [
     "BenchmarkConfig",
     "EvaluateConfig",
     "align",
+    "applicable_alignments",
+    "make_deterministic",
     "evaluate",
     "open_benchmarks",
     "run_evaluation",

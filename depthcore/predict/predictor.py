@@ -3,13 +3,15 @@
 ``DepthPredictor`` implements the evaluation ``DepthModel`` protocol (``space``,
 ``predict_batch``) and a convenience ``__call__`` for one image of any size.
 
-Arbitrary input sizes (``fit="pad"``, the default): the image is resized so its
-longer side equals the model resolution ``S`` (keeping the aspect ratio), the
-shorter side is padded to ``S`` by repeating the edge pixels, the model runs on
-the ``S x S`` square, the padded border is cropped off the prediction, and the
-crop is upsampled bilinearly to the input size. ``fit="stretch"`` resizes to
-``S x S`` ignoring the aspect ratio (the official DepthART training recipe);
-no tiling: the model sees the whole scene once, as in training.
+Arbitrary input sizes. ``fit="stretch"`` (the default, recorded in the checkpoint
+as ``input_fit``): the image is area-resized to ``S x S`` ignoring the aspect ratio,
+with the very resize the features stage applies to training frames
+(:func:`depthcore.data.transforms.resize_rgb`), as the official DepthART training and
+evaluation do; the ``S x S`` prediction is resampled bilinearly (half-pixel centres)
+back to the input size. ``fit="pad"`` (opt-in): the longer side is resized to ``S``,
+the shorter side padded to ``S`` by repeating edge pixels, and the padded border
+cropped off the prediction; the model never saw such inputs in training. No tiling:
+the model sees the whole scene once, as in training.
 
 From the normalised space to depth (:func:`normalised_to_depth`). A prediction
 is affine-invariant in the model's space, so there is no metric unit; we fix
@@ -41,13 +43,14 @@ import torch.nn.functional as F
 import yaml
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from depthcore.data.transforms import resize_rgb
 from depthcore.device import resolve_device
 from depthcore.errors import CheckpointError, DataError, DepthcoreError
 from depthcore.evaluation.references import REFERENCE_PREDICTORS, DepthModel
 from depthcore.models import image_prefix
 from depthcore.models.checkpoint import load_model
 from depthcore.models.generate import SamplingConfig, generate
-from depthcore.spaces import DEFAULT_NEAR_FAR_RATIO, normalised_to_depth, rgb_to_model
+from depthcore.spaces import DEFAULT_NEAR_FAR_RATIO, INPUT_FIT, normalised_to_depth, rgb_to_model
 
 Fit = Literal["pad", "stretch"]
 CHECKPOINT_ARTIFACT = "checkpoint"  # the logged pyfunc's artifact holding the weights
@@ -129,7 +132,10 @@ class ContentBox:
 def fit_to_square(
     rgb_HW3: np.ndarray, size: int, fit: Fit = "pad"
 ) -> tuple[np.ndarray, ContentBox]:
-    """Resize (and edge-pad) an image to ``size x size``; returns it and the content box."""
+    """Area-resize (and edge-pad) an image to ``size x size``; returns it and the content box.
+
+    ``stretch`` is exactly the training frames' resize (``resize_rgb`` to S x S).
+    """
     H, W = rgb_HW3.shape[:2]
     if fit == "stretch":
         h, w = size, size
@@ -138,9 +144,7 @@ def fit_to_square(
         h, w = max(1, round(H * scale)), max(1, round(W * scale))
     else:
         raise ValueError(f"fit must be 'pad' or 'stretch', got {fit!r}")
-    img = Image.fromarray(rgb_HW3)
-    resample = Image.Resampling.BOX if h * w < H * W else Image.Resampling.BICUBIC
-    resized_hw3 = np.asarray(img.resize((w, h), resample=resample))
+    resized_hw3 = resize_rgb(rgb_HW3, (h, w))
     top, left = (size - h) // 2, (size - w) // 2
     pad = ((top, size - h - top), (left, size - w - left), (0, 0))
     return np.pad(resized_hw3, pad, mode="edge"), ContentBox(top, left, h, w)
@@ -162,7 +166,7 @@ class DepthPredictor:
         space: str,
         image_size: int,
         device: str | torch.device = "cpu",
-        fit: Fit = "pad",
+        fit: Fit = INPUT_FIT,
         sampling: SamplingConfig | None = None,
         seed: int | None = None,
         near_far_ratio: float = DEFAULT_NEAR_FAR_RATIO,
@@ -195,9 +199,11 @@ class DepthPredictor:
     ) -> DepthPredictor:
         """Load a local checkpoint file or a local (downloaded) MLflow model folder.
 
-        MLflow URIs (``models:/...``) are resolved by
-        :func:`depthcore.tracking.pyfunc.load_predictor`, which calls this on the
-        downloaded files. ``kwargs`` go to the constructor (``fit``, ``sampling``, ...).
+        The input preprocessing is the checkpoint's ``input_fit`` (``stretch`` when the
+        entry is absent: every checkpoint was trained on stretched frames) unless
+        ``fit`` is passed (not None) in ``kwargs``. MLflow URIs (``models:/...``) are
+        resolved by :func:`depthcore.tracking.pyfunc.load_predictor`, which calls this on
+        the downloaded files. ``kwargs`` go to the constructor (``fit``, ``sampling``, ...).
         """
         text = str(path_or_uri)
         if text.startswith(URI_SCHEMES):
@@ -214,6 +220,8 @@ class DepthPredictor:
         if "space" not in meta:
             raise CheckpointError(f"{checkpoint}: checkpoint metadata has no 'space'")
         image_size = int(meta.get("image_size", loaded.config.image_size))
+        if kwargs.get("fit") is None:
+            kwargs["fit"] = meta.get("input_fit", INPUT_FIT)
         return cls(
             loaded.vae,
             loaded.var,
@@ -222,6 +230,21 @@ class DepthPredictor:
             device=device,
             **kwargs,
         )
+
+    def input_record(self) -> dict[str, Any]:
+        """How images reach the model and how its output returns (for evaluation records)."""
+        return {
+            "fit": self.fit,
+            "resize": "area (depthcore.data.transforms.resize_rgb)",
+            "size": [self.image_size, self.image_size],
+            "output": "S x S in the model space; callers resample bilinearly to the GT size",
+        }
+
+    def model_input(self, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, list[ContentBox]]:
+        """The exact tensor ``rgb_B3SS`` in [-1, 1] the model sees, and each image's box."""
+        fitted = [fit_to_square(rgb, self.image_size, self.fit) for rgb in images]
+        rgb_B3SS = torch.from_numpy(np.stack([f for f, _ in fitted])).permute(0, 3, 1, 2)
+        return rgb_to_model(rgb_B3SS), [box for _, box in fitted]
 
     # --- the DepthModel protocol -------------------------------------------------------------
     def predict_batch(self, rgb_BHW3: np.ndarray) -> np.ndarray:
@@ -237,9 +260,8 @@ class DepthPredictor:
             )
         if len(rgb_BHW3) == 0:
             raise DataError("predict_batch got an empty batch")
-        fitted = [fit_to_square(rgb, self.image_size, self.fit) for rgb in rgb_BHW3]
-        box = fitted[0][1]
-        pred_BSS, _, _ = self._infer(np.stack([f for f, _ in fitted]), samples=0, seed=self.seed)
+        rgb_B3SS, (box, *_) = self.model_input(rgb_BHW3)
+        pred_BSS, _, _ = self._infer(rgb_B3SS, samples=0, seed=self.seed)
         crop = pred_BSS[:, box.top : box.top + box.height, box.left : box.left + box.width]
         return crop.cpu().numpy().astype(np.float32)
 
@@ -286,14 +308,14 @@ class DepthPredictor:
         results: list[DepthResult] = []
         bar = tqdm(total=len(images), unit="img", disable=not progress)
         for batch in _chunks(len(images), batch_size):
-            fitted = [fit_to_square(img, self.image_size, self.fit) for img in images[batch]]
+            rgb_B3SS, boxes = self.model_input(images[batch])
             pred_BSS, scales_KBSS, std_BSS = self._infer(
-                np.stack([f for f, _ in fitted]),
+                rgb_B3SS,
                 samples=samples,
                 seed=generator_seed + batch.start,
                 want_scales=scales,
             )
-            for b, (image, (_, box)) in enumerate(zip(images[batch], fitted, strict=True)):
+            for b, (image, box) in enumerate(zip(images[batch], boxes, strict=True)):
                 size = image.shape[:2]
                 pred = _to_input(pred_BSS[b], box, size)
                 results.append(
@@ -313,13 +335,11 @@ class DepthPredictor:
 
     @torch.no_grad()
     def _infer(
-        self, rgb_BSS3: np.ndarray, *, samples: int, seed: int, want_scales: bool = False
+        self, rgb_B3SS: torch.Tensor, *, samples: int, seed: int, want_scales: bool = False
     ) -> tuple[torch.Tensor, list[torch.Tensor] | None, torch.Tensor | None]:
-        """Model on square uint8 inputs: (pred_BSS, K x scale_BSS, std_BSS), None when not asked."""
-        B = rgb_BSS3.shape[0]
-        rgb_B3SS = torch.from_numpy(rgb_BSS3).to(self.device).permute(0, 3, 1, 2)
-        rgb_B3SS = rgb_to_model(rgb_B3SS)
-        prefix_BLC = image_prefix(self.vae, rgb_B3SS)
+        """Model on square inputs in [-1, 1]: (pred_BSS, K x scale_BSS, std_BSS) or None."""
+        B = rgb_B3SS.shape[0]
+        prefix_BLC = image_prefix(self.vae, rgb_B3SS.to(self.device))
         sampling = self.sampling
         n = max(samples, 1)
         if samples > 0:

@@ -5,9 +5,13 @@ training objective is a tag, not a separate name, so that the ``champion`` alias
 always points at the single best model whatever objective produced it. Ranking is
 relative (the DepthART paper's rank metric), so each round recomputes the ranks of
 *all* candidates: this round's models, every version registered before (from the
-metrics stored in its tags) and the reference predictors. The alias moves only when
-this round's best has a strictly lower rank than the current champion in that same
-table, so a worse retrain never demotes a good model.
+metrics stored in its tags) and the reference predictors. Every pair of this round's
+candidates (and the champion) is compared image by image with a paired bootstrap
+(:mod:`depthcore.comparison`). The alias moves only on a real win
+(:func:`depthcore.tracking.ranking.decide_promotion`: strictly better rank AND a
+significant AbsRel improvement on at least half of the benchmarks), so neither a worse
+retrain nor noise demotes a good model. The decision is recorded as a JSON tag
+(``promotion_decision``) on the challenger version and on the registered model.
 
 MLflow is imported inside functions only: ``import depthcore`` stays free of it.
 """
@@ -24,9 +28,17 @@ from typing import TYPE_CHECKING, Any
 
 from depthcore.config import frozen
 from depthcore.errors import DataError, DepthcoreError
+from depthcore.evaluation.comparison import (
+    PerImage,
+    compare,
+    compare_all,
+    comparison_document,
+    read_per_image,
+)
 from depthcore.evaluation.ranking import (
     Candidate,
     NestedMetrics,
+    PromotionDecision,
     check_metrics,
     compute_ranks,
     decide_promotion,
@@ -34,7 +46,7 @@ from depthcore.evaluation.ranking import (
     rank_markdown,
     read_metrics,
 )
-from depthcore.io import file_sha256
+from depthcore.io import file_sha256, write_text_atomic
 from depthcore.tracking.logger import RUN_RECORD, read_run_id, resolve_tracking_uri
 from depthcore.tracking.pyfunc import log_pyfunc_model
 
@@ -48,6 +60,8 @@ TAG_SHA256 = "checkpoint_sha256"
 TAG_METRICS = "eval_metrics_json"
 TAG_RANK = "rank"
 TAG_CANDIDATES = "rank_candidates"
+TAG_DECISION = "promotion_decision"
+PER_IMAGE_ARTIFACT = "eval/per_image.csv"
 REFERENCE_PREFIX = "reference:"
 
 
@@ -71,6 +85,10 @@ class RegisterConfig:
     # seconds per HTTP request and retries against a remote tracking server
     http_timeout_s: int = 10
     http_max_retries: int = 1
+    # paired bootstrap of the per-image metrics (comparison.md and the champion rule)
+    ci_level: float = 0.95
+    bootstrap_resamples: int = 2000
+    bootstrap_seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -81,6 +99,7 @@ class NewModel:
     checkpoint: Path
     run_id: str
     metrics: NestedMetrics
+    per_image: Path
 
 
 @dataclass
@@ -95,11 +114,15 @@ class RoundResult:
     champion_after: str | None
     promoted: bool
     reason: str
+    decision: dict[str, Any] = field(default_factory=dict)
     table_md: str = field(repr=False, default="")
+    comparison_md: str = field(repr=False, default="")
+    comparison: dict[str, Any] = field(repr=False, default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data = dict(self.__dict__)
-        data.pop("table_md")
+        for key in ("table_md", "comparison_md", "comparison"):
+            data.pop(key)
         return data
 
 
@@ -186,6 +209,7 @@ def register_new(client: MlflowClient, name: str, model: NewModel, log_model: Lo
         ) from exc
     with mlflow.start_run(run_id=model.run_id):
         mlflow.log_metrics({f"eval.{k}": v for k, v in flat_metrics.items()})
+        mlflow.log_artifact(str(model.per_image), str(Path(PER_IMAGE_ARTIFACT).parent))
         version = find_version(client, name, sha)
         if version is None:
             model_uri = log_model(model)
@@ -217,20 +241,36 @@ def current_champion(client: MlflowClient, name: str, alias: str) -> str | None:
         raise
 
 
+def champion_per_image(client: MlflowClient, name: str, version: str, alignment: str) -> PerImage:
+    """The per-image metrics a registered version's run logged (empty when it has none)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    run_id = client.get_model_version(name, version).run_id
+    try:
+        local = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=PER_IMAGE_ARTIFACT, tracking_uri=client.tracking_uri
+        )
+    except (MlflowException, OSError) as exc:
+        log.warning("%s v%s: no %s in run %s (%s)", name, version, PER_IMAGE_ARTIFACT, run_id, exc)
+        return {}
+    return read_per_image(local, alignment)
+
+
 def run_round(
     client: MlflowClient,
     cfg: RegisterConfig,
     new_models: list[NewModel],
-    references: Mapping[str, NestedMetrics],
+    references: Mapping[str, tuple[NestedMetrics, Path]],
     log_model: LogModel,
 ) -> RoundResult:
-    """Register this round's models, rank all candidates, tag ranks, maybe move the alias."""
+    """Register this round's models, rank and compare all candidates, maybe move the alias."""
     name = cfg.registered_model
     new_versions = {m.objective: register_new(client, name, m, log_model) for m in new_models}
     candidates = registered_candidates(client, name)
     candidates += [
         Candidate(name=f"{REFERENCE_PREFIX}{ref}", metrics=metrics)
-        for ref, metrics in references.items()
+        for ref, (metrics, _) in references.items()
     ]
     ranks = compute_ranks(candidates, cfg.alignment, cfg.rank_metrics)
     for cand in candidates:
@@ -240,14 +280,33 @@ def run_round(
     before = current_champion(client, name, cfg.alias)
     before_label = version_label(name, before) if before else None
     new_labels = [version_label(name, v) for v in new_versions.values()]
-    winner, reason = decide_promotion(ranks, new_labels, before_label)
+    per_image = {version_label(name, new_versions[m.objective]): m.per_image for m in new_models}
+    per_image |= {f"{REFERENCE_PREFIX}{ref}": path for ref, (_, path) in references.items()}
+    tables = {label: read_per_image(path, cfg.alignment) for label, path in per_image.items()}
+    if before_label is not None and before_label not in tables:
+        tables[before_label] = champion_per_image(client, name, str(before), cfg.alignment)
+    boot = {
+        "resamples": cfg.bootstrap_resamples,
+        "level": cfg.ci_level,
+        "seed": cfg.bootstrap_seed,
+    }
+    pairs = compare_all({k: v for k, v in tables.items() if v}, cfg.rank_metrics, **boot)
+    challenger = min(new_labels, key=lambda lab: (ranks[lab], lab)) if new_labels else None
+    vs_champion = None
+    if challenger and before_label and tables.get(challenger) and tables.get(before_label):
+        vs_champion = compare(tables[challenger], tables[before_label], ["abs_rel"], **boot)
+    decision = decide_promotion(ranks, new_labels, before_label, vs_champion)
     after = before
-    if winner is not None:
-        after = winner.rsplit("/v", 1)[1]
+    if decision.winner is not None:
+        after = decision.winner.rsplit("/v", 1)[1]
         client.set_registered_model_alias(name, cfg.alias, after)
-    log.info("champion: %s", reason)
+    record_decision(client, name, decision)
+    log.info("champion: %s", decision.reason)
     after_label = version_label(name, after) if after else None
     table_md = rank_markdown(candidates, ranks, cfg.alignment, cfg.rank_metrics, after_label)
+    comparison_md, comparison = comparison_document(
+        pairs, alignment=cfg.alignment, decision=decision.to_json(), **boot
+    )
     return RoundResult(
         registered_model=name,
         tracking_uri=client.tracking_uri,
@@ -255,10 +314,22 @@ def run_round(
         new_versions=new_versions,
         champion_before=before,
         champion_after=after,
-        promoted=winner is not None,
-        reason=reason,
+        promoted=decision.promote,
+        reason=decision.reason,
+        decision=decision.to_json(),
         table_md=table_md,
+        comparison_md=comparison_md,
+        comparison=comparison,
     )
+
+
+def record_decision(client: MlflowClient, name: str, decision: PromotionDecision) -> None:
+    """Tag the challenger version and the registered model with the decision as JSON."""
+    text = json.dumps(decision.to_json(), sort_keys=True)
+    client.set_registered_model_tag(name, TAG_DECISION, text)
+    if decision.challenger is not None and "/v" in decision.challenger:
+        version = decision.challenger.rsplit("/v", 1)[1]
+        client.set_model_version_tag(name, version, TAG_DECISION, text)
 
 
 def collect_round(cfg: RegisterConfig, root: str | Path = ".") -> tuple[list[NewModel], dict]:
@@ -270,31 +341,58 @@ def collect_round(cfg: RegisterConfig, root: str | Path = ".") -> tuple[list[New
         checkpoint = model_dir / "model.safetensors"
         if not checkpoint.is_file():
             raise DataError(f"{checkpoint}: checkpoint not found (run the train stage first)")
+        eval_dir = root / cfg.eval_dir / objective
         new_models.append(
             NewModel(
                 objective=objective,
                 checkpoint=checkpoint,
                 run_id=read_run_id(model_dir / RUN_RECORD),
-                metrics=read_metrics(root / cfg.eval_dir / objective / "metrics.json"),
+                metrics=read_metrics(eval_dir / "metrics.json"),
+                per_image=_existing(eval_dir / "per_image.csv"),
             )
         )
-    references = {
-        ref: read_metrics(root / cfg.eval_dir / f"reference_{ref}" / "metrics.json")
-        for ref in cfg.references
-    }
+    references = {}
+    for ref in cfg.references:
+        eval_dir = root / cfg.eval_dir / f"reference_{ref}"
+        references[ref] = (
+            read_metrics(eval_dir / "metrics.json"),
+            _existing(eval_dir / "per_image.csv"),
+        )
     return new_models, references
+
+
+def _existing(path: Path) -> Path:
+    if not path.is_file():
+        raise DataError(f"{path}: per-image metrics not found (run the evaluate stage first)")
+    return path
 
 
 def register_round(
     cfg: RegisterConfig, root: str | Path = ".", log_model: LogModel | None = None
 ) -> RoundResult:
-    """The register stage: connect, register this round's models, rank, promote."""
-    new_models, references = collect_round(cfg, root)
+    """The register stage: connect, register, rank, compare, promote; write and log the reports.
 
+    Writes ``rank_table.md``, ``registry.json``, ``comparison.md`` and ``comparison.json``
+    to ``cfg.out_dir`` (under ``root``) and logs the comparison files into every new
+    model's training run (artifact folder ``register``).
+    """
+    new_models, references = collect_round(cfg, root)
     uri = resolve_tracking_uri(cfg.tracking_uri)
     client = connect(uri, timeout_s=cfg.http_timeout_s, max_retries=cfg.http_max_retries)
     result = run_round(client, cfg, new_models, references, log_model or log_depthcore_pyfunc)
     result.tracking_uri = uri
+    out_dir = Path(root) / cfg.out_dir
+    files = {
+        "rank_table.md": result.table_md + "\n",
+        "registry.json": json.dumps(result.to_json(), indent=2) + "\n",
+        "comparison.md": result.comparison_md,
+        "comparison.json": json.dumps(result.comparison, indent=2, sort_keys=True) + "\n",
+    }
+    for filename, text in files.items():
+        write_text_atomic(out_dir / filename, text)
+    for model in new_models:
+        for filename in ("comparison.md", "comparison.json"):
+            client.log_artifact(model.run_id, str(out_dir / filename), "register")
     return result
 
 

@@ -27,6 +27,7 @@ from depthcore.errors import CheckpointError, DataError
 from depthcore.io import atomic_path, file_sha256, write_text_atomic
 from depthcore.models import build_model, resolve_config
 from depthcore.models.checkpoint import load_model, load_official_var, load_vae, save_model
+from depthcore.spaces import INPUT_FIT
 from depthcore.tracking.logger import NullLogger, RunLogger, open_run_logger
 from depthcore.training.distributed import (
     DistInfo,
@@ -215,6 +216,7 @@ class Trainer:
             "objective": self.objective,
             "space": self.space,
             "image_size": int(self.model_cfg.image_size),
+            "input_fit": INPUT_FIT,
             "steps": self.step,
         }
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from depthcore.evaluation.alignment import align_lsq, align_median, fit_scale_shift
+from depthcore.data.transforms import fit_normalisation
+from depthcore.evaluation.alignment import (
+    align_lsq,
+    align_median,
+    fit_scale_shift,
+    median_not_applicable,
+    median_relative_depth,
+)
+from depthcore.evaluation.metrics import compute_metrics
+from depthcore.evaluation.run import align
 from depthcore.spaces import DEFAULT_NEAR_FAR_RATIO, normalised_to_depth
 
 # What a model in each space predicts for metric depth z (up to the affine map we undo).
@@ -79,8 +88,51 @@ def test_normalised_to_depth_rules_align_by_median() -> None:
     # sqrt_disparity: the far end p = -1 is DEFAULT_NEAR_FAR_RATIO times the near end p = +1
     rel = normalised_to_depth(np.array([-1.0, 1.0]), "sqrt_disparity")
     assert rel[0] / rel[1] == pytest.approx(DEFAULT_NEAR_FAR_RATIO)
+    np.testing.assert_allclose(median_relative_depth(z, "depth"), z)
+    for space in ("sqrt_disparity", "disparity"):
+        with pytest.raises(ValueError, match="not applicable"):
+            median_relative_depth(z, space)
     with pytest.raises(ValueError, match="unknown prediction space"):
         normalised_to_depth(z, "log_depth")
+
+
+def test_median_applies_to_scale_depth_only() -> None:
+    assert median_not_applicable("scale_depth") is None
+    assert median_not_applicable("depth") is None
+    assert "offset is lost" in median_not_applicable("sqrt_disparity")
+    assert "offset is lost" in median_not_applicable("disparity")
+
+
+def _exact_prediction(z_HW: np.ndarray, valid_HW: np.ndarray, space: str) -> np.ndarray:
+    """The ground truth in the model's own space, unclipped: what a perfect model predicts."""
+    if space in ("scale_depth", "sqrt_disparity"):
+        norm = fit_normalisation(z_HW, valid_HW, space)
+        feature = z_HW if space == "scale_depth" else 1.0 / np.sqrt(z_HW)
+        return norm.a * feature + norm.b
+    return z_HW if space == "depth" else 1.0 / z_HW
+
+
+@pytest.mark.parametrize("space", ["depth", "scale_depth", "sqrt_disparity", "disparity"])
+@pytest.mark.parametrize("alignment", ["lsq", "median"])
+def test_exact_ground_truth_scores_zero(space: str, alignment: str) -> None:
+    """A perfect prediction scores AbsRel 0 under every alignment that applies to its space.
+
+    (Main used to give 0.47 for median on a 2-4 m sqrt-disparity scene, via an assumed
+    near/far ratio; that rule is gone: median is refused there.)
+    """
+    rng = np.random.default_rng(3)
+    for lo, hi in ((2.0, 4.0), (3.0, 3.6), (0.5, 9.0)):
+        z_HW = rng.uniform(lo, hi, size=(16, 20))
+        valid_HW = rng.random((16, 20)) > 0.1
+        pred_HW = _exact_prediction(z_HW, valid_HW, space)
+        if alignment == "median" and median_not_applicable(space):
+            with pytest.raises(ValueError, match="not applicable"):
+                align(pred_HW, z_HW, valid_HW, space, alignment, 0.01, 10.0)
+            continue
+        aligned_HW = align(pred_HW, z_HW, valid_HW, space, alignment, 0.01, 10.0)
+        assert compute_metrics(aligned_HW, z_HW, valid_HW)["abs_rel"] == pytest.approx(
+            0.0, abs=1e-6
+        )
 
 
 def test_alignment_refuses_mismatched_shapes() -> None:

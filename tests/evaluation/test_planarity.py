@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from depthcore.evaluation.planarity import DBE_MAX_DIST, boundary_errors, canny, planarity
+from depthcore.evaluation.planarity import (
+    DBE_MAX_DIST,
+    boundary_errors,
+    canny,
+    edge_distances,
+    edge_errors,
+    planarity,
+)
 
 H, W = 48, 64
 K_33 = np.array([[60.0, 0.0, 31.5], [0.0, 60.0, 23.5], [0.0, 0.0, 1.0]])
@@ -67,6 +74,77 @@ def test_small_planes_are_not_scored() -> None:
     assert np.isnan(fla[1]) and np.isnan(ori[1])
     with pytest.raises(ValueError, match="normals"):
         planarity(gt, gt, masks, NORMAL_3[None], K_33)
+
+
+def test_plane_masks_are_cut_by_the_validity_mask() -> None:
+    """iBims-1 multiplies each plane by the validity mask before the size test and the fit."""
+    gt = plane_depth(NORMAL_3, 3.0)
+    pred = gt.copy()
+    valid = np.ones((H, W), bool)
+    valid[:, 40:] = False  # e.g. a window (transparent): the prediction there is the glass
+    pred[:, 40:] = 1.0
+    fla_masked, ori_masked = planarity(pred, gt, FULL_P, NORMAL_3[None], K_33, valid)
+    fla_plain, ori_plain = planarity(pred, gt, FULL_P, NORMAL_3[None], K_33)
+    assert fla_masked[0] == pytest.approx(0.0, abs=1e-6)
+    assert ori_masked[0] == pytest.approx(0.0, abs=1e-4)
+    assert fla_plain[0] > 10.0 and ori_plain[0] > 1.0  # the unmasked fit sees the glass
+
+
+def test_the_size_test_counts_valid_pixels_only() -> None:
+    gt = plane_depth(NORMAL_3, 3.0)
+    plane = np.zeros((1, H, W), bool)
+    plane[0, :, :8] = True  # 12.5% of the image
+    valid = np.ones((H, W), bool)
+    valid[: H // 2] = False  # half of it invalid: 6.25%: still scored
+    assert np.isfinite(planarity(gt, gt, plane, NORMAL_3[None], K_33, valid)[0][0])
+    valid[: H * 3 // 4] = False  # three quarters invalid: 3.1% < 5%: not scored
+    assert np.isnan(planarity(gt, gt, plane, NORMAL_3[None], K_33, valid)[0][0])
+    assert np.isfinite(planarity(gt, gt, plane, NORMAL_3[None], K_33)[0][0])
+    # a missing depth (gt 0) or an invalid prediction counts as invalid too
+    holes = gt.copy()
+    holes[: H * 3 // 4] = 0.0
+    assert np.isnan(planarity(gt, holes, plane, NORMAL_3[None], K_33)[0][0])
+    assert np.isnan(planarity(holes, gt, plane, NORMAL_3[None], K_33)[0][0])
+
+
+def column_edges(*cols: int) -> np.ndarray:
+    edges = np.zeros((H, W), bool)
+    edges[:, list(cols)] = True
+    return edges
+
+
+def test_edge_errors_on_hand_made_maps() -> None:
+    """Hand-computed values of the iBims-1 script's definitions (n = H pixels per line).
+
+    A correct edge plus a spurious one 20 px away: accuracy looks only at predicted
+    edges within 10 px of the truth (0); the script's completeness sums both directed
+    terms, capped at 10: (0 n + 10 n + 0 n) / (2n + n) = 10/3. The GT-to-prediction
+    term alone (the paper's prose) would be 0. A missed edge: same 10/3, whereas the
+    one-way term would be 5.
+    """
+    gt = column_edges(20)
+    spurious = column_edges(20, 40)
+    assert edge_errors(spurious, gt) == pytest.approx((0.0, 10.0 / 3.0))
+    assert edge_distances(gt, spurious).mean() == 0.0  # one-way GT -> prediction
+    missed = edge_errors(column_edges(20), column_edges(20, 40))
+    assert missed == pytest.approx((0.0, 10.0 / 3.0))
+    assert edge_distances(column_edges(20, 40), column_edges(20)).mean() == pytest.approx(5.0)
+    # a uniform 3 px offset: both terms are 3 everywhere
+    assert edge_errors(column_edges(23), gt) == pytest.approx((3.0, 3.0))
+    # no predicted edge near the truth: the cap; no GT edge: not computable
+    assert edge_errors(column_edges(45), gt) == (DBE_MAX_DIST, DBE_MAX_DIST)
+    assert all(np.isnan(edge_errors(gt, np.zeros((H, W), bool))))
+    assert edge_distances(gt, np.zeros((H, W), bool)).tolist() == [DBE_MAX_DIST] * H
+
+
+def test_boundary_errors_of_a_prediction_with_a_spurious_step() -> None:
+    pred = step_image(20)
+    pred[:, 40:] = 5.0  # a second depth step 20 px from the only true one
+    gt_edges = canny((step_image(20) - 1) / 2)
+    acc, com = boundary_errors(pred, gt_edges, None)
+    assert acc == pytest.approx(0.0)
+    n_gt = gt_edges.sum()
+    assert com == pytest.approx(10.0 * n_gt / (n_gt + 2 * n_gt), rel=0.05)
 
 
 def step_image(col: int) -> np.ndarray:

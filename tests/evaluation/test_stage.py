@@ -129,24 +129,67 @@ def test_stage_on_all_four_generated_benchmarks(tmp_path: Path) -> None:
     assert len(list((tmp_path / "out" / "panels").iterdir())) == len(BENCHMARKS)
 
 
-@pytest.mark.slow
-def test_stage_with_a_checkpoint(tmp_path: Path) -> None:
-    """A random-weight tiny DepthART checkpoint goes through DepthPredictor and both alignments."""
+def _tiny_checkpoint(path: Path, space: str) -> Path:
+    """A random-weight tiny DepthART checkpoint predicting in ``space``."""
     import torch
 
     from depthcore.models import create_model, resolve_config
     from depthcore.models.checkpoint import save_model
-    from depthcore.synth.benchmarks import generate_benchmark
 
     torch.manual_seed(0)
     vae, var = create_model("tiny")
-    checkpoint = tmp_path / "tiny.safetensors"
-    save_model(checkpoint, vae, var, resolve_config("tiny"), meta={"space": "sqrt_disparity"})
+    save_model(path, vae, var, resolve_config("tiny"), meta={"space": space})
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("space", ["sqrt_disparity", "scale_depth"])
+def test_stage_with_a_checkpoint(tmp_path: Path, space: str) -> None:
+    """A tiny checkpoint goes through DepthPredictor; median only where it is defined."""
+    from depthcore.synth.benchmarks import generate_benchmark
+
+    checkpoint = _tiny_checkpoint(tmp_path / "tiny.safetensors", space)
     root = generate_benchmark("ibims", tmp_path / "ibims", 2, 7, height=48, width=64)
     params = tmp_path / "params.yaml"
     section = {"benchmarks": {"ibims": {"root": str(root)}}, "num_panels": 0}
     params.write_text(yaml.safe_dump({"evaluate": section}))
     metrics = run(params, str(checkpoint), tmp_path / "out")["ibims"]
-    for alignment in ("lsq", "median"):
+    record = json.loads((tmp_path / "out" / "evaluate_config.json").read_text())
+    expected = ["lsq", "median"] if space == "scale_depth" else ["lsq"]
+    assert sorted(metrics) == expected
+    for alignment in expected:
         assert metrics[alignment]["num_images"] == 2
         assert math.isfinite(metrics[alignment]["abs_rel"]) and metrics[alignment]["rmse"] > 0
+    if space == "sqrt_disparity":
+        assert "offset is lost" in record["alignments_not_applicable"]["median"]
+    else:
+        assert record["alignments_not_applicable"] == {}
+    assert record["input"]["fit"] == "stretch"
+    assert record["determinism"]["num_threads"] == 1
+    assert record["determinism"]["deterministic_algorithms"] is True
+
+
+@pytest.mark.slow
+def test_evaluation_is_byte_identical_when_repeated(tmp_path: Path) -> None:
+    """Same params, same machine: metrics.json and per_image.csv are the same bytes."""
+    from depthcore.synth.benchmarks import generate_benchmark
+
+    checkpoint = _tiny_checkpoint(tmp_path / "tiny.safetensors", "sqrt_disparity")
+    section = {
+        "benchmarks": {
+            name: {
+                "root": str(generate_benchmark(name, tmp_path / name, 3, 11, height=48, width=64))
+            }
+            for name in ("ibims", "nyu")
+        },
+        "num_panels": 0,
+        "batch_size": 2,
+    }
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"evaluate": section}))
+    run(params, str(checkpoint), tmp_path / "a")
+    run(params, str(checkpoint), tmp_path / "b")
+    for name in ("metrics.json", "per_image.csv"):
+        first = (tmp_path / "a" / name).read_bytes()
+        assert first == (tmp_path / "b" / name).read_bytes(), name
+    assert b"dbe_com" in (tmp_path / "a" / "per_image.csv").read_bytes()

@@ -13,15 +13,24 @@ from tests.helpers.checkpoints import random_rgb
 
 @pytest.fixture(scope="module")
 def predictor(tiny_checkpoint) -> DepthPredictor:
-    return DepthPredictor.from_pretrained(tiny_checkpoint)
+    loaded = DepthPredictor.from_pretrained(tiny_checkpoint)
+    loaded.checkpoint_path = tiny_checkpoint  # for tests that reload it with other options
+    return loaded
+
+
+def predictor_path(predictor: DepthPredictor):
+    return predictor.checkpoint_path
 
 
 def test_protocol_predict_batch(predictor) -> None:
     assert predictor.space == "sqrt_disparity" and predictor.image_size == 64
     rgb_BHW3 = np.stack([random_rgb(30, 40, s) for s in range(2)])
     pred_BHW = predictor.predict_batch(rgb_BHW3)
-    assert pred_BHW.dtype == np.float32 and pred_BHW.shape == (2, 48, 64)  # aspect kept
+    assert predictor.fit == "stretch"  # the checkpoint's (default) training preprocessing
+    assert pred_BHW.dtype == np.float32 and pred_BHW.shape == (2, 64, 64)
     assert np.isfinite(pred_BHW).all()
+    padded = DepthPredictor.from_pretrained(predictor_path(predictor), fit="pad")
+    assert padded.predict_batch(rgb_BHW3).shape == (2, 48, 64)  # aspect kept, border cropped
     with pytest.raises(DataError, match="uint8"):
         predictor.predict_batch(rgb_BHW3.astype(np.float32))
 
