@@ -209,7 +209,7 @@ def register_new(client: MlflowClient, name: str, model: NewModel, log_model: Lo
         ) from exc
     with mlflow.start_run(run_id=model.run_id):
         mlflow.log_metrics({f"eval.{k}": v for k, v in flat_metrics.items()})
-        mlflow.log_artifact(str(model.per_image), str(Path(PER_IMAGE_ARTIFACT).parent))
+        mlflow.log_text(model.per_image.read_text(), PER_IMAGE_ARTIFACT)  # for later rounds
         version = find_version(client, name, sha)
         if version is None:
             model_uri = log_model(model)
