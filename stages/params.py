@@ -26,6 +26,7 @@ SECTIONS: dict[str, str] = {
     "train": "depthcore.training.trainer:TrainConfig",
     "evaluate": "depthcore.evaluation.run:EvaluateConfig",
     "register": "depthcore.tracking.registry:RegisterConfig",
+    "report": "depthcore.evaluation.report:ReportConfig",
 }
 
 

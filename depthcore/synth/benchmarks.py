@@ -63,7 +63,7 @@ class BenchmarksConfig:
 
     out_dir: str = "data/benchmarks"  # writes <out_dir>/<name>/ in that dataset's real format
     names: tuple[str, ...] = ("nyu", "ibims", "tum", "eth3d")
-    images: int = 8  # frames per benchmark
+    images: int = 48  # frames per benchmark (enough for paired bootstrap CIs)
     seed: int = 1000  # distinct from the training scenes' seeds: zero-shot
     height: int = 96
     width: int = 128

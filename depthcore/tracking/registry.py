@@ -7,8 +7,8 @@ relative (the DepthART paper's rank metric), so each round recomputes the ranks 
 *all* candidates: this round's models, every version registered before (from the
 metrics stored in its tags) and the reference predictors. Every pair of this round's
 candidates (and the champion) is compared image by image with a paired bootstrap
-(:mod:`depthcore.comparison`). The alias moves only on a real win
-(:func:`depthcore.tracking.ranking.decide_promotion`: strictly better rank AND a
+(:mod:`depthcore.evaluation.comparison`). The alias moves only on a real win
+(:func:`depthcore.evaluation.ranking.decide_promotion`: strictly better rank AND a
 significant AbsRel improvement on at least half of the benchmarks), so neither a worse
 retrain nor noise demotes a good model. The decision is recorded as a JSON tag
 (``promotion_decision``) on the challenger version and on the registered model.

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from depthcore.comparison import (
+from depthcore.evaluation.comparison import (
     DiffCI,
     compare,
     compare_all,
@@ -17,7 +17,7 @@ from depthcore.comparison import (
     paired_bootstrap_ci,
     read_per_image,
 )
-from depthcore.tracking.ranking import decide_promotion
+from depthcore.evaluation.ranking import decide_promotion
 
 
 def test_a_constant_difference_has_a_zero_width_interval() -> None:

@@ -14,16 +14,17 @@ import numpy as np
 import pytest
 import torch
 
-from depthcore.checkpoint import save_model
-from depthcore.data import preprocess
-from depthcore.data.hypersim import FrameId, HypersimFrame
-from depthcore.data.readers import make_reader
+from depthcore.data.benchmarks.registry import make_reader
+from depthcore.data.hypersim import preprocess
+from depthcore.data.hypersim.reader import FrameId, HypersimFrame
 from depthcore.data.shards import ShardDataset, ShardWriter
-from depthcore.evaluation import EvaluateConfig, evaluate
-from depthcore.features import encode_batch, iter_frames, rgb_to_model
+from depthcore.evaluation.run import EvaluateConfig, evaluate
 from depthcore.models import create_model, image_prefix, resolve_config
-from depthcore.predict import DepthPredictor
+from depthcore.models.checkpoint import save_model
+from depthcore.predict.predictor import DepthPredictor
+from depthcore.spaces import rgb_to_model
 from depthcore.synth.benchmarks import generate_benchmark
+from depthcore.training.feature_cache import encode_batch, iter_frames
 
 
 @pytest.fixture(scope="module")
