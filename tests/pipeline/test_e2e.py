@@ -90,6 +90,7 @@ def test_dvc_repro_end_to_end_then_noop(tmp_path: Path) -> None:
         "tokenizer_eval", "features", "train@depthart", "train@var_tf", "scales@depthart",
         "scales@var_tf", "evaluate@depthart", "evaluate@var_tf",
         "evaluate_reference@constant_plane", "evaluate_reference@vertical_gradient", "register",
+        "report",
     }  # fmt: skip
     assert set(lock) == expected, out[-3000:]
     for stage, entry in lock.items():
@@ -105,6 +106,10 @@ def test_dvc_repro_end_to_end_then_noop(tmp_path: Path) -> None:
     assert registry["promoted"] and registry["champion_after"] is not None
     table = (repo / "outputs" / "register" / "rank_table.md").read_text()
     assert "(champion)" in table and "reference:constant_plane" in table
+    comparison = json.loads((repo / "outputs" / "register" / "comparison.json").read_text())
+    assert len(comparison["pairs"]) == 6  # 2 models + 2 references, every pair
+    readme = (repo / "README.md").read_text()
+    assert (repo / "outputs" / "report" / "results.md").read_text() in readme
 
     from mlflow import MlflowClient
 
