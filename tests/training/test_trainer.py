@@ -108,7 +108,7 @@ def test_run_training_then_scales_write_outputs_and_log_to_mlflow(
     out = tmp_path / "models" / "var_tf"
     loaded = load_model(out / "model.safetensors")
     assert loaded.meta == {"objective": "var_tf", "space": "sqrt_disparity", "image_size": 64,
-                           "steps": 2}  # fmt: skip
+                           "input_fit": "stretch", "steps": 2}  # fmt: skip
     on_disk = json.loads((out / "train_metrics.json").read_text())
     assert on_disk == json.loads(json.dumps(metrics))
     assert on_disk["val_loss"] > 0
