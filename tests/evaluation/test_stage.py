@@ -8,11 +8,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from depthcore.evaluation.ranking import rank_table
 from depthcore.synth.bench_formats import ibims_calib, write_ibims_frame, write_ibims_list
 from stages.evaluate import main
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_settings():
+    """The stage runs in-process here and fixes torch's threads and deterministic mode."""
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    yield
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(deterministic)
+
 
 H, W = 30, 40
 K_33 = np.array([[36.0, 0.0, 19.5], [0.0, 36.0, 14.5], [0.0, 0.0, 1.0]])
@@ -131,8 +142,6 @@ def test_stage_on_all_four_generated_benchmarks(tmp_path: Path) -> None:
 
 def _tiny_checkpoint(path: Path, space: str) -> Path:
     """A random-weight tiny DepthART checkpoint predicting in ``space``."""
-    import torch
-
     from depthcore.models import create_model, resolve_config
     from depthcore.models.checkpoint import save_model
 
