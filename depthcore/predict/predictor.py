@@ -3,28 +3,17 @@
 ``DepthPredictor`` implements the evaluation ``DepthModel`` protocol (``space``,
 ``predict_batch``) and a convenience ``__call__`` for one image of any size.
 
-Arbitrary input sizes. ``fit="stretch"`` (the default, recorded in the checkpoint
-as ``input_fit``): the image is area-resized to ``S x S`` ignoring the aspect ratio,
-with the very resize the features stage applies to training frames
-(:func:`depthcore.data.transforms.resize_rgb`), as the official DepthART training and
-evaluation do; the ``S x S`` prediction is resampled bilinearly (half-pixel centres)
-back to the input size. ``fit="pad"`` (opt-in): the longer side is resized to ``S``,
-the shorter side padded to ``S`` by repeating edge pixels, and the padded border
-cropped off the prediction; the model never saw such inputs in training. No tiling:
-the model sees the whole scene once, as in training.
+Arbitrary input sizes. ``fit="stretch"`` (the default; checkpoints record it as
+``input_fit``): the image is area-resized to ``S x S`` ignoring the aspect ratio by the
+resize the features stage applies to training frames (``data.transforms.resize_rgb``),
+as the official DepthART training and evaluation do; the prediction is resampled
+bilinearly (half-pixel centres) back to the input size. ``fit="pad"`` (opt-in): the
+longer side is resized to ``S``, the shorter side padded by repeating edge pixels and
+the border cropped off the prediction; the model never saw such inputs in training.
+No tiling: the model sees the whole scene once, as in training.
 
-From the normalised space to depth (:func:`normalised_to_depth`). A prediction
-is affine-invariant in the model's space, so there is no metric unit; we fix
-the unknown affine map by a documented convention:
-
-* ``sqrt_disparity``: ``y = +1`` is the near end (98th percentile of
-  ``sqrt(1/z)``) and ``y = -1`` the far end (2nd percentile). We map the near end
-  to depth 1 and the far end to depth ``near_far_ratio`` (default 10, a typical
-  indoor range): ``s = s_far + (y + 1) / 2 * (1 - s_far)`` with
-  ``s_far = near_far_ratio ** -0.5``, clipped to ``>= s_far / 10``, and ``z = 1 / s**2``.
-* ``scale_depth`` (``y = 2 z / q98(z) - 1``): ``z = (y + 1) / 2``, i.e. depth in
-  units of the 98th-percentile depth, clipped to ``>= 1e-3``.
-
+From the normalised space to depth: :func:`depthcore.spaces.normalised_to_depth`, a
+documented display convention (a prediction is affine-invariant in the model's space).
 To get metric depth, align the normalised prediction to a few known depths in
 the model's space (``depthcore.evaluation.alignment``), as the evaluation does.
 """

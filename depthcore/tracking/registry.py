@@ -285,11 +285,7 @@ def run_round(
     tables = {label: read_per_image(path, cfg.alignment) for label, path in per_image.items()}
     if before_label is not None and before_label not in tables:
         tables[before_label] = champion_per_image(client, name, str(before), cfg.alignment)
-    boot = {
-        "resamples": cfg.bootstrap_resamples,
-        "level": cfg.ci_level,
-        "seed": cfg.bootstrap_seed,
-    }
+    boot = {"resamples": cfg.bootstrap_resamples, "level": cfg.ci_level, "seed": cfg.bootstrap_seed}
     pairs = compare_all({k: v for k, v in tables.items() if v}, cfg.rank_metrics, **boot)
     challenger = min(new_labels, key=lambda lab: (ranks[lab], lab)) if new_labels else None
     vs_champion = None
@@ -342,15 +338,10 @@ def collect_round(cfg: RegisterConfig, root: str | Path = ".") -> tuple[list[New
         if not checkpoint.is_file():
             raise DataError(f"{checkpoint}: checkpoint not found (run the train stage first)")
         eval_dir = root / cfg.eval_dir / objective
-        new_models.append(
-            NewModel(
-                objective=objective,
-                checkpoint=checkpoint,
-                run_id=read_run_id(model_dir / RUN_RECORD),
-                metrics=read_metrics(eval_dir / "metrics.json"),
-                per_image=_existing(eval_dir / "per_image.csv"),
-            )
-        )
+        run_id = read_run_id(model_dir / RUN_RECORD)
+        metrics = read_metrics(eval_dir / "metrics.json")
+        per_image = _existing(eval_dir / "per_image.csv")
+        new_models.append(NewModel(objective, checkpoint, run_id, metrics, per_image))
     references = {}
     for ref in cfg.references:
         eval_dir = root / cfg.eval_dir / f"reference_{ref}"
