@@ -38,6 +38,7 @@ STAGES: tuple[str, ...] = (
     "evaluate",
     "evaluate_reference",
     "register",
+    "report",
 )
 
 
