@@ -16,6 +16,7 @@ import math
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from depthcore.models.blocks import AdaLNBeforeHead, AdaLNSelfAttn, KVCache
 from depthcore.models.configs import VARConfig
@@ -71,6 +72,9 @@ class DepthVAR(nn.Module):
         self.head_nm = AdaLNBeforeHead(self.C, self.C, cfg.norm_eps)
         self.head = nn.Linear(self.C, self.V)
         self.init_weights(init_std)
+        # activation checkpointing of the blocks in training passes (a runtime switch, see
+        # depthcore.training.precision); not part of the config or the state_dict
+        self.grad_checkpointing = False
 
     @classmethod
     def from_config(
@@ -144,25 +148,39 @@ class DepthVAR(nn.Module):
         cache: KVCache | None,
         n_out: int,
     ) -> torch.Tensor:
+        recompute = self.grad_checkpointing and self.training and torch.is_grad_enabled()
         for i, block in enumerate(self.blocks):
-            x_BLC = block(x_BLC, cond_BD, attn_bias, None if cache is None else cache.layers[i])
+            if recompute and cache is None:  # keep only block inputs; recompute in backward
+                x_BLC = checkpoint(block, x_BLC, cond_BD, attn_bias, use_reentrant=False)
+            else:
+                layer = None if cache is None else cache.layers[i]
+                x_BLC = block(x_BLC, cond_BD, attn_bias, layer)
         h_BlC = x_BLC[:, -n_out:]
         return self.head(self.head_nm(h_BlC.float(), cond_BD)).float()
 
     # --- passes --------------------------------------------------------------------------
 
-    def forward(self, prefix_BLCv: torch.Tensor, x_BlCv: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, prefix_BLCv: torch.Tensor | None, x_BlCv: torch.Tensor | None
+    ) -> torch.Tensor:
         """One parallel masked pass; logits (B, first_l + l, V) for every depth position.
 
         ``x_BlCv`` holds the inputs of scales 2..k (all L - first_l for training; fewer
         for the uncached inference path), e.g. ``vae.idxBl_to_var_input(tokens)``.
+        Without a prefix this is exactly the official VAR teacher-forced pass for the
+        null class, which is what the parity fixtures check.
         """
-        B = prefix_BLCv.shape[0]
-        cond_BD = self.null_cond(B, prefix_BLCv.device)
+        if prefix_BLCv is None and x_BlCv is None:
+            raise ValueError("forward needs an image prefix or depth inputs")
+        ref = prefix_BLCv if prefix_BLCv is not None else x_BlCv
+        cond_BD = self.null_cond(ref.shape[0], ref.device)
         depth_BlC = self.embed_depth(cond_BD, x_BlCv)
         n = depth_BlC.shape[1]
         if n > self.L:
             raise ValueError(f"{n} depth tokens given, the model holds at most {self.L}")
+        if prefix_BLCv is None:
+            attn_bias = self.attn_bias_for_masking[:, :, :n, :n]
+            return self._run(depth_BlC, cond_BD, attn_bias, None, n)
         x_BLC = torch.cat((self.embed_prefix(prefix_BLCv), depth_BlC), dim=1)
         return self._run(x_BLC, cond_BD, self.prefix_attn_bias(n), None, n)
 

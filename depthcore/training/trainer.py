@@ -41,6 +41,7 @@ from depthcore.training.distributed import (
 )
 from depthcore.training.feature_cache import FeatureDataset, step_loader
 from depthcore.training.objectives import OBJECTIVES
+from depthcore.training.precision import autocast_for, enable_tf32, prepare_transformer
 from depthcore.training.schedule import lr_at
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,9 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     num_threads: int = 0  # torch intra-op threads; 0 = torch default
     num_workers: int = 0  # DataLoader workers
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast forward, fp32 master weights
+    compile: bool = False  # torch.compile the transformer's parallel (gradient) pass
+    grad_checkpointing: bool = False  # recompute block activations in backward (saves memory)
 
 
 def _param_groups(var: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -128,6 +132,11 @@ class Trainer:
         self.device = torch.device(self.dist.device)
         self.vae = vae.to(self.device).eval().requires_grad_(False)
         self.var = var.to(self.device).train()
+        enable_tf32(self.device)
+        prepare_transformer(
+            self.var, compile=cfg.compile, grad_checkpointing=cfg.grad_checkpointing
+        )
+        self.autocast = autocast_for(cfg.precision, self.device)
         broadcast_parameters(self.var.parameters(), self.dist)
         self.train_set, self.val_set = train_set, val_set
         self.space = str(train_set.attrs.get("space", ""))
@@ -155,7 +164,8 @@ class Trainer:
             group["lr"] = lr
         prefix_BLC = batch["prefix_LC"].to(self.device, non_blocking=True)
         fD_BChw = batch["fD_Chw"].to(self.device, non_blocking=True)
-        out = self.loss_fn(self.vae, self.var, prefix_BLC, fD_BChw)
+        with self.autocast():
+            out = self.loss_fn(self.vae, self.var, prefix_BLC, fD_BChw)
         if not torch.isfinite(out.loss):
             raise FloatingPointError(f"{self.objective} loss is {out.loss.item()} at {self.step}")
         self.opt.zero_grad(set_to_none=True)

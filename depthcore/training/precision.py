@@ -1,0 +1,57 @@
+"""Precision and kernels for training: bf16 autocast, TF32, torch.compile, checkpointing.
+
+The weights and the AdamW moments always stay fp32 ("master weights"): ``bf16`` only
+runs the matmuls, attention and convolutions of the forward pass (and so the backward)
+in bfloat16 under ``torch.autocast``, which works on CPU as well as CUDA. bf16 has
+fp32's exponent range, so no loss scaling is needed. On CUDA, fp32 matmuls and convs
+use TF32 tensor cores (10-bit mantissa inputs, fp32 accumulation), as the official VAR
+training does; CPU matmuls are unaffected by the flag.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Literal
+
+import torch
+from torch import nn
+
+Precision = Literal["fp32", "bf16"]
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+
+
+def enable_tf32(device: torch.device) -> None:
+    """TF32 for fp32 matmuls and cuDNN convolutions on CUDA (a no-op elsewhere)."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def autocast_for(
+    precision: str, device: torch.device
+) -> Callable[[], AbstractContextManager[object]]:
+    """A factory of the context that runs a forward pass in ``precision`` on ``device``."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"train.precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "fp32":
+        return contextlib.nullcontext
+    return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def prepare_transformer(
+    var: nn.Module, *, compile: bool, grad_checkpointing: bool, backend: str = "inductor"
+) -> nn.Module:
+    """Switch on activation checkpointing and/or compile the parallel pass, in place.
+
+    ``nn.Module.compile`` compiles ``forward`` (the teacher-forced / DepthART pass that
+    carries the gradients) without wrapping the module, so state_dict keys, the KV-cached
+    rollout methods (left eager: their sequence length changes every scale) and
+    checkpoints are untouched. ``backend`` other than inductor is for quick tests
+    (``aot_eager`` traces the same graphs without generating kernels).
+    """
+    var.grad_checkpointing = grad_checkpointing
+    if compile:
+        var.compile(backend=backend)
+    return var

@@ -1,0 +1,129 @@
+"""Precision and kernels: SDPA = the explicit formula, bf16 autocast, checkpointing, compile."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from depthcore.models.blocks import LayerKV, SelfAttention
+from depthcore.training import OBJECTIVES
+from depthcore.training.precision import autocast_for, prepare_transformer
+from tests.models.helpers import tiny_batch
+
+SMALL_VAR = {"depth": 2, "embed_dim": 64, "num_heads": 2}
+
+
+def _explicit_attention(attn: SelfAttention, x_BLC: torch.Tensor, bias: torch.Tensor | None):
+    """softmax(q k^T * scale + bias) v written out, with VAR's L2-normalised q/k."""
+    B, L, C = x_BLC.shape
+    H = attn.num_heads
+    w_q, w_k, w_v = attn.mat_qkv.weight.chunk(3, dim=0)
+    q = (x_BLC @ w_q.T + attn.q_bias).view(B, L, H, -1).transpose(1, 2)
+    k = (x_BLC @ w_k.T).view(B, L, H, -1).transpose(1, 2)
+    v = (x_BLC @ w_v.T + attn.v_bias).view(B, L, H, -1).transpose(1, 2)
+    if attn.attn_l2_norm:
+        gain_1H11 = attn.scale_mul_1H11.clamp_max(math.log(100)).exp()
+        q = q / q.norm(dim=-1, keepdim=True) * gain_1H11
+        k = k / k.norm(dim=-1, keepdim=True)
+    scores_BHLL = q @ k.transpose(-1, -2) * attn.scale
+    if bias is not None:
+        scores_BHLL = scores_BHLL + bias
+    out_BHLc = scores_BHLL.softmax(dim=-1) @ v
+    return attn.proj(out_BHLc.transpose(1, 2).reshape(B, L, C))
+
+
+@pytest.mark.parametrize("l2_norm", [True, False])
+def test_sdpa_attention_equals_explicit_formula(l2_norm: bool) -> None:
+    gen = torch.Generator().manual_seed(0)
+    attn = SelfAttention(64, 4, 0.0, 0.0, l2_norm).eval()
+    with torch.no_grad():
+        for p in attn.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+    x_BLC = torch.randn(2, 10, 64, generator=gen)
+    causal_LL = torch.full((10, 10), -torch.inf).triu(1)
+    with torch.no_grad():
+        for bias in (None, causal_LL.view(1, 1, 10, 10)):
+            torch.testing.assert_close(
+                attn(x_BLC, bias), _explicit_attention(attn, x_BLC, bias), atol=1e-5, rtol=1e-5
+            )
+
+
+def test_kv_cached_attention_equals_explicit_formula() -> None:
+    gen = torch.Generator().manual_seed(1)
+    attn = SelfAttention(32, 2, 0.0, 0.0, True).eval()
+    with torch.no_grad():
+        for p in attn.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+        x_BLC = torch.randn(1, 7, 32, generator=gen)
+        # block-causal: the first 3 tokens see each other, the last 4 see all 7
+        bias = torch.zeros(1, 1, 7, 7)
+        bias[..., :3, 3:] = -torch.inf
+        cache = LayerKV()
+        first = attn(x_BLC[:, :3], None, cache)
+        second = attn(x_BLC[:, 3:], None, cache)
+        expected = _explicit_attention(attn, x_BLC, bias)
+    torch.testing.assert_close(torch.cat((first, second), 1), expected, atol=1e-5, rtol=1e-5)
+
+
+def _loss_and_grads(var, vae, prefix, fD, objective: str, precision: str = "fp32"):
+    var.zero_grad(set_to_none=True)
+    with autocast_for(precision, prefix.device)():
+        out = OBJECTIVES[objective](vae, var, prefix, fD)
+    out.loss.backward()
+    return out.loss.detach(), {n: p.grad.clone() for n, p in var.named_parameters()}
+
+
+@pytest.mark.parametrize("objective", ["depthart", "var_tf"])
+def test_bf16_autocast_on_cpu_keeps_fp32_master_weights(objective: str) -> None:
+    vae, var, prefix, fD = tiny_batch(var=SMALL_VAR)
+    loss32, _ = _loss_and_grads(var, vae, prefix, fD, objective)
+    loss16, grads16 = _loss_and_grads(var, vae, prefix, fD, objective, "bf16")
+    assert torch.isfinite(loss16)
+    assert loss16.dtype == torch.float32
+    assert abs(loss16.item() - loss32.item()) < 0.05 * loss32.item()
+    assert loss16.item() != loss32.item()  # bf16 really ran
+    assert all(p.dtype == torch.float32 for p in var.parameters())
+    assert all(g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads16.values())
+
+
+def test_unknown_precision_is_refused() -> None:
+    with pytest.raises(ValueError, match="train.precision"):
+        autocast_for("fp16", torch.device("cpu"))
+
+
+@pytest.mark.parametrize("objective", ["depthart", "var_tf"])
+def test_grad_checkpointing_gives_the_same_loss_and_grads(objective: str) -> None:
+    vae, var, prefix, fD = tiny_batch(var=SMALL_VAR)
+    var.train()
+    loss, grads = _loss_and_grads(var, vae, prefix, fD, objective)
+    prepare_transformer(var, compile=False, grad_checkpointing=True)
+    loss_ckpt, grads_ckpt = _loss_and_grads(var, vae, prefix, fD, objective)
+    torch.testing.assert_close(loss_ckpt, loss, atol=0, rtol=0)
+    for name, g in grads.items():
+        torch.testing.assert_close(grads_ckpt[name], g, atol=1e-6, rtol=1e-5, msg=name)
+
+
+def _compiled_matches_eager(backend: str) -> None:
+    vae, var, prefix, fD = tiny_batch(var=SMALL_VAR)
+    var.train()
+    keys = list(var.state_dict())
+    loss, grads = _loss_and_grads(var, vae, prefix, fD, "var_tf")
+    prepare_transformer(var, compile=True, grad_checkpointing=False, backend=backend)
+    loss_c, grads_c = _loss_and_grads(var, vae, prefix, fD, "var_tf")
+    assert list(var.state_dict()) == keys
+    torch.testing.assert_close(loss_c, loss, atol=1e-5, rtol=1e-5)
+    for name, g in grads.items():
+        torch.testing.assert_close(grads_c[name], g, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_compiled_transformer_matches_eager_and_keeps_state_dict_keys() -> None:
+    """Graph capture of forward + backward (aot_eager: the traced graphs, no codegen)."""
+    _compiled_matches_eager("aot_eager")
+
+
+@pytest.mark.slow
+def test_inductor_compiled_transformer_matches_eager() -> None:
+    """What ``train.compile: true`` runs: inductor kernels (C++ on CPU; minutes to build)."""
+    _compiled_matches_eager("inductor")
