@@ -13,12 +13,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Literal
 
 import torch
 from torch import nn
 
-Precision = Literal["fp32", "bf16"]
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 
 
@@ -41,7 +39,7 @@ def autocast_for(
 
 
 def prepare_transformer(
-    var: nn.Module, *, compile: bool, grad_checkpointing: bool, backend: str = "inductor"
+    var: nn.Module, *, compile: bool, checkpointing: bool, backend: str = "inductor"
 ) -> nn.Module:
     """Switch on activation checkpointing and/or compile the parallel pass, in place.
 
@@ -51,7 +49,7 @@ def prepare_transformer(
     checkpoints are untouched. ``backend`` other than inductor is for quick tests
     (``aot_eager`` traces the same graphs without generating kernels).
     """
-    var.grad_checkpointing = grad_checkpointing
+    var.grad_checkpointing = checkpointing
     if compile:
         var.compile(backend=backend)
     return var

@@ -133,9 +133,7 @@ class Trainer:
         self.vae = vae.to(self.device).eval().requires_grad_(False)
         self.var = var.to(self.device).train()
         enable_tf32(self.device)
-        prepare_transformer(
-            self.var, compile=cfg.compile, grad_checkpointing=cfg.grad_checkpointing
-        )
+        prepare_transformer(self.var, compile=cfg.compile, checkpointing=cfg.grad_checkpointing)
         self.autocast = autocast_for(cfg.precision, self.device)
         broadcast_parameters(self.var.parameters(), self.dist)
         self.train_set, self.val_set = train_set, val_set

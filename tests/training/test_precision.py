@@ -98,7 +98,7 @@ def test_grad_checkpointing_gives_the_same_loss_and_grads(objective: str) -> Non
     vae, var, prefix, fD = tiny_batch(var=SMALL_VAR)
     var.train()
     loss, grads = _loss_and_grads(var, vae, prefix, fD, objective)
-    prepare_transformer(var, compile=False, grad_checkpointing=True)
+    prepare_transformer(var, compile=False, checkpointing=True)
     loss_ckpt, grads_ckpt = _loss_and_grads(var, vae, prefix, fD, objective)
     torch.testing.assert_close(loss_ckpt, loss, atol=0, rtol=0)
     for name, g in grads.items():
@@ -110,7 +110,7 @@ def _compiled_matches_eager(backend: str) -> None:
     var.train()
     keys = list(var.state_dict())
     loss, grads = _loss_and_grads(var, vae, prefix, fD, "var_tf")
-    prepare_transformer(var, compile=True, grad_checkpointing=False, backend=backend)
+    prepare_transformer(var, compile=True, checkpointing=False, backend=backend)
     loss_c, grads_c = _loss_and_grads(var, vae, prefix, fD, "var_tf")
     assert list(var.state_dict()) == keys
     torch.testing.assert_close(loss_c, loss, atol=1e-5, rtol=1e-5)
@@ -127,3 +127,19 @@ def test_compiled_transformer_matches_eager_and_keeps_state_dict_keys() -> None:
 def test_inductor_compiled_transformer_matches_eager() -> None:
     """What ``train.compile: true`` runs: inductor kernels (C++ on CPU; minutes to build)."""
     _compiled_matches_eager("inductor")
+
+
+@pytest.mark.gpu
+def test_bf16_checkpointed_compiled_step_on_cuda() -> None:
+    """What a GPU run with precision bf16, compile and checkpointing does, in one step."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    vae, var, prefix, fD = tiny_batch(var=SMALL_VAR)
+    device = torch.device("cuda")
+    vae, var, prefix, fD = vae.to(device), var.to(device).train(), prefix.to(device), fD.to(device)
+    prepare_transformer(var, compile=True, checkpointing=True)
+    opt = torch.optim.AdamW(var.parameters(), lr=1e-4)
+    for objective in OBJECTIVES:
+        loss, grads = _loss_and_grads(var, vae, prefix, fD, objective, "bf16")
+        assert torch.isfinite(loss) and all(torch.isfinite(g).all() for g in grads.values())
+        opt.step()
