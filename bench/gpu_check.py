@@ -17,9 +17,9 @@ import time
 import torch
 
 from bench.bench_model import _peak_mib, _time_ms
-from depthcore.inference import GREEDY, generate
 from depthcore.models import MODEL_CONFIGS, create_model, image_prefix
-from depthcore.training import OBJECTIVES
+from depthcore.models.generate import GREEDY, generate
+from depthcore.training.objectives import OBJECTIVES
 from depthcore.training.precision import PRECISIONS, autocast_for, enable_tf32
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from depthcore.checkpoint import load_official_vae, load_official_var
-from depthcore.inference import GREEDY, generate
 from depthcore.models import MODEL_CONFIGS, create_model, image_prefix
-from depthcore.training import OBJECTIVES
+from depthcore.models.checkpoint import load_official_vae, load_official_var
+from depthcore.models.generate import GREEDY, generate
+from depthcore.training.objectives import OBJECTIVES
 
 
 def _official_format_d16(tmp_path: Path) -> tuple[Path, Path]:

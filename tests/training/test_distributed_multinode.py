@@ -15,9 +15,9 @@ import pytest
 import torch
 import yaml
 
-from depthcore.checkpoint import load_model, load_vae
-from depthcore.features import FeatureDataset
 from depthcore.models import build_model, resolve_config
+from depthcore.models.checkpoint import load_model, load_vae
+from depthcore.training.feature_cache import FeatureDataset
 from depthcore.training.trainer import TrainConfig, Trainer
 from tests.training.test_trainer import _cfg, feature_setup  # noqa: F401 (fixture)
 

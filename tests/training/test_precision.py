@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from depthcore.models.blocks import LayerKV, SelfAttention
-from depthcore.training import OBJECTIVES
+from depthcore.training.objectives import OBJECTIVES
 from depthcore.training.precision import autocast_for, prepare_transformer
-from tests.models.helpers import tiny_batch
+from tests.helpers.models import tiny_batch
 
 SMALL_VAR = {"depth": 2, "embed_dim": 64, "num_heads": 2}
 
