@@ -101,3 +101,10 @@ def test_parity_check_can_fail() -> None:
         idx_Bl_list = vae.img_to_idxBl(parity_image(cfg["batch"], cfg["image_size"], meta["seed"]))
         logits_BLV = var(None, vae.idxBl_to_var_input(idx_Bl_list))
     assert _max_abs_diff(fixture, "logits", logits_BLV) > ATOL
+
+
+def test_fixture_readme_names_the_commit_that_made_them() -> None:
+    readme = (FIXTURES / "README.md").read_text()
+    for name in PARITY_CONFIGS:
+        meta = json.loads(str(np.load(FIXTURES / f"{name}.npz")["meta"]))
+        assert meta["var_commit"] in readme, name

@@ -68,7 +68,11 @@ def _stage_model_trainer(setup: Path, cfg: TrainConfig, objective: str) -> Train
 @pytest.mark.slow
 def test_two_nodes_c10d_then_resume_on_one(feature_setup: Path, tmp_path: Path) -> None:  # noqa: F811
     objective = "var_tf"
-    cfg = _cfg(feature_setup, tmp_path / "models", steps=2, ckpt_every=0, device="cpu")
+    # bf16 + activation checkpointing: the GPU knobs go through params.yaml to every rank
+    cfg = _cfg(
+        feature_setup, tmp_path / "models", steps=2, ckpt_every=0, device="cpu",
+        precision="bf16", grad_checkpointing=True,
+    )  # fmt: skip
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"train": json.loads(json.dumps(dataclasses.asdict(cfg)))}))
     for node in _launch_two_nodes(params, objective):

@@ -9,7 +9,7 @@ import torch
 
 from depthcore.models.blocks import LayerKV, SelfAttention
 from depthcore.training.objectives import OBJECTIVES
-from depthcore.training.precision import autocast_for, prepare_transformer
+from depthcore.training.precision import autocast_for, enable_tf32, prepare_transformer
 from tests.helpers.models import tiny_batch
 
 SMALL_VAR = {"depth": 2, "embed_dim": 64, "num_heads": 2}
@@ -86,6 +86,18 @@ def test_bf16_autocast_on_cpu_keeps_fp32_master_weights(objective: str) -> None:
     assert loss16.item() != loss32.item()  # bf16 really ran
     assert all(p.dtype == torch.float32 for p in var.parameters())
     assert all(g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads16.values())
+
+
+def test_tf32_is_switched_on_for_cuda_only() -> None:
+    before = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("highest")
+        enable_tf32(torch.device("cpu"))
+        assert torch.get_float32_matmul_precision() == "highest"
+        enable_tf32(torch.device("cuda"))  # only sets a flag; needs no device
+        assert torch.get_float32_matmul_precision() == "high"
+    finally:
+        torch.set_float32_matmul_precision(before)
 
 
 def test_unknown_precision_is_refused() -> None:
