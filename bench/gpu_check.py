@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -20,12 +21,31 @@ from bench.bench_model import _peak_mib, _time_ms
 from depthcore.models import MODEL_CONFIGS, create_model, image_prefix
 from depthcore.models.generate import GREEDY, generate
 from depthcore.training.objectives import OBJECTIVES
-from depthcore.training.precision import PRECISIONS, autocast_for, enable_tf32
+from depthcore.training.precision import (
+    PRECISIONS,
+    autocast_for,
+    enable_tf32,
+    prepare_transformer,
+)
 
 
 def _reset_peak(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+
+
+OOM: list[str] = []  # labels of the figures that ran out of memory (main exits 1 if any)
+
+
+def _measure(label: str, fn: Callable[[], None], steps: int, device: torch.device) -> float | None:
+    """ms per call of ``fn``; on CUDA out-of-memory prints why and returns None (see main)."""
+    try:
+        return _time_ms(fn, steps, device)
+    except torch.OutOfMemoryError:
+        torch.cuda.empty_cache()
+        print(f"{label} OUT OF MEMORY (lower --batch, or use train.grad_checkpointing)")
+        OOM.append(label)
+        return None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -36,6 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed steps per figure")
     parser.add_argument("--gen-batches", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS)
+    parser.add_argument("--grad-checkpointing", action="store_true", help="as train.*")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -51,11 +72,13 @@ def main(argv: list[str] | None = None) -> None:
     with torch.no_grad():
         prefix_all = image_prefix(vae, rgb)
         fD = vae.encode_features(rgb[:B].mean(1, keepdim=True).expand(-1, 3, -1, -1))
+    prepare_transformer(var, compile=False, checkpointing=args.grad_checkpointing)
     opt = torch.optim.AdamW(var.parameters(), lr=1e-4, weight_decay=0.01)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(
         f"model {args.model} ({sum(p.numel() for p in var.parameters()) / 1e6:.1f}M params, "
-        f"L={L}) at {size} px on {name}; set-up {time.perf_counter() - start:.1f} s"
+        f"L={L}) at {size} px on {name}, grad checkpointing {args.grad_checkpointing}; "
+        f"set-up {time.perf_counter() - start:.1f} s"
     )
 
     for precision in args.precisions:
@@ -71,11 +94,13 @@ def main(argv: list[str] | None = None) -> None:
 
             var.train()
             _reset_peak(device)
-            ms = _time_ms(step, args.steps, device)
-            print(
-                f"train {precision:4s} {objective:8s} batch {B:3d}: {ms:9.1f} ms/step  "
-                f"{B * L / ms * 1000:10.0f} tokens/s  peak {_peak_mib(device):8.0f} MiB"
-            )
+            label = f"train {precision:4s} {objective:8s} batch {B:3d}:"
+            ms = _measure(label, step, args.steps, device)
+            if ms is not None:
+                print(
+                    f"{label} {ms:9.1f} ms/step  {B * L / ms * 1000:10.0f} tokens/s  "
+                    f"peak {_peak_mib(device):8.0f} MiB"
+                )
         var.eval()
         for gb in args.gen_batches:
             per_image = {}
@@ -86,12 +111,19 @@ def main(argv: list[str] | None = None) -> None:
                         generate(vae, var, prefix_all[:gb], sampling=GREEDY, use_cache=use_cache)
 
                 _reset_peak(device)
-                per_image[use_cache] = _time_ms(infer, args.steps, device) / gb
+                label = f"generate {precision:4s} batch {gb:3d} cache={use_cache}:"
+                per_image[use_cache] = _measure(label, infer, args.steps, device)
+            if None in per_image.values():
+                continue
+            per_image = {k: v / gb for k, v in per_image.items()}
             print(
                 f"generate {precision:4s} batch {gb:3d}: {per_image[True]:8.2f} ms/image with KV "
                 f"cache, {per_image[False]:8.2f} without; speed-up "
                 f"{per_image[False] / per_image[True]:.2f}x  peak {_peak_mib(device):8.0f} MiB"
             )
+
+    if OOM:
+        raise SystemExit(f"{len(OOM)} figure(s) ran out of memory: {OOM}")
 
 
 if __name__ == "__main__":

@@ -5,33 +5,34 @@
 #
 #   bench/gpu_check.sh            # d16 on cuda
 #   bench/gpu_check.sh --quick    # the same on CPU with the tiny model (seconds; CI runs it)
+#   bench/gpu_check.sh --batch 8 --grad-checkpointing   # extra flags go to bench/gpu_check.py
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 PY="${PYTHON:-python}"
 
 if [[ "${1:-}" == "--quick" ]]; then
-  bench=(--model tiny --device cpu --batch 4 --steps 2 --gen-batches 1 16)
+  shift
+  bench=(--model tiny --device cpu --batch 4 --steps 2 --gen-batches 1 16 "$@")
   export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
-elif [[ -z "${1:-}" ]]; then
-  "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else "no CUDA device: run with --quick for the CPU check")'
-  bench=(--model d16 --device cuda --batch 16 --steps 10 --gen-batches 1 16)
 else
-  echo "usage: $0 [--quick]" >&2
-  exit 2
+  "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else "no CUDA device: run with --quick for the CPU check")'
+  bench=(--model d16 --device cuda --batch 16 --steps 10 --gen-batches 1 16 "$@")
 fi
 
 echo "== speed and memory (${bench[*]})"
-"$PY" -m bench.gpu_check "${bench[@]}"
+status=0
+"$PY" -m bench.gpu_check "${bench[@]}" || status=$?
 
 echo "== CUDA tests (pytest -m gpu)"
+log=$(mktemp)
 set +e
-"$PY" -m pytest -m gpu -q -p no:cacheprovider -rs tests/training tests/models tests/predict >/tmp/gpu_check_pytest.$$ 2>&1
+"$PY" -m pytest -m gpu -q -p no:cacheprovider -rs tests >"$log" 2>&1
 rc=$?
 set -e
-tail -n 3 /tmp/gpu_check_pytest.$$
-summary=$(tail -n 1 /tmp/gpu_check_pytest.$$)
-rm -f /tmp/gpu_check_pytest.$$
+tail -n 3 "$log"
+summary=$(tail -n 1 "$log")
+rm -f "$log"
 if [[ $rc -ne 0 ]]; then
   echo "CUDA tests: FAIL ($summary)"
   exit 1
@@ -40,3 +41,4 @@ elif [[ "$summary" == *passed* ]]; then
 else
   echo "CUDA tests: SKIPPED, no CUDA device ($summary)"
 fi
+exit $status
