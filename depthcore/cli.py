@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from depthcore import viz as vis
-from depthcore.errors import CheckpointError, DepthcoreError
+from depthcore.errors import DEBUG_ENV, CheckpointError, DepthcoreError, run_guarded
 from depthcore.io import atomic_path
 from depthcore.predict.predictor import DepthPredictor, DepthResult, load_rgb
 from depthcore.spaces import normalised_to_depth
@@ -63,6 +63,9 @@ class Job:
 def build_parser() -> argparse.ArgumentParser:
     """The ``depthart`` argument parser (a subcommand per use)."""
     parser = argparse.ArgumentParser(prog="depthart", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--debug", action="store_true", help=f"print tracebacks of failures (or {DEBUG_ENV}=1)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser(
         "predict",
@@ -240,13 +243,9 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point ``depthart``; known failures print one line and return 1."""
+    """Console entry point ``depthart``: any failure prints one ``error:`` line, returns 1."""
     args = build_parser().parse_args(argv)
-    try:
-        return run_predict(args)
-    except DepthcoreError as exc:
-        _say("error: %s", exc)
-        return 1
+    return run_guarded("depthart", lambda: run_predict(args), args.debug)
 
 
 if __name__ == "__main__":

@@ -3,25 +3,107 @@
 Every stage reads exactly one section. A typo in a key or a value of the wrong
 type must fail loudly, naming the key, instead of silently running with a
 default: a silently ignored ``lerning_rate`` costs a whole training run.
+Likewise a value out of range (``steps: -5``, a fraction of 1.5): each field's
+bounds are declared next to it with :func:`param` and checked whenever the
+dataclass is built, from ``params.yaml`` or in code alike.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import yaml
+
+from depthcore.errors import DepthcoreError
 
 T = TypeVar("T")
 
 DEFAULT_PARAMS = Path("params.yaml")
 
 
-class ConfigError(ValueError):
+class ConfigError(DepthcoreError, ValueError):
     """A params file or section that does not match its dataclass."""
+
+
+class RangeError(ConfigError):
+    """A field value outside the bounds declared with :func:`param` (``key`` names the field)."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+_BOUNDS = "depthcore.bounds"
+
+
+@dataclasses.dataclass(frozen=True)
+class Bounds:
+    """Allowed values of a numeric (or tuple of numbers) or string field."""
+
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+    choices: tuple[Any, ...] | None = None
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` is out of bounds, or None when it is allowed."""
+        if value is None:
+            return None
+        if self.choices is not None:
+            allowed = list(self.choices)
+            return None if value in self.choices else f"{value!r} is not one of {allowed}"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{value!r} is not a finite number"
+        for bound, ok, sign in (
+            (self.gt, lambda b: value > b, ">"),
+            (self.ge, lambda b: value >= b, ">="),
+            (self.lt, lambda b: value < b, "<"),
+            (self.le, lambda b: value <= b, "<="),
+        ):
+            if bound is not None and not ok(bound):
+                return f"{value!r} out of range: must be {sign} {bound:g}"
+        return None
+
+
+def param(
+    default: Any = dataclasses.MISSING,
+    *,
+    gt: float | None = None,
+    ge: float | None = None,
+    lt: float | None = None,
+    le: float | None = None,
+    choices: Sequence[Any] | None = None,
+) -> Any:
+    """A dataclass field with declared bounds, checked by :func:`frozen` classes on creation.
+
+    ``steps: int = param(300, gt=0)``; ``frac: float = param(0.03, ge=0, le=1)``;
+    ``model: str = param("tiny", choices=MODEL_CONFIGS)``. For a tuple field every
+    item is checked.
+    """
+    bounds = Bounds(gt, ge, lt, le, None if choices is None else tuple(choices))
+    return dataclasses.field(default=default, metadata={_BOUNDS: bounds})
+
+
+def check_bounds(obj: Any) -> None:
+    """Raise :class:`RangeError` for the first field of ``obj`` outside its :func:`param` bounds."""
+    for f in dataclasses.fields(obj):
+        bounds = f.metadata.get(_BOUNDS)
+        if bounds is None:
+            continue
+        value = getattr(obj, f.name)
+        items = value if isinstance(value, tuple) else (value,)
+        for item in items:
+            problem = bounds.problem(item)
+            if problem is not None:
+                raise RangeError(f.name, problem)
 
 
 def _type_name(tp: Any) -> str:
@@ -124,6 +206,8 @@ def from_dict(cls: type[T], data: Any, where: str = "") -> T:
             raise ConfigError(f"{key}: required key is missing")
     try:
         return cls(**kwargs)
+    except RangeError as exc:
+        raise ConfigError(f"{label}.{exc.key}: {exc.problem}") from exc
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{label}: {exc}") from exc
 
@@ -139,9 +223,10 @@ def read_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: params file not found")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        reason = " ".join(str(exc).split())
+        raise ConfigError(f"{path}: not valid YAML: {reason}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     return data
@@ -159,12 +244,25 @@ def load_section(section: str, cls: type[T], path: str | Path = DEFAULT_PARAMS) 
 
 
 def frozen(cls: type[T]) -> type[T]:
-    """Decorator for config sections: a frozen, keyword-only dataclass."""
+    """Decorator for config sections: a frozen, keyword-only dataclass whose :func:`param`
+    bounds are checked before the class's own ``__post_init__`` (if any) runs."""
+    own = cls.__dict__.get("__post_init__")
+
+    def __post_init__(self: Any) -> None:  # noqa: N807 - the dataclass hook
+        check_bounds(self)
+        if own is not None:
+            own(self)
+
+    cls.__post_init__ = __post_init__  # type: ignore[attr-defined]
     return dataclasses.dataclass(frozen=True, kw_only=True)(cls)
 
 
 __all__ = [
+    "Bounds",
     "ConfigError",
+    "RangeError",
+    "check_bounds",
+    "param",
     "from_dict",
     "to_dict",
     "read_params",

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
 import hashlib
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+
+from depthcore.errors import DiskFullError, disk_full
 
 
 @contextlib.contextmanager
@@ -15,10 +19,14 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling path; on success rename it onto ``path``.
 
     Works for files and folders. On an exception the temporary is removed and
-    the previous ``path`` (if any) is left untouched.
+    the previous ``path`` (if any) is left untouched; running out of space
+    (ENOSPC) becomes a :class:`~depthcore.errors.DiskFullError` naming ``path``.
+    Leftovers of a writer that was killed (``kill -9``) are cleaned up first,
+    and a previous version that such a writer had moved aside is put back.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    recover_interrupted(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     _remove(tmp)
     try:
@@ -31,8 +39,50 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             _remove(old)
         else:
             os.replace(tmp, path)
+    except OSError as exc:
+        if is_disk_full(exc) and not isinstance(exc, DiskFullError):
+            raise disk_full(path, exc) from exc
+        raise
     finally:
         _remove(tmp)
+
+
+def is_disk_full(exc: OSError) -> bool:
+    """ENOSPC, also where a library (HDF5) kept only the message and dropped the errno."""
+    return exc.errno == errno.ENOSPC or "No space left on device" in str(exc)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def recover_interrupted(path: str | Path) -> list[Path]:
+    """Clean up after an :func:`atomic_path` writer of ``path`` that died mid-write.
+
+    Its ``.NAME.tmp-PID`` is removed; its ``.NAME.old-PID`` (the previous version,
+    moved aside during a folder swap) is renamed back when ``path`` is missing, else
+    removed. Only leftovers of processes that no longer run are touched. Returns
+    the leftovers handled.
+    """
+    path = Path(path)
+    found = []
+    for kind in ("old", "tmp"):  # old first: it may be the only copy left
+        for left in path.parent.glob(f".{glob.escape(path.name)}.{kind}-*"):
+            pid = left.name.rsplit("-", 1)[-1]
+            if not pid.isdigit() or _pid_alive(int(pid)):
+                continue
+            if kind == "old" and not path.exists():
+                os.replace(left, path)
+            else:
+                _remove(left)
+            found.append(left)
+    return found
 
 
 def _remove(p: Path) -> None:

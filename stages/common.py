@@ -1,21 +1,20 @@
 """The common entry point of the pipeline stages (``python -m stages.<name>``).
 
 A stage parses ``--params`` (default ``params.yaml``), runs, and exits non-zero
-on any failure. Expected failures (:class:`DepthcoreError`, config errors) are
-printed as one clear line; anything else keeps its traceback. Nothing is
-swallowed.
+on any failure, printed as one clear line by the shared boundary
+:func:`depthcore.errors.run_guarded` (the traceback too with ``--debug`` or
+``DEPTHCORE_DEBUG=1``). Nothing is swallowed.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import sys
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from depthcore.config import ConfigError
-from depthcore.errors import DepthcoreError
+from depthcore.errors import DEBUG_ENV, run_guarded
 
 
 def stage_args(
@@ -31,16 +30,22 @@ def stage_args(
         default=Path("params.yaml"),
         help="params file (default: params.yaml)",
     )
+    parser.add_argument("--debug", action="store_true", help="print tracebacks of failures")
     if extra is not None:
         extra(parser)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.debug:  # read by run_stage's boundary, and inherited by worker processes
+        os.environ[DEBUG_ENV] = "1"
+    return args
 
 
-def run_stage(name: str, body: Callable[[], object]) -> None:
-    """Run ``body`` as stage ``name``; exit 1 with a one-line message on a known failure."""
+def run_stage(name: str, body: Callable[[], object], debug: bool = False) -> None:
+    """Run ``body`` as stage ``name``; on any failure exit 1 after one ``error:`` line."""
     logging.basicConfig(level=logging.INFO, format=f"[{name}] %(message)s", force=True)
-    try:
+
+    def call() -> None:
         body()
-    except (DepthcoreError, ConfigError) as exc:
-        print(f"error: stage {name} failed: {exc}", file=sys.stderr)
-        raise SystemExit(1) from exc
+
+    status = run_guarded(f"stage {name} failed", call, debug)
+    if status:
+        raise SystemExit(status)

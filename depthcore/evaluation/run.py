@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from depthcore.config import frozen, to_dict
+from depthcore.config import frozen, param, to_dict
 from depthcore.data.benchmarks.registry import make_reader
 from depthcore.errors import DataError, DepthcoreError
 from depthcore.evaluation.alignment import (
@@ -70,7 +70,7 @@ class BenchmarkConfig:
     """
 
     root: str
-    max_images: int = 0
+    max_images: int = param(0, ge=0)
     crop: str | None = None
 
 
@@ -80,9 +80,11 @@ class EvaluateConfig:
 
     benchmarks: dict[str, BenchmarkConfig] = dataclasses.field(default_factory=dict)
     alignments: tuple[Alignment, ...] = ("lsq", "median")
-    batch_size: int = 4
-    num_panels: int = 2
-    num_threads: int = 1  # torch intra-op threads, fixed so results do not depend on the host
+    batch_size: int = param(4, gt=0)
+    num_panels: int = param(2, ge=0)
+    num_threads: int = param(
+        1, ge=0
+    )  # torch intra-op threads, fixed so results do not depend on the host
     seed: int = 0  # the predictor's sampling seed
 
     def __post_init__(self) -> None:

@@ -71,6 +71,8 @@ def _read(
     map_location = str(map_location)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: checkpoint file is empty (0 bytes)")
     if _is_safetensors(path):
         try:
             with safe_open(str(path), framework="pt") as fh:
@@ -85,7 +87,8 @@ def _read(
             f"{path}: refusing to load: the file contains pickled Python objects "
             f"(only tensors and plain containers are accepted): {exc}"
         ) from exc
-    except (RuntimeError, EOFError, OSError) as exc:
+    except (RuntimeError, EOFError, OSError, ValueError, SafetensorError) as exc:
+        # (torch.load hands *.safetensors names to safetensors, hence its error type)
         raise CheckpointError(f"{path}: not a readable torch checkpoint: {exc}") from exc
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: expected a dict of tensors, got {type(obj).__name__}")

@@ -86,6 +86,8 @@ def load_rgb(source: str | Path | bytes, name: str | None = None) -> tuple[np.nd
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
             img.load()
             img = ImageOps.exif_transpose(img)
+    except Image.DecompressionBombError as exc:  # not an OSError: a claimed size this big
+        raise DataError(f"{label}: image too large to decode safely: {exc}") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"{label}: cannot read image: {exc}") from exc
     if img.width == 0 or img.height == 0:
@@ -370,14 +372,16 @@ def checkpoint_in_model_dir(model_dir: str | Path) -> Path:
     if not mlmodel.is_file():
         raise CheckpointError(f"{model_dir}: not an MLflow model folder (no MLmodel file)")
     try:
-        spec = yaml.safe_load(mlmodel.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise CheckpointError(f"{mlmodel}: not valid YAML: {exc}") from exc
+        spec = yaml.safe_load(mlmodel.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        reason = " ".join(str(exc).split())
+        raise CheckpointError(f"{mlmodel}: not valid YAML: {reason}") from exc
     if not isinstance(spec, dict):
         raise CheckpointError(f"{mlmodel}: expected a YAML mapping")
-    artifacts = spec.get("flavors", {}).get("python_function", {}).get("artifacts", {})
-    entry = artifacts.get(CHECKPOINT_ARTIFACT)
-    if not entry or "path" not in entry:
+    entry = spec
+    for key in ("flavors", "python_function", "artifacts", CHECKPOINT_ARTIFACT):
+        entry = entry.get(key) if isinstance(entry, dict) else None
+    if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
         raise CheckpointError(
             f"{mlmodel}: no '{CHECKPOINT_ARTIFACT}' artifact (not a depthart model)"
         )

@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from depthcore.config import frozen
+from depthcore.config import frozen, param
 from depthcore.data.benchmarks.ibims import PLANE_TYPES
 from depthcore.data.benchmarks.nyu import nyu_intrinsics
 from depthcore.data.benchmarks.tum import tum_intrinsics
@@ -63,10 +63,10 @@ class BenchmarksConfig:
 
     out_dir: str = "data/benchmarks"  # writes <out_dir>/<name>/ in that dataset's real format
     names: tuple[str, ...] = ("nyu", "ibims", "tum", "eth3d")
-    images: int = 48  # frames per benchmark (enough for paired bootstrap CIs)
+    images: int = param(48, gt=0)  # frames per benchmark (enough for paired bootstrap CIs)
     seed: int = 1000  # distinct from the training scenes' seeds: zero-shot
-    height: int = 96
-    width: int = 128
+    height: int = param(96, ge=16)
+    width: int = param(128, ge=16)
 
     def __post_init__(self) -> None:
         if self.images < 1 or self.height < 16 or self.width < 16:

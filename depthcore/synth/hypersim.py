@@ -36,7 +36,7 @@ import h5py
 import numpy as np
 from PIL import Image
 
-from depthcore.config import frozen
+from depthcore.config import frozen, param
 from depthcore.data.hypersim.tables import CAMERA_FILE, SPLIT_COLUMNS, SPLIT_FILE
 from depthcore.io import atomic_path, write_text_atomic
 from depthcore.synth.primitives import Rect
@@ -58,22 +58,22 @@ class SynthConfig:
     """
 
     out_dir: str = "data/source/hypersim"
-    n_scenes: int = 8
-    cameras_per_scene: int = 2
-    frames_per_camera: int = 20
-    height: int = 128
-    width: int = 128
+    n_scenes: int = param(8, gt=0)
+    cameras_per_scene: int = param(2, gt=0)
+    frames_per_camera: int = param(20, gt=0)
+    height: int = param(128, ge=16)
+    width: int = param(128, ge=16)
     seed: int = 0
     style: Style = "hypersim"
-    val_scenes: int = 1
-    test_scenes: int = 1
-    lens_shift_scenes: int = 2
-    focal_jitter: float = 0.1
-    exposure_range: tuple[float, float] = (0.2, 5.0)
-    window_views: int = 2
-    flat_views: int = 1
-    excluded_frames: int = 2
-    workers: int = 1
+    val_scenes: int = param(1, ge=0)
+    test_scenes: int = param(1, ge=0)
+    lens_shift_scenes: int = param(2, ge=0)
+    focal_jitter: float = param(0.1, ge=0, lt=1)
+    exposure_range: tuple[float, float] = param((0.2, 5.0), gt=0)
+    window_views: int = param(2, ge=0)
+    flat_views: int = param(1, ge=0)
+    excluded_frames: int = param(2, ge=0)
+    workers: int = param(1, gt=0)
 
     def __post_init__(self) -> None:
         if min(self.n_scenes, self.cameras_per_scene, self.frames_per_camera, self.workers) < 1:

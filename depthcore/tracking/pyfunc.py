@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 import tempfile
 import textwrap
 from pathlib import Path
@@ -158,18 +159,57 @@ def log_pyfunc_model(
         )
 
 
+#: Reading a model must not wait minutes on an unreachable tracking server (MLflow's
+#: defaults retry for about four minutes): a few seconds, then a clear error.
+#: Set the variables yourself to allow more.
+FAIL_FAST_HTTP = {
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+}
+
+
+def model_tracking_uri(uri: str, tracking_uri: str | None = None) -> str:
+    """The tracking URI that resolves model ``uri``: ``tracking_uri``, else
+    ``MLFLOW_TRACKING_URI``, else an existing ``./mlflow.db``.
+
+    Never one that would create a registry as a side effect: MLflow's own default is
+    ``./mlflow.db``, which it creates empty, and a later run would take it for a real
+    registry. So a SQLite file must already exist, else :class:`CheckpointError`.
+    """
+    tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+    if not tracking_uri:
+        local = Path.cwd() / "mlflow.db"
+        if not local.is_file():
+            raise CheckpointError(
+                f"{uri}: no MLflow tracking URI set and no {local}: set MLFLOW_TRACKING_URI "
+                "(sqlite:///path/to/mlflow.db or http://host:port) or pass a checkpoint file"
+            )
+        tracking_uri = f"sqlite:///{local}"
+    if tracking_uri.startswith("sqlite:///"):
+        db = Path(tracking_uri[len("sqlite:///") :])
+        if not db.is_file():
+            raise CheckpointError(f"{uri}: tracking URI {tracking_uri}: no such registry file")
+    return tracking_uri
+
+
 def checkpoint_from_uri(uri: str, dst_dir: str | Path, tracking_uri: str | None = None) -> Path:
     """Download the model at an MLflow URI into ``dst_dir``; return its checkpoint path.
 
-    ``tracking_uri`` (also used as the registry URI) defaults to MLflow's own
-    resolution (``MLFLOW_TRACKING_URI``); passing it avoids touching global state.
-    Raises :class:`CheckpointError` with the URI and the tracking URI in one line
-    when the model does not resolve (unknown name, alias, run or server).
+    ``tracking_uri`` (also used as the registry URI) is resolved by
+    :func:`model_tracking_uri`; passing it avoids touching global state. An HTTP
+    tracking server gets the short :data:`FAIL_FAST_HTTP` timeouts unless the
+    environment sets its own. Raises :class:`CheckpointError` with the URI and the
+    tracking URI in one line when the model does not resolve (unknown name, alias,
+    run, unreachable server).
     """
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    tracking_uri = tracking_uri or mlflow.get_tracking_uri()
+    tracking_uri = model_tracking_uri(uri, tracking_uri)
+    if tracking_uri.startswith(("http://", "https://")):
+        for key, value in FAIL_FAST_HTTP.items():
+            os.environ.setdefault(key, value)
     try:
         local = mlflow.artifacts.download_artifacts(
             artifact_uri=uri,

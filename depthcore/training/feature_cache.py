@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from depthcore.config import frozen
+from depthcore.config import frozen, param
 from depthcore.data.shards import ShardDataset
 from depthcore.data.transforms import resize_depth, resize_rgb
 from depthcore.device import resolve_device
@@ -51,11 +51,11 @@ class FeaturesConfig:
     tokenizer: str = "models/tokenizer/vae.safetensors"  # frozen VQ-VAE (save_vae file)
     out_dir: str = "features"  # writes <out_dir>/<split>.h5
     splits: tuple[str, ...] = ("train", "val")
-    batch_size: int = 32  # frames per VQ-VAE forward
-    chunk_frames: int = 64  # HDF5 chunk length along N
-    max_frames: int = 0  # per split; 0 = all
+    batch_size: int = param(32, gt=0)  # frames per VQ-VAE forward
+    chunk_frames: int = param(64, gt=0)  # HDF5 chunk length along N
+    max_frames: int = param(0, ge=0)  # per split; 0 = all
     device: str = "auto"  # auto | cpu | cuda
-    num_threads: int = 0  # torch intra-op threads; 0 = torch default
+    num_threads: int = param(0, ge=0)  # torch intra-op threads; 0 = torch default
 
 
 @dataclass(frozen=True)

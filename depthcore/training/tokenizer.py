@@ -23,12 +23,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from depthcore.config import frozen, to_dict
+from depthcore.config import frozen, param, to_dict
 from depthcore.data.shards import ShardDataset
 from depthcore.device import resolve_device
 from depthcore.errors import DataError
 from depthcore.io import write_text_atomic
-from depthcore.models import VQVAE, resolve_config
+from depthcore.models import MODEL_CONFIGS, VQVAE, resolve_config
 from depthcore.models.checkpoint import load_official_vae, save_vae
 from depthcore.spaces import rgb_to_model, target_to_depth3
 from depthcore.training.feature_cache import iter_frames
@@ -41,23 +41,25 @@ class TokenizerConfig:
     """``tokenizer`` section of params.yaml."""
 
     checkpoint: str = ""  # official VQ-VAE .pth (e.g. vae_ch160v4096z32.pth); "" = train
-    model: str = "tiny"  # MODEL_CONFIGS name whose VQ-VAE layout is used
+    model: str = param(
+        "tiny", choices=MODEL_CONFIGS
+    )  # MODEL_CONFIGS name whose VQ-VAE layout is used
     data_dir: str = "data/processed"  # preprocess output (HDF5 shards per split)
     out_dir: str = "models/tokenizer"  # writes vae.safetensors + tokenizer_metrics.json
-    steps: int = 300
-    batch_size: int = 16  # frames per step (each gives one RGB and one depth image)
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    l1_weight: float = 1.0
-    l2_weight: float = 1.0
-    vq_weight: float = 1.0
-    grad_clip: float = 1.0  # max grad norm; 0 disables
-    max_frames: int = 0  # training frames held in memory; 0 = all
+    steps: int = param(300, gt=0)
+    batch_size: int = param(16, gt=0)  # frames per step (each gives one RGB and one depth image)
+    lr: float = param(1e-3, gt=0)
+    weight_decay: float = param(0.0, ge=0)
+    l1_weight: float = param(1.0, ge=0)
+    l2_weight: float = param(1.0, ge=0)
+    vq_weight: float = param(1.0, ge=0)
+    grad_clip: float = param(1.0, ge=0)  # max grad norm; 0 disables
+    max_frames: int = param(0, ge=0)  # training frames held in memory; 0 = all
     eval_split: str = "val"  # read by the tokenizer_eval stage (the reconstruction ceiling)
-    eval_frames: int = 32  # frames scored for the reconstruction AbsRel; 0 = all
+    eval_frames: int = param(32, ge=0)  # frames scored for the reconstruction AbsRel; 0 = all
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
-    num_threads: int = 0  # torch intra-op threads; 0 = torch default
+    num_threads: int = param(0, ge=0)  # torch intra-op threads; 0 = torch default
 
 
 @dataclass(frozen=True)

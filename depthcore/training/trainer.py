@@ -22,10 +22,10 @@ from typing import Any, Literal
 import torch
 from tqdm import tqdm
 
-from depthcore.config import frozen, to_dict
+from depthcore.config import frozen, param, to_dict
 from depthcore.errors import CheckpointError, DataError
 from depthcore.io import atomic_path, file_sha256, write_text_atomic
-from depthcore.models import build_model, resolve_config
+from depthcore.models import MODEL_CONFIGS, build_model, resolve_config
 from depthcore.models.checkpoint import load_model, load_official_var, load_vae, save_model
 from depthcore.spaces import INPUT_FIT
 from depthcore.tracking.logger import NullLogger, RunLogger, open_run_logger
@@ -57,40 +57,42 @@ RESUME_KEYS = (
 class TrainConfig:
     """``train`` section of params.yaml (the objective comes from the command line)."""
 
-    model: str = "tiny"  # MODEL_CONFIGS name
+    model: str = param("tiny", choices=MODEL_CONFIGS)  # MODEL_CONFIGS name
     tokenizer: str = "models/tokenizer/vae.safetensors"  # frozen VQ-VAE (save_vae file)
     features_dir: str = "features"  # <features_dir>/<split>.h5 from the features stage
     out_dir: str = "models"  # writes <out_dir>/<objective>/...
     train_split: str = "train"
     val_split: str = "val"
-    steps: int = 300
-    batch_size: int = 16  # per process
-    lr: float = 1e-3
-    betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 0.01  # on matrices only (not biases, norms, gains)
+    steps: int = param(300, gt=0)
+    batch_size: int = param(16, gt=0)  # per process
+    lr: float = param(1e-3, gt=0)
+    betas: tuple[float, float] = param((0.9, 0.999), ge=0, lt=1)
+    weight_decay: float = param(0.01, ge=0)  # on matrices only (not biases, norms, gains)
     schedule: Literal["constant", "step", "cosine"] = "cosine"
-    warmup_steps: int = 0
-    step_size: int = 5000  # step schedule: decay every step_size steps (official: 5000)
-    gamma: float = 0.8  # step schedule factor (official: 0.8)
-    min_lr: float = 0.0  # cosine floor
-    grad_clip: float = 1.0  # max global grad norm; 0 disables
+    warmup_steps: int = param(0, ge=0)
+    step_size: int = param(
+        5000, gt=0
+    )  # step schedule: decay every step_size steps (official: 5000)
+    gamma: float = param(0.8, gt=0, le=1)  # step schedule factor (official: 0.8)
+    min_lr: float = param(0.0, ge=0)  # cosine floor
+    grad_clip: float = param(1.0, ge=0)  # max global grad norm; 0 disables
     seed: int = 0
-    ckpt_every: int = 100  # steps between checkpoints; 0 = only at the end
-    keep_ckpts: int = 2  # newest checkpoints kept
-    val_every: int = 0  # steps between validation losses; 0 = only at the end
-    val_frames: int = 16  # validation frames (0 = all); also the scales stage's
-    val_batch_size: int = 8
-    log_every: int = 10  # steps between logged losses
+    ckpt_every: int = param(100, ge=0)  # steps between checkpoints; 0 = only at the end
+    keep_ckpts: int = param(2, gt=0)  # newest checkpoints kept
+    val_every: int = param(0, ge=0)  # steps between validation losses; 0 = only at the end
+    val_frames: int = param(16, ge=0)  # validation frames (0 = all); also the scales stage's
+    val_batch_size: int = param(8, gt=0)
+    log_every: int = param(10, gt=0)  # steps between logged losses
     figures: bool = True  # scales stage: per-scale refinement PNGs of the first val frames
-    num_figures: int = 2
+    num_figures: int = param(2, ge=0)
     tracking: Literal["mlflow", "csv", "none"] = "mlflow"
     tracking_uri: str = "sqlite:///mlflow.db"  # MLFLOW_TRACKING_URI overrides
     experiment: str = "depthart"
     init_var: str = ""  # official var_d16.pth to start from ("" = random init)
     resume: bool = True  # continue from the newest checkpoint in <out>/<objective>/ckpt
     device: str = "auto"  # auto | cpu | cuda
-    num_threads: int = 0  # torch intra-op threads; 0 = torch default
-    num_workers: int = 0  # DataLoader workers
+    num_threads: int = param(0, ge=0)  # torch intra-op threads; 0 = torch default
+    num_workers: int = param(0, ge=0)  # DataLoader workers
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast forward, fp32 master weights
     compile: bool = False  # torch.compile the transformer's parallel (gradient) pass
     grad_checkpointing: bool = False  # recompute block activations in backward (saves memory)

@@ -15,35 +15,16 @@ import pytest
 import torch
 import yaml
 
-from depthcore.data.shards import ShardDataset
 from depthcore.errors import CheckpointError
 from depthcore.evaluation.scales import run_scales
-from depthcore.io import file_sha256
 from depthcore.models import build_model, resolve_config
-from depthcore.models.checkpoint import load_model, save_vae
+from depthcore.models.checkpoint import load_model
 from depthcore.training.distributed import DistInfo
-from depthcore.training.feature_cache import FeatureDataset, build_feature_cache
+from depthcore.training.feature_cache import FeatureDataset
 from depthcore.training.trainer import TrainConfig, Trainer, run_training
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL_VAR = {"depth": 2, "embed_dim": 64, "num_heads": 2}
-
-
-@pytest.fixture(scope="module")
-def feature_setup(processed_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A frozen (randomly initialised) tiny tokenizer and its feature caches."""
-    root = tmp_path_factory.mktemp("train_setup")
-    torch.manual_seed(0)
-    vae, _ = build_model(resolve_config("tiny"))
-    save_vae(root / "vae.safetensors", vae)
-    for split in ("train", "val"):
-        ds = ShardDataset(processed_dir, split)
-        build_feature_cache(
-            vae.eval(), ds, root / "features" / f"{split}.h5",
-            image_size=64, space=ds.space, split=split,
-            tokenizer_sha256=file_sha256(root / "vae.safetensors"),
-        )  # fmt: skip
-    return root
 
 
 def _cfg(setup: Path, out: Path, **kw: object) -> TrainConfig:

@@ -11,9 +11,15 @@ and ``out_dir/download_manifest.json``.
 Robustness, because a 1.9 TB transfer will be interrupted: compressed bytes
 go to ``<file>.part`` and a rerun continues from where it stopped; every
 member is checked against the size and CRC-32 of the zip directory (a corrupt
-member is refetched once, then reported); connection errors and 5xx answers
-are retried with exponential backoff, a bounded number of times; a member
-whose name would land outside ``out_dir`` (zip-slip) is refused and reported.
+member is refetched once, then reported); connection errors, timeouts, short or
+mislabelled bodies and 5xx/408/429 answers are retried with exponential backoff
+(at least the server's ``Retry-After``), a bounded number of times; a zip
+replaced at the source while it is being read (another ETag or size) has its
+directory read again and the members that differ fetched again, so no file
+mixes two versions; a member whose name would land outside ``out_dir``
+(zip-slip) is refused and reported. A run that cannot get everything names
+each missing member and fails; what did arrive is complete and verified, and a
+rerun fetches only the rest.
 """
 
 from __future__ import annotations
@@ -32,8 +38,14 @@ from typing import Literal, TypeVar
 
 from tqdm import tqdm
 
-from depthcore.config import frozen
-from depthcore.data.hypersim.sources import MissingError, Source, TransientError, open_source
+from depthcore.config import frozen, param
+from depthcore.data.hypersim.sources import (
+    ChangedError,
+    MissingError,
+    Source,
+    TransientError,
+    open_source,
+)
 from depthcore.data.hypersim.tables import CAMERA_FILE, SPLIT_FILE
 from depthcore.data.hypersim.zipremote import (
     ZipMember,
@@ -56,6 +68,8 @@ SCENE_ZIP = re.compile(r"ai_\d{3}_\d{3}\.zip")
 _FOLDER = {"color": "final_hdf5", "depth": "geometry_hdf5", "entity": "geometry_hdf5"}
 _SUFFIX = {"color": "color", "depth": "depth_meters", "entity": "render_entity_id"}
 _CHUNK = 1 << 20
+#: The longest ``Retry-After`` honoured; a server asking for more gets this much.
+MAX_RETRY_AFTER_S = 120.0
 
 
 @frozen
@@ -71,12 +85,12 @@ class DownloadConfig:
     out_dir: str = "data/raw/hypersim"
     scenes: Literal["all"] | tuple[str, ...] = "all"
     cameras: tuple[str, ...] = ()
-    frames: tuple[int, ...] = ()
+    frames: tuple[int, ...] = param((), ge=0)
     kinds: tuple[Kind, ...] = ("color", "depth", "entity", "metadata")
-    workers: int = 4
-    retries: int = 4
-    backoff_s: float = 0.5
-    timeout_s: float = 60.0
+    workers: int = param(4, gt=0)
+    retries: int = param(4, ge=0)
+    backoff_s: float = param(0.5, ge=0)
+    timeout_s: float = param(60.0, gt=0)
     endpoint_url: str = ""
 
     def __post_init__(self) -> None:
@@ -141,7 +155,8 @@ def safe_target(out_dir: Path, name: str) -> Path | None:
 
 def _retry(fn: Callable[[], T], cfg: DownloadConfig) -> T:
     """Call ``fn``; on :class:`TransientError` (whose message names the file) wait
-    ``backoff_s * 2**k`` and retry, at most ``cfg.retries`` times."""
+    ``backoff_s * 2**k``, or the server's ``Retry-After`` if longer (at most
+    :data:`MAX_RETRY_AFTER_S`), and retry, at most ``cfg.retries`` times."""
     for attempt in range(cfg.retries + 1):
         try:
             return fn()
@@ -149,6 +164,8 @@ def _retry(fn: Callable[[], T], cfg: DownloadConfig) -> T:
             if attempt == cfg.retries:
                 raise DataError(f"gave up after {cfg.retries + 1} attempts: {exc}") from exc
             delay = cfg.backoff_s * 2**attempt
+            if exc.retry_after is not None:
+                delay = max(delay, min(exc.retry_after, MAX_RETRY_AFTER_S))
             log.warning("%s; retrying in %.2f s", exc, delay)
             time.sleep(delay)
     raise AssertionError("unreachable")
@@ -177,15 +194,22 @@ def _range_reader(source: Source, name: str, cfg: DownloadConfig) -> Callable[[i
 
 
 def _read_whole(source: Source, name: str, cfg: DownloadConfig) -> bytes:
-    size = _retry(lambda: source.size(name), cfg)
-    read = _range_reader(source, name, cfg)
-    return b"".join(read(pos, min(pos + _CHUNK, size)) for pos in range(0, size, _CHUNK))
+    def once() -> bytes:
+        size = _retry(lambda: source.size(name), cfg)
+        read = _range_reader(source, name, cfg)
+        return b"".join(read(pos, min(pos + _CHUNK, size)) for pos in range(0, size, _CHUNK))
+
+    return _unchanged(once, source.describe(name), cfg)
 
 
 def _fetch_member(
     source: Source, zip_name: str, member: ZipMember, target: Path, cfg: DownloadConfig, bar: tqdm
 ) -> int:
-    """Make ``target`` hold ``member`` intact; return the bytes moved (0: it already did)."""
+    """Make ``target`` hold ``member`` intact; return the bytes moved (0: it already did).
+
+    On :class:`ChangedError` the partial bytes (of the old version) are dropped and the
+    error propagates: the caller re-reads the zip directory.
+    """
     where = source.describe(zip_name)
     intact = target.is_file() and target.stat().st_size == member.size
     if intact and file_crc32(target) == member.crc32:
@@ -197,19 +221,27 @@ def _fetch_member(
     moved = 0
     read = _range_reader(source, zip_name, cfg)
     for attempt in range(2):  # a corrupt .part or corrupt bytes get one clean refetch
-        start = member_data_offset(read, member, where)
-        have = part.stat().st_size if part.exists() else 0
-        if have > member.compressed_size:
-            part.unlink()
-            have = 0
-        bar.update(have)
-        with open(part, "ab") as f:
-            for pos in range(have, member.compressed_size, _CHUNK):
-                data = read(start + pos, start + min(pos + _CHUNK, member.compressed_size))
-                f.write(data)
-                f.flush()
-                moved += len(data)
-                bar.update(len(data))
+        try:
+            start = member_data_offset(read, member, where)
+            have = part.stat().st_size if part.exists() else 0
+            if have > member.compressed_size:
+                part.unlink()
+                have = 0
+            bar.update(have)
+            with open(part, "ab") as f:
+                for pos in range(have, member.compressed_size, _CHUNK):
+                    data = read(start + pos, start + min(pos + _CHUNK, member.compressed_size))
+                    f.write(data)
+                    f.flush()
+                    moved += len(data)
+                    bar.update(len(data))
+        except ChangedError:  # bytes of the old version: useless
+            part.unlink(missing_ok=True)
+            raise
+        except DataError:  # keep partial bytes for the next run, but no empty file
+            if part.exists() and part.stat().st_size == 0:
+                part.unlink()
+            raise
         try:
             with atomic_path(target) as tmp:
                 inflate_to(part, member, tmp, where)
@@ -242,12 +274,98 @@ def _fetch_csvs(source: Source, out_dir: Path, cfg: DownloadConfig) -> list[dict
     return done
 
 
+@dataclass
+class _ZipPlan:
+    """One scene zip's wanted members (as of its latest directory read) and refusals."""
+
+    zip_name: str
+    jobs: list[tuple[str, ZipMember, Path]]
+    refused: list[str]
+
+
+def _unchanged(fn: Callable[[], T], what: str, cfg: DownloadConfig) -> T:
+    """Call ``fn`` (which reads a file's size, then parts of it) again when the file
+    changed in between, at most ``cfg.retries`` times."""
+    for attempt in range(cfg.retries + 1):
+        try:
+            return fn()
+        except ChangedError as exc:
+            if attempt == cfg.retries:
+                raise DataError(f"{what}: kept changing while being read ({exc})") from exc
+            log.warning("%s; reading it again", exc)
+    raise AssertionError("unreachable")
+
+
+def _plan_zip(source: Source, scene: str, out_dir: Path, cfg: DownloadConfig) -> _ZipPlan:
+    """Read ``scene``'s zip directory (its size and version too) and pick the wanted members."""
+    zip_name = f"{scene}.zip"
+    where = source.describe(zip_name)
+
+    def read_directory() -> list[ZipMember]:
+        size = _retry(lambda: source.size(zip_name), cfg)
+        return read_central_directory(_range_reader(source, zip_name, cfg), size, where)
+
+    directory = _unchanged(read_directory, where, cfg)
+    wanted = select_members(directory, scene, cfg)
+    if not wanted:
+        raise DataError(f"{where}: no members of kinds {list(cfg.kinds)} match the filters")
+    plan = _ZipPlan(zip_name, [], [])
+    for m in wanted:
+        target = safe_target(out_dir, m.name)
+        if target is None:
+            plan.refused.append(f"{where}: {m.name}")
+            log.error(
+                "%s: refusing member %r: it would be written outside %s", where, m.name, out_dir
+            )
+        else:
+            plan.jobs.append((zip_name, m, target))
+    return plan
+
+
+@dataclass
+class _PassResult:
+    """One pass over some zips: per zip the failure lines, and which zips changed."""
+
+    failures: dict[str, list[str]]
+    changed: set[str]
+    moved: int = 0
+    fetched: int = 0
+
+
+def _fetch_pass(
+    source: Source, plans: list[_ZipPlan], cfg: DownloadConfig, bar: tqdm
+) -> _PassResult:
+    """Fetch every job of ``plans`` in parallel; a zip that changed is noted, not failed."""
+    result = _PassResult({p.zip_name: [] for p in plans}, set())
+    jobs = [job for p in plans for job in p.jobs]
+    with cf.ThreadPoolExecutor(max_workers=cfg.workers) as pool:
+        futures = {
+            pool.submit(_fetch_member, source, z, m, t, cfg, bar): (z, m) for z, m, t in jobs
+        }
+        for fut in cf.as_completed(futures):
+            zip_name, member = futures[fut]
+            try:
+                n = fut.result()
+            except ChangedError as exc:
+                log.warning("%s; reading its directory again", exc)
+                result.changed.add(zip_name)
+                continue
+            except DataError as exc:
+                line = str(exc) if member.name in str(exc) else f"{member.name}: {exc}"
+                result.failures[zip_name].append(line)
+                continue
+            result.moved += n
+            result.fetched += n > 0
+    return result
+
+
 def download(cfg: DownloadConfig) -> DownloadResult:
     """Fetch the wanted members of every wanted scene into ``cfg.out_dir`` (see module doc).
 
     Raises :class:`DataError` naming the source file and member on a missing
-    scene, an exhausted retry budget, a CRC/size mismatch or a refused member
-    name; the members that did arrive stay in place for the next run.
+    scene, an exhausted retry budget, a CRC/size mismatch, a refused member name
+    or a zip that kept changing; the members that did arrive stay in place,
+    complete and verified, for the next run.
     """
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -255,49 +373,37 @@ def download(cfg: DownloadConfig) -> DownloadResult:
         cfg.source, endpoint_url=cfg.endpoint_url, timeout_s=cfg.timeout_s, workers=cfg.workers
     )
     csv_entries = _fetch_csvs(source, out_dir, cfg)
-    jobs: list[tuple[str, ZipMember, Path]] = []
-    refused: list[str] = []
-    for scene in _list_scenes(source, cfg):
-        zip_name = f"{scene}.zip"
-        where = source.describe(zip_name)
-        size = _retry(lambda z=zip_name: source.size(z), cfg)
-        directory = read_central_directory(_range_reader(source, zip_name, cfg), size, where)
-        wanted = select_members(directory, scene, cfg)
-        if not wanted:
-            raise DataError(f"{where}: no members of kinds {list(cfg.kinds)} match the filters")
-        for m in wanted:
-            target = safe_target(out_dir, m.name)
-            if target is None:
-                refused.append(f"{where}: {m.name}")
-                log.error(
-                    "%s: refusing member %r: it would be written outside %s", where, m.name, out_dir
-                )
-            else:
-                jobs.append((zip_name, m, target))
-
-    total = sum(m.compressed_size for _, m, _ in jobs)
-    failures: list[str] = []
+    plans = {
+        f"{scene}.zip": _plan_zip(source, scene, out_dir, cfg)
+        for scene in _list_scenes(source, cfg)
+    }
+    failures: dict[str, list[str]] = {}
     moved = fetched = 0
-    with (
-        tqdm(total=total, unit="B", unit_scale=True, desc="download", disable=None) as bar,
-        cf.ThreadPoolExecutor(max_workers=cfg.workers) as pool,
-    ):
-        futures = [pool.submit(_fetch_member, source, z, m, t, cfg, bar) for z, m, t in jobs]
-        for fut in cf.as_completed(futures):
-            try:
-                n = fut.result()
-            except DataError as exc:
-                failures.append(str(exc))
-                continue
-            moved += n
-            fetched += n > 0
-    if failures or refused:
-        lines = failures + [f"{r}: refused, it would be written outside {out_dir}" for r in refused]
+    pending = list(plans.values())
+    total = sum(m.compressed_size for p in pending for _, m, _ in p.jobs)
+    with tqdm(total=total, unit="B", unit_scale=True, desc="download", disable=None) as bar:
+        for _ in range(cfg.retries + 1):  # a zip replaced mid-run: read again, fetch the rest
+            done = _fetch_pass(source, pending, cfg, bar)
+            failures.update(done.failures)
+            moved, fetched = moved + done.moved, fetched + done.fetched
+            for zip_name in done.changed:
+                failures.pop(zip_name, None)
+                plans[zip_name] = _plan_zip(source, zip_name[: -len(".zip")], out_dir, cfg)
+            pending = [plans[z] for z in sorted(done.changed)]
+            if not pending:
+                break
+    for p in pending:
+        failures[p.zip_name] = [f"{source.describe(p.zip_name)}: kept changing while being read"]
+    refused = [r for p in plans.values() for r in p.refused]
+    lines = [line for z in sorted(failures) for line in failures[z]]
+    lines += [f"{r}: refused, it would be written outside {out_dir}" for r in refused]
+    if lines:
         raise DataError(
-            f"download from {cfg.source} incomplete ({len(lines)} problems):\n  "
-            + "\n  ".join(lines)
+            f"download from {cfg.source} incomplete ({len(lines)} problems; what arrived is "
+            "verified and a rerun fetches only the rest):\n  " + "\n  ".join(lines)
         )
 
+    jobs = [job for p in plans.values() for job in p.jobs]
     members = [
         {
             "path": m.name,

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from depthcore.config import frozen, to_dict
+from depthcore.config import frozen, param, to_dict
 from depthcore.data.hypersim.reader import FrameId, find_frames, load_frame
 from depthcore.data.hypersim.tables import camera_matrix, load_camera_table, load_split_table
 from depthcore.data.shards import FrameArrays, ShardWriter, read_frame
@@ -44,9 +44,9 @@ DROPPED_COLUMNS = ("key", "scene", "camera", "frame", "split", "reason", "value"
 class FilterConfig:
     """Marigold maintainers' quality filters, applied to the frame as stored."""
 
-    max_invalid_frac: float = 0.03
-    min_depth_range: float = 0.5  # metres, over valid pixels
-    min_rgb_range: float = 10.0 / 255.0  # of the tone-mapped colour, in [0, 1]
+    max_invalid_frac: float = param(0.03, ge=0, le=1)
+    min_depth_range: float = param(0.5, ge=0)  # metres, over valid pixels
+    min_rgb_range: float = param(10.0 / 255.0, ge=0, le=1)  # of the tone-mapped colour, in [0, 1]
 
 
 @frozen
@@ -55,13 +55,13 @@ class PreprocessConfig:
 
     in_dir: str = "data/raw/hypersim"
     out_dir: str = "data/processed"
-    resolution: tuple[int, int] = (64, 64)  # (H, W) of the stored frames
+    resolution: tuple[int, int] = param((64, 64), gt=0)  # (H, W) of the stored frames
     space: Literal["sqrt_disparity", "scale_depth"] = "sqrt_disparity"
-    percentiles: tuple[float, float] = (2.0, 98.0)
+    percentiles: tuple[float, float] = param((2.0, 98.0), ge=0, le=100)
     depth_resize: Literal["nearest", "masked_area"] = "nearest"
     filters: FilterConfig = field(default_factory=FilterConfig)
-    shard_size: int = 256
-    workers: int = 2
+    shard_size: int = param(256, gt=0)
+    workers: int = param(2, gt=0)
     splits: tuple[str, ...] = ("train", "val", "test")
 
     def __post_init__(self) -> None:
@@ -112,6 +112,9 @@ def prepare_frame(
     invalid_frac = 1.0 - valid_frac
     if invalid_frac > f.max_invalid_frac:
         detail = f"invalid fraction {invalid_frac:.4f} > {f.max_invalid_frac}"
+        return None, {"reason": "invalid_fraction", "value": invalid_frac, "detail": detail}
+    if not valid_HW.any():  # even a lenient filter cannot make a target from no depth
+        detail = "no valid depth pixel (all NaN/inf or non-positive)"
         return None, {"reason": "invalid_fraction", "value": invalid_frac, "detail": detail}
     valid_depth = depth_HW[valid_HW]
     depth_range = float(valid_depth.max() - valid_depth.min())

@@ -86,7 +86,9 @@ def read_dataset(path: str | Path, ndim: int, kind: str) -> np.ndarray:
             if ds.dtype.kind not in kind:
                 raise DataError(f"{path}: unexpected dtype {ds.dtype} (want kind {kind!r})")
             return ds[()]
-    except OSError as exc:
+    except DataError:
+        raise
+    except (OSError, KeyError, ValueError, RuntimeError) as exc:  # h5py's corrupt-file errors
         raise DataError(f"{path}: unreadable or corrupt HDF5 file: {exc}") from exc
 
 

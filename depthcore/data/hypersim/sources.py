@@ -4,16 +4,22 @@ The selective downloader needs exactly three things from wherever Hypersim
 lives: a file's size, an arbitrary byte range of it, and (for ``scenes: all``)
 the list of scene zips. Keeping the transport behind this small interface lets
 one zip reader serve a local mirror, Apple's HTTPS bucket and any
-S3-compatible store. Transient failures (connection errors, HTTP 5xx) raise
-:class:`TransientError` so the caller can retry them with backoff; anything else
-is a :class:`~depthcore.errors.DataError` naming the file.
+S3-compatible store. Transient failures (connection errors, timeouts, short or
+mislabelled bodies, HTTP 5xx, 408, 429 with its ``Retry-After``) raise
+:class:`TransientError` so the caller can retry them with backoff; a file that
+changed since its size was read (another ETag, size or mtime) raises
+:class:`ChangedError`, so the caller re-reads the zip directory instead of
+mixing bytes of two versions; anything else is a
+:class:`~depthcore.errors.DataError` naming the file.
 """
 
 from __future__ import annotations
 
+import email.utils
 import http.client
 import os
 import re
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -24,7 +30,32 @@ from depthcore.errors import DataError
 
 
 class TransientError(Exception):
-    """A failure worth retrying: a dropped connection, a timeout, a 5xx answer."""
+    """A failure worth retrying: a dropped connection, a timeout, a 5xx answer.
+
+    ``retry_after`` is the wait in seconds the server asked for (HTTP ``Retry-After``).
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ChangedError(Exception):
+    """The file was replaced since its size (and ETag) were read: offsets are stale."""
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 class MissingError(DataError):
@@ -58,6 +89,7 @@ class FileSource:
         self.root = Path(root).resolve()
         if not self.root.is_dir():
             raise DataError(f"{self.root}: file:// source folder does not exist")
+        self._versions: dict[str, tuple[int, int]] = {}  # name -> (size, mtime_ns)
 
     def describe(self, name: str) -> str:
         return str(self.root / name)
@@ -66,12 +98,18 @@ class FileSource:
         path = self.root / name
         if not path.is_file():
             raise MissingError(f"{path}: not found in the file:// source")
-        return path.stat().st_size
+        st = path.stat()
+        self._versions[name] = (st.st_size, st.st_mtime_ns)
+        return st.st_size
 
     def read_range(self, name: str, start: int, stop: int) -> bytes:
         path = self.root / name
         try:
             with open(path, "rb") as f:
+                st = os.fstat(f.fileno())
+                seen = self._versions.get(name)
+                if seen is not None and seen != (st.st_size, st.st_mtime_ns):
+                    raise ChangedError(f"{path}: file changed since its size was read")
                 f.seek(start)
                 data = f.read(stop - start)
         except FileNotFoundError as exc:
@@ -96,21 +134,33 @@ class HttpSource:
     def __init__(self, base_url: str, timeout_s: float = 60.0) -> None:
         self.base = base_url.rstrip("/")
         self.timeout_s = timeout_s
+        self._versions: dict[str, tuple[int, str]] = {}  # name -> (size, ETag) from size()
 
     def describe(self, name: str) -> str:
         return f"{self.base}/{name}"
 
-    def _get(self, name: str, start: int, stop: int) -> tuple[bytes, str]:
+    def _get(self, name: str, start: int, stop: int) -> tuple[bytes, int, str]:
+        """(body, total size, ETag) of bytes ``[start, stop)``; the body length and the
+        ``Content-Range`` are checked against what was asked for."""
         url = self.describe(name)
-        req = urllib.request.Request(url, headers={"Range": f"bytes={start}-{stop - 1}"})
+        headers = {"Range": f"bytes={start}-{stop - 1}"}
+        etag = self._versions.get(name, (0, ""))[1]
+        if etag:
+            headers["If-Match"] = etag
+        req = urllib.request.Request(url, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
                 if resp.status != 206:
                     raise DataError(f"{url}: server ignored the Range request (HTTP {resp.status})")
-                return resp.read(), resp.headers.get("Content-Range", "")
+                body = resp.read()
+                content_range = resp.headers.get("Content-Range", "")
+                etag = resp.headers.get("ETag", "")
         except urllib.error.HTTPError as exc:
-            if exc.code >= 500:
-                raise TransientError(f"{url}: HTTP {exc.code}") from exc
+            if exc.code >= 500 or exc.code in (408, 429):
+                wait = parse_retry_after(exc.headers.get("Retry-After"))
+                raise TransientError(f"{url}: HTTP {exc.code}", retry_after=wait) from exc
+            if exc.code == 412:
+                raise ChangedError(f"{url}: changed since it was first read (HTTP 412)") from exc
             if exc.code == 404:
                 raise MissingError(f"{url}: not found (HTTP 404)") from exc
             raise DataError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
@@ -121,16 +171,31 @@ class HttpSource:
             ConnectionError,
         ) as exc:
             raise TransientError(f"{url}: {exc}") from exc
-
-    def size(self, name: str) -> int:
-        _, content_range = self._get(name, 0, 1)
         m = _CONTENT_RANGE.fullmatch(content_range.strip())
         if not m or m.group(3) == "*":
-            raise DataError(f"{self.describe(name)}: no usable Content-Range ({content_range!r})")
-        return int(m.group(3))
+            raise TransientError(f"{url}: no usable Content-Range ({content_range!r})")
+        first, last, total = int(m.group(1)), int(m.group(2)), int(m.group(3))
+        if first != start or last != min(stop, total) - 1 or len(body) != last - first + 1:
+            raise TransientError(
+                f"{url}: asked for bytes {start}-{stop - 1}, got {len(body)} bytes "
+                f"labelled {content_range!r}"
+            )
+        return body, total, etag
+
+    def size(self, name: str) -> int:
+        self._versions.pop(name, None)  # a fresh look: accept whatever version is there now
+        _, total, etag = self._get(name, 0, 1)
+        self._versions[name] = (total, etag)
+        return total
 
     def read_range(self, name: str, start: int, stop: int) -> bytes:
-        data, _ = self._get(name, start, stop)
+        data, total, etag = self._get(name, start, stop)
+        seen_total, seen_etag = self._versions.get(name, (total, etag))
+        if total != seen_total or (etag and seen_etag and etag != seen_etag):
+            raise ChangedError(
+                f"{self.describe(name)}: changed since it was first read "
+                f"(size {seen_total} -> {total}, ETag {seen_etag or '?'} -> {etag or '?'})"
+            )
         if len(data) != stop - start:
             raise TransientError(
                 f"{self.describe(name)}: got {len(data)} of {stop - start} bytes at {start}"
@@ -166,6 +231,7 @@ class S3Source:
             signature_version=None if session.get_credentials() else UNSIGNED,
         )
         self.client = session.client("s3", endpoint_url=endpoint_url or None, config=cfg)
+        self._etags: dict[str, str] = {}  # name -> ETag from size()
 
     def _key(self, name: str) -> str:
         return f"{self.prefix}/{name}" if self.prefix else name
@@ -181,8 +247,12 @@ class S3Source:
         except ClientError as exc:
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
             code = exc.response.get("Error", {}).get("Code", "")
-            if status >= 500:
+            if status >= 500 or status in (408, 429) or code == "SlowDown":
                 raise TransientError(f"{self.describe(name)}: {code} (HTTP {status})") from exc
+            if status == 412:
+                raise ChangedError(
+                    f"{self.describe(name)}: changed since it was first read"
+                ) from exc
             if status == 404 or code in ("NoSuchKey", "404", "NoSuchBucket"):
                 raise MissingError(f"{self.describe(name)}: not found ({code})") from exc
             raise DataError(f"{self.describe(name)}: {code} (HTTP {status})") from exc
@@ -190,13 +260,20 @@ class S3Source:
             raise TransientError(f"{self.describe(name)}: {exc}") from exc
 
     def size(self, name: str) -> int:
-        return int(self._call(name, self.client.head_object, Key=self._key(name))["ContentLength"])
+        head = self._call(name, self.client.head_object, Key=self._key(name))
+        self._etags[name] = head.get("ETag", "")
+        return int(head["ContentLength"])
 
     def read_range(self, name: str, start: int, stop: int) -> bytes:
         from botocore.exceptions import BotoCoreError
 
+        etag = self._etags.get(name, "")
         resp = self._call(
-            name, self.client.get_object, Key=self._key(name), Range=f"bytes={start}-{stop - 1}"
+            name,
+            self.client.get_object,
+            Key=self._key(name),
+            Range=f"bytes={start}-{stop - 1}",
+            **({"IfMatch": etag} if etag else {}),
         )
         try:
             data = resp["Body"].read()

@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from depthcore.config import frozen
+from depthcore.config import frozen, param
 from depthcore.data.shards import ARRAYS, shard_files, shard_metadata
 from depthcore.errors import DataError
 from depthcore.io import write_text_atomic
@@ -33,7 +33,7 @@ class ValidateConfig:
     processed_dir: str = "data/processed"
     report_dir: str = "reports/validation"
     splits: tuple[str, ...] | None = None  # None: the splits preprocessing was asked for
-    min_valid_frac: float = 0.97
+    min_valid_frac: float = param(0.97, ge=0, le=1)
     scan_arrays: bool = True  # recompute per-frame figures from the shard arrays too
 
 

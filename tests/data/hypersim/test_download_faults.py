@@ -1,0 +1,41 @@
+"""The downloader under injected network faults (bench/faultserver.py on loopback).
+
+One run meets every fault kind (resets, truncated bodies, 500/503, 429 with
+Retry-After, stalls past the timeout, wrong Content-Length and Content-Range, a zip
+replaced mid-download): every member must end complete and byte-identical to the
+source's current zip, none corrupt, no partial files; a rerun fetches nothing; a
+member that can never be fetched is the only one reported, and a rerun fetches only it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.download_faults import run_download_faults
+from bench.faultserver import KINDS
+
+
+@pytest.mark.slow
+def test_download_survives_twenty_faults(hypersim_source: Path, tmp_path: Path) -> None:
+    report = run_download_faults(hypersim_source, tmp_path)
+    faults = report.faults
+    assert faults.total >= 20
+    assert set(faults.injected) == set(KINDS) and faults.replaced == ["ai_100_001.zip"]
+    assert faults.refused_412 >= 1  # reads after the replacement were refused, not mixed in
+    # the client waited the server's Retry-After (1 s), not its own 10 ms backoff
+    assert len(faults.retry_after_waits) == faults.injected["http429"]
+    assert min(faults.retry_after_waits) >= 0.9
+
+    run = report.faulted_run
+    assert (run.complete, run.corrupt, run.missing, run.leftovers) == (3 * 2 * 3 + 3, [], [], [])
+    assert report.rerun_fetched == 0
+
+    missing = report.missing_run
+    assert missing.corrupt == [] and missing.leftovers == []
+    assert len(missing.missing) == 1 and missing.missing[0].endswith(".depth_meters.hdf5")
+    assert missing.missing[0] in report.missing_error
+    assert "gave up after 3 attempts" in report.missing_error
+    assert report.missing_rerun_fetched == 1
+    assert report.final.missing == [] and report.final.corrupt == []
