@@ -34,7 +34,12 @@ import torch
 import yaml
 from safetensors import safe_open
 
+from depthcore.data.shards import ShardDataset
+from depthcore.io import file_sha256
+from depthcore.models import build_model, resolve_config
+from depthcore.models.checkpoint import save_vae
 from depthcore.synth.hypersim import SynthConfig
+from depthcore.training.feature_cache import build_feature_cache
 
 REPO = Path(__file__).resolve().parents[1]
 TEMP_MARKERS = (".part", ".tmp-", ".old-")
@@ -208,6 +213,22 @@ def train_sections(setup: Path, steps: int = 24) -> dict:
             "device": "cpu", "num_threads": 1, "warmup_steps": 2,
         }
     }  # fmt: skip
+
+
+def make_train_setup(processed: Path, root: Path) -> Path:
+    """A frozen, randomly initialised tiny tokenizer and its train/val feature caches
+    in ``root`` (what the train stage reads), from 64x64 shards in ``processed``."""
+    torch.manual_seed(0)
+    vae, _ = build_model(resolve_config("tiny"))
+    save_vae(root / "vae.safetensors", vae)
+    for split in ("train", "val"):
+        ds = ShardDataset(processed, split)
+        build_feature_cache(
+            vae.eval(), ds, root / "features" / f"{split}.h5",
+            image_size=64, space=ds.space, split=split,
+            tokenizer_sha256=file_sha256(root / "vae.safetensors"),
+        )  # fmt: skip
+    return root
 
 
 def members_written(out: str, wanted: int) -> Callable[[Path, random.Random], Callable[[], bool]]:

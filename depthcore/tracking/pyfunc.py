@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from depthcore.errors import CheckpointError, DataError
 from depthcore.predict.predictor import (
@@ -86,12 +87,27 @@ def decode_images(model_input: Any) -> list[np.ndarray]:
     return images
 
 
+def decode_images_for_serving(model_input: Any) -> list[np.ndarray]:
+    """:func:`decode_images`, its :class:`DataError` turned into MLflow's "invalid parameter":
+    the scoring server then answers 400 with our message (any other exception would be a
+    400 with a generic text, the reason only in a stack trace)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+    try:
+        return decode_images(model_input)
+    except DataError as exc:
+        raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from exc
+
+
 def _as_rgb_array(cell: Any, i: int) -> np.ndarray:
     array = np.asarray(cell)
     if array.dtype == object:  # a column of nested lists comes through as object arrays
         array = np.asarray(array.tolist())
     if array.ndim != 3 or array.shape[-1] != 3 or 0 in array.shape:
         raise DataError(f"image {i}: expected an HxWx3 array, got shape {array.shape}")
+    if array.shape[0] * array.shape[1] > Image.MAX_IMAGE_PIXELS:  # the limit load_rgb keeps
+        raise DataError(f"image {i}: {array.shape[1]}x{array.shape[0]} pixels is too large")
     if array.dtype.kind not in "uif" or array.min() < 0 or array.max() > 255:
         raise DataError(f"image {i}: expected uint8 values in [0, 255]")
     return np.rint(array).astype(np.uint8)
@@ -112,7 +128,7 @@ def make_python_model() -> Any:
         # No type hints here on purpose: MLflow would turn them into an enforced input
         # schema, refusing the several request forms this model accepts.
         def predict(self, context, model_input, params=None):
-            images = decode_images(model_input)
+            images = decode_images_for_serving(model_input)
             results = self.predictor.predict_images(images)
             return [r.depth.tolist() for r in results]
 

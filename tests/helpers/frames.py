@@ -6,14 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from depthcore.data.shards import FrameArrays, ShardDataset, ShardWriter
+from bench.crash_runs import make_train_setup
+from depthcore.data.shards import FrameArrays, ShardWriter
 from depthcore.data.transforms import normalise_depth
-from depthcore.io import file_sha256
-from depthcore.models import build_model, resolve_config
-from depthcore.models.checkpoint import save_vae
-from depthcore.training.feature_cache import build_feature_cache
 
 SHARD_SIZE = 64  # the tiny model's size (test_features checks resizing on its own frame)
 
@@ -57,15 +53,4 @@ def processed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def feature_setup(processed_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A frozen (randomly initialised) tiny tokenizer and its feature caches."""
-    root = tmp_path_factory.mktemp("train_setup")
-    torch.manual_seed(0)
-    vae, _ = build_model(resolve_config("tiny"))
-    save_vae(root / "vae.safetensors", vae)
-    for split in ("train", "val"):
-        ds = ShardDataset(processed_dir, split)
-        build_feature_cache(
-            vae.eval(), ds, root / "features" / f"{split}.h5",
-            image_size=64, space=ds.space, split=split,
-            tokenizer_sha256=file_sha256(root / "vae.safetensors"),
-        )  # fmt: skip
-    return root
+    return make_train_setup(processed_dir, tmp_path_factory.mktemp("train_setup"))

@@ -30,7 +30,6 @@ import io
 import json
 import logging
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,8 +42,9 @@ from depthcore.data.hypersim.sources import (
     ChangedError,
     MissingError,
     Source,
-    TransientError,
     open_source,
+    retry_changed,
+    retry_transient,
 )
 from depthcore.data.hypersim.tables import CAMERA_FILE, SPLIT_FILE
 from depthcore.data.hypersim.zipremote import (
@@ -68,8 +68,6 @@ SCENE_ZIP = re.compile(r"ai_\d{3}_\d{3}\.zip")
 _FOLDER = {"color": "final_hdf5", "depth": "geometry_hdf5", "entity": "geometry_hdf5"}
 _SUFFIX = {"color": "color", "depth": "depth_meters", "entity": "render_entity_id"}
 _CHUNK = 1 << 20
-#: The longest ``Retry-After`` honoured; a server asking for more gets this much.
-MAX_RETRY_AFTER_S = 120.0
 
 
 @frozen
@@ -153,29 +151,11 @@ def safe_target(out_dir: Path, name: str) -> Path | None:
     return target if target.is_relative_to(root) and target != root else None
 
 
-def _retry(fn: Callable[[], T], cfg: DownloadConfig) -> T:
-    """Call ``fn``; on :class:`TransientError` (whose message names the file) wait
-    ``backoff_s * 2**k``, or the server's ``Retry-After`` if longer (at most
-    :data:`MAX_RETRY_AFTER_S`), and retry, at most ``cfg.retries`` times."""
-    for attempt in range(cfg.retries + 1):
-        try:
-            return fn()
-        except TransientError as exc:
-            if attempt == cfg.retries:
-                raise DataError(f"gave up after {cfg.retries + 1} attempts: {exc}") from exc
-            delay = cfg.backoff_s * 2**attempt
-            if exc.retry_after is not None:
-                delay = max(delay, min(exc.retry_after, MAX_RETRY_AFTER_S))
-            log.warning("%s; retrying in %.2f s", exc, delay)
-            time.sleep(delay)
-    raise AssertionError("unreachable")
-
-
 def _list_scenes(source: Source, cfg: DownloadConfig) -> list[str]:
     if cfg.scenes != "all":
         return list(cfg.scenes)
     try:
-        names = _retry(source.list_names, cfg)
+        names = retry_transient(source.list_names, cfg.retries, cfg.backoff_s)
         return sorted(n[: -len(".zip")] for n in names if SCENE_ZIP.fullmatch(n))
     except MissingError:
         raise
@@ -188,18 +168,20 @@ def _range_reader(source: Source, name: str, cfg: DownloadConfig) -> Callable[[i
     """``read(start, stop)`` of source file ``name``, retried on transient errors."""
 
     def read(start: int, stop: int) -> bytes:
-        return _retry(lambda: source.read_range(name, start, stop), cfg)
+        return retry_transient(
+            lambda: source.read_range(name, start, stop), cfg.retries, cfg.backoff_s
+        )
 
     return read
 
 
 def _read_whole(source: Source, name: str, cfg: DownloadConfig) -> bytes:
     def once() -> bytes:
-        size = _retry(lambda: source.size(name), cfg)
+        size = retry_transient(lambda: source.size(name), cfg.retries, cfg.backoff_s)
         read = _range_reader(source, name, cfg)
         return b"".join(read(pos, min(pos + _CHUNK, size)) for pos in range(0, size, _CHUNK))
 
-    return _unchanged(once, source.describe(name), cfg)
+    return retry_changed(once, source.describe(name), cfg.retries)
 
 
 def _fetch_member(
@@ -261,7 +243,7 @@ def _fetch_csvs(source: Source, out_dir: Path, cfg: DownloadConfig) -> list[dict
     done = []
     for name in DATASET_CSVS:
         try:
-            size = _retry(lambda n=name: source.size(n), cfg)
+            size = retry_transient(lambda n=name: source.size(n), cfg.retries, cfg.backoff_s)
         except MissingError:
             log.info("%s: not at the source; the package copy will be used", name)
             continue
@@ -283,29 +265,16 @@ class _ZipPlan:
     refused: list[str]
 
 
-def _unchanged(fn: Callable[[], T], what: str, cfg: DownloadConfig) -> T:
-    """Call ``fn`` (which reads a file's size, then parts of it) again when the file
-    changed in between, at most ``cfg.retries`` times."""
-    for attempt in range(cfg.retries + 1):
-        try:
-            return fn()
-        except ChangedError as exc:
-            if attempt == cfg.retries:
-                raise DataError(f"{what}: kept changing while being read ({exc})") from exc
-            log.warning("%s; reading it again", exc)
-    raise AssertionError("unreachable")
-
-
 def _plan_zip(source: Source, scene: str, out_dir: Path, cfg: DownloadConfig) -> _ZipPlan:
     """Read ``scene``'s zip directory (its size and version too) and pick the wanted members."""
     zip_name = f"{scene}.zip"
     where = source.describe(zip_name)
 
     def read_directory() -> list[ZipMember]:
-        size = _retry(lambda: source.size(zip_name), cfg)
+        size = retry_transient(lambda: source.size(zip_name), cfg.retries, cfg.backoff_s)
         return read_central_directory(_range_reader(source, zip_name, cfg), size, where)
 
-    directory = _unchanged(read_directory, where, cfg)
+    directory = retry_changed(read_directory, where, cfg.retries)
     wanted = select_members(directory, scene, cfg)
     if not wanted:
         raise DataError(f"{where}: no members of kinds {list(cfg.kinds)} match the filters")

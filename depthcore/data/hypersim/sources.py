@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import email.utils
 import http.client
+import logging
 import os
 import re
 import time
@@ -24,9 +25,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from depthcore.errors import DataError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class TransientError(Exception):
@@ -295,6 +299,41 @@ class S3Source:
             if not resp.get("IsTruncated"):
                 return sorted(names)
             token = {"ContinuationToken": resp["NextContinuationToken"]}
+
+
+#: The longest ``Retry-After`` honoured; a server asking for more gets this much.
+MAX_RETRY_AFTER_S = 120.0
+
+
+def retry_transient(fn: Callable[[], T], retries: int, backoff_s: float) -> T:
+    """Call ``fn``; on :class:`TransientError` (whose message names the file) wait
+    ``backoff_s * 2**k``, or the server's ``Retry-After`` if longer (at most
+    :data:`MAX_RETRY_AFTER_S`), and retry, at most ``retries`` times."""
+    for attempt in range(retries + 1):
+        try:
+            return fn()
+        except TransientError as exc:
+            if attempt == retries:
+                raise DataError(f"gave up after {retries + 1} attempts: {exc}") from exc
+            delay = backoff_s * 2**attempt
+            if exc.retry_after is not None:
+                delay = max(delay, min(exc.retry_after, MAX_RETRY_AFTER_S))
+            log.warning("%s; retrying in %.2f s", exc, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def retry_changed(fn: Callable[[], T], what: str, retries: int) -> T:
+    """Call ``fn`` (which reads a file's size, then parts of it) again when the file
+    changed in between, at most ``retries`` times."""
+    for attempt in range(retries + 1):
+        try:
+            return fn()
+        except ChangedError as exc:
+            if attempt == retries:
+                raise DataError(f"{what}: kept changing while being read ({exc})") from exc
+            log.warning("%s; reading it again", exc)
+    raise AssertionError("unreachable")
 
 
 def open_source(

@@ -1,0 +1,238 @@
+"""Regenerate ``docs/reliability.md``: what was tried against the pipeline and what happened.
+
+``python bench/reliability_report.py`` (about 5-10 minutes on 2 CPU cores) runs, from
+scratch in a temporary folder, every measurement below and rewrites the document
+with the counts it measured. Nothing in the document is typed in by hand.
+
+1. bad inputs: the corpus of :mod:`bench.bad_inputs` through the real entry points;
+2. fuzz: ``tests/reliability/test_fuzz_inputs.py`` (seeded damage of each input kind);
+3. network faults: :func:`bench.download_faults.run_download_faults`;
+4. kills: :mod:`bench.crash_runs` on the download, preprocess and train stages;
+5. full disk: the ENOSPC tests (``test_atomic_writes.py``, ``test_bad_frames.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from bench.bad_inputs import run_corpus
+from bench.crash_runs import (
+    REPO,
+    SOURCE,
+    KillRun,
+    checkpoint_written,
+    download_sections,
+    kill_and_rerun,
+    make_train_setup,
+    members_written,
+    preprocess_sections,
+    run_stage,
+    temp_folder_exists,
+    train_sections,
+    tree_digest,
+)
+from bench.download_faults import run_download_faults
+from depthcore.io import write_text_atomic
+from depthcore.synth.hypersim import generate_hypersim
+
+DOC = REPO / "docs" / "reliability.md"
+KILL_HEADER = ("stage", "runs", "killed mid-run", "outputs equal", "temp files left", "resumed")
+FUZZ_TESTS = "tests/reliability/test_fuzz_inputs.py"
+FUZZ_READERS, FUZZ_VARIANTS = 9, 49  # parametrised readers x (48 variants + the empty file)
+ENOSPC_TESTS = (
+    "tests/reliability/test_atomic_writes.py::test_enospc_keeps_previous_file_and_says_disk_full",
+    "tests/reliability/test_atomic_writes.py::test_enospc_while_saving_a_checkpoint",
+    "tests/data/hypersim/test_bad_frames.py::test_disk_full_while_writing_shards_keeps_previous_output",
+)
+
+
+def _pytest(*targets: str) -> tuple[int, int]:
+    """(passed, failed) of a pytest run over ``targets``."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *targets],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    found = dict((word, int(n)) for n, word in re.findall(r"(\d+) (passed|failed)", proc.stdout))
+    return found.get("passed", 0), found.get("failed", 0)
+
+
+def _kills(work: Path, seeds: int, train_seeds: int) -> list[KillRun]:
+    source = work / "source"
+    generate_hypersim(source, SOURCE)
+    ref = work / "reference"
+    ref.mkdir()
+    raw = ref / "data/raw"
+    (ref / "params.yaml").write_text(
+        yaml.safe_dump({**download_sections(source), **preprocess_sections(raw)})
+    )
+    run_stage(["stages.download", "--params", "params.yaml"], ref)
+    run_stage(["stages.preprocess", "--params", "params.yaml"], ref)
+    runs = []
+    wanted = sum(1 for _ in raw.rglob("*.hdf5"))
+    ref_raw, ref_processed = tree_digest(raw), tree_digest(ref / "data/processed")
+    for seed in range(seeds):
+        runs.append(kill_and_rerun(
+            "download", download_sections(source), "data/raw", work / f"dl{seed}", ref_raw,
+            seed, members_written("data/raw", wanted), as_dvc=False,
+        ))  # fmt: skip
+        runs.append(kill_and_rerun(
+            "preprocess", preprocess_sections(raw), "data/processed", work / f"pp{seed}",
+            ref_processed, seed, temp_folder_exists("data/processed"),
+        ))  # fmt: skip
+    setup = make_train_setup(ref / "data/processed", work / "train_setup")
+    args = ["stages.train", "--params", "params.yaml", "--objective", "var_tf"]
+    train_ref = work / "train_ref"
+    train_ref.mkdir()
+    (train_ref / "params.yaml").write_text(yaml.safe_dump(train_sections(setup)))
+    run_stage(args, train_ref)
+    weights = tree_digest(train_ref / "models/var_tf", ("model.safetensors",))
+    for seed in range(train_seeds):
+        runs.append(kill_and_rerun(
+            "train", train_sections(setup), "models/var_tf", work / f"tr{seed}", weights, seed,
+            checkpoint_written("models/var_tf"), stage_args=args, item="var_tf",
+            only=("model.safetensors",),
+        ))  # fmt: skip
+    return runs
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[object, ...]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def render(corpus: list, fuzz: tuple[int, int], faults: object, kills: list[KillRun],
+           enospc: tuple[int, int], seconds: float) -> str:  # fmt: skip
+    """The Markdown document from the measured results."""
+    by_kind: dict[str, list] = {}
+    for o in corpus:
+        by_kind.setdefault(o.case.kind, []).append(o)
+    corpus_rows = [
+        (kind, len(items), sum(o.clean for o in items), len(items) - sum(o.clean for o in items))
+        for kind, items in by_kind.items()
+    ]
+    case_rows = [
+        (o.case.kind, o.case.name, "absorbed (exit 0)" if o.case.expect_ok else f"exit {o.status}",
+         "yes" if o.clean else "**no**")
+        for o in corpus
+    ]  # fmt: skip
+    f, run, miss = faults.faults, faults.faulted_run, faults.missing_run
+    fault_rows = [(kind, n) for kind, n in sorted(f.injected.items())]
+    fault_rows.append(("object replaced mid-download (ETag/size change)", len(f.replaced)))
+    waits = ", ".join(f"{w:.2f}" for w in f.retry_after_waits)
+    kill_rows = []
+    for stage in ("download", "preprocess", "train"):
+        rs = [r for r in kills if r.stage == stage]
+        kill_rows.append((
+            stage, len(rs), sum(r.killed for r in rs), sum(r.equal for r in rs),
+            sum(len(r.leftovers) for r in rs),
+            sum(r.note == "resumed" for r in rs) if stage == "train" else "-",
+        ))  # fmt: skip
+    corrupt = len(run.corrupt) + len(miss.corrupt) + len(faults.final.corrupt)
+    lost = sum(not r.equal for r in kills) + len(run.missing) + len(faults.final.missing)
+    clean_inputs = sum(o.clean for o in corpus)
+    verdict = (
+        "**Zero lost and zero corrupt outputs were measured** in this run."
+        if corrupt == 0 and lost == 0 and all(r.killed for r in kills)
+        else f"**Problems were measured: {lost} lost, {corrupt} corrupt outputs.**"
+    )
+    return f"""# Reliability: what was tried and what happened
+
+Generated by `python bench/reliability_report.py` (this run: {seconds / 60:.1f} min on this
+machine); every number below was measured by that command, none typed in. {verdict}
+
+## 1. Bad inputs through the real entry points
+
+Contract: exit status non-zero, exactly one `error:` line naming the file or key, no
+traceback (only with `--debug` / `DEPTHCORE_DEBUG=1`), no partial output; in a batch the
+good images are still written. ({clean_inputs} of {len(corpus)} cases met it.)
+
+{_table(("input kind", "cases", "handled cleanly", "not"), corpus_rows)}
+
+<details><summary>every case</summary>
+
+{_table(("kind", "case", "result", "one line, named, no traceback, no partial output"), case_rows)}
+
+</details>
+
+## 2. Fuzz: damaged files of each input kind
+
+`{FUZZ_TESTS}`: image (PNG, JPEG), safetensors, HDF5, zip directory, params YAML,
+MLmodel YAML, the two Hypersim CSV tables; per reader the empty file and 48 seeded
+truncations, bit flips, random byte strings and splices ({FUZZ_READERS * FUZZ_VARIANTS} inputs).
+Each must load or raise the reader's own one-line error type, never another exception.
+Result: {fuzz[0]} readers passed, {fuzz[1]} failed.
+
+## 3. Download under network faults
+
+A loopback HTTP server (`bench/faultserver.py`) injected {f.total} faults in one download
+of 3 scene zips ({run.complete} members), on the first attempt of every other request:
+
+{_table(("fault", "injected"), fault_rows)}
+
+- Result: {run.complete} members complete and byte-identical to the source's current zips
+  (CRC-verified), {len(run.corrupt)} corrupt, {len(run.missing)} missing, {len(run.leftovers)}
+  partial files left. Reads of the replaced zip after the change were refused by ETag
+  (`If-Match`, {f.refused_412} HTTP 412) and its directory was read again.
+- `Retry-After: 1` was honoured: waits before the retried request {waits} s (own backoff 0.01 s).
+- Rerun without faults: {faults.rerun_fetched} members fetched.
+- A member that can never be fetched (permanent 503): {len(miss.missing)} reported missing,
+  {miss.complete} complete, {len(miss.corrupt)} corrupt; the rerun fetched
+  {faults.missing_rerun_fetched} (only that one).
+
+## 4. SIGKILL at a random point, then rerun
+
+Each stage was run as a real process and killed with SIGKILL after a seeded random amount
+of progress, then rerun (preprocess and train after deleting what `dvc repro` deletes:
+the stage's outputs not marked `persist: true` in dvc.yaml). Outputs are compared with an
+uninterrupted run (SHA-256 of every file; for the model, of its tensors and metadata).
+
+{_table(KILL_HEADER, kill_rows)}
+
+## 5. Disk full (ENOSPC, simulated)
+
+A write raising `OSError(ENOSPC)` while writing a file, a checkpoint and preprocess shards:
+the previous output stays as it was, no temporary file remains, and the one error line
+says "disk full". Tests passed: {enospc[0]}, failed: {enospc[1]}.
+
+## Not covered here
+
+MLflow server death mid-training and the HTTP serving endpoint's malformed requests
+(issue 11, item 4) are not measured by this report.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=3, help="kills per data stage")
+    parser.add_argument("--train-seeds", type=int, default=2, help="kills of the train stage")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        (work / "corpus").mkdir()
+        corpus = run_corpus(work / "corpus")
+        fuzz = _pytest(FUZZ_TESTS)
+        source = work / "fault_source"
+        generate_hypersim(source, SOURCE)
+        faults = run_download_faults(source, work / "faults")
+        kills = _kills(work / "kills", args.seeds, args.train_seeds)
+        enospc = _pytest(*ENOSPC_TESTS)
+    text = render(corpus, fuzz, faults, kills, enospc, time.monotonic() - start)
+    write_text_atomic(DOC, text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
