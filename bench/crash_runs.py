@@ -1,6 +1,6 @@
 """Kill stages with SIGKILL at a random point, rerun them, and compare with an uninterrupted run.
 
-Used by ``tests/reliability/test_kill_stages.py``, ``tests/training/test_kill_resume.py``
+Used by ``tests/pipeline/test_kill_data_stages.py``, ``tests/training/test_kill_resume.py``
 and ``bench/reliability_report.py``. Each scenario runs the real stage command
 (``python -m stages.<name> --params params.yaml``) in a work folder:
 

@@ -5,10 +5,10 @@ scratch in a temporary folder, every measurement below and rewrites the document
 with the counts it measured. Nothing in the document is typed in by hand.
 
 1. bad inputs: the corpus of :mod:`bench.bad_inputs` through the real entry points;
-2. fuzz: ``tests/reliability/test_fuzz_inputs.py`` (seeded damage of each input kind);
+2. fuzz: ``tests/test_fuzz_inputs.py`` (seeded damage of each input kind);
 3. network faults: :func:`bench.download_faults.run_download_faults`;
 4. kills: :mod:`bench.crash_runs` on the download, preprocess and train stages;
-5. full disk: the ENOSPC tests (``test_atomic_writes.py``, ``test_bad_frames.py``);
+5. full disk: the ENOSPC tests (``tests/test_io.py``, ``test_bad_frames.py``);
 6. serving: ``tests/tracking/test_serving_errors.py`` (bad requests to the scoring server).
 """
 
@@ -47,13 +47,13 @@ from depthcore.synth.hypersim import generate_hypersim
 
 DOC = REPO / "docs" / "reliability.md"
 KILL_HEADER = ("stage", "runs", "killed mid-run", "outputs equal", "temp files left", "resumed")
-FUZZ_TESTS = "tests/reliability/test_fuzz_inputs.py"
+FUZZ_TESTS = "tests/test_fuzz_inputs.py"
 SERVING_TESTS = "tests/tracking/test_serving_errors.py"
 SERVING_REQUESTS = 8  # malformed JSON, not an image, not base64, oversized, column, 3 shapes
 FUZZ_READERS, FUZZ_VARIANTS = 9, 49  # parametrised readers x (48 variants + the empty file)
 ENOSPC_TESTS = (
-    "tests/reliability/test_atomic_writes.py::test_enospc_keeps_previous_file_and_says_disk_full",
-    "tests/reliability/test_atomic_writes.py::test_enospc_while_saving_a_checkpoint",
+    "tests/test_io.py::test_enospc_keeps_previous_file_and_says_disk_full",
+    "tests/test_io.py::test_enospc_while_saving_a_checkpoint",
     "tests/data/hypersim/test_bad_frames.py::test_disk_full_while_writing_shards_keeps_previous_output",
 )
 
