@@ -9,7 +9,8 @@ with the counts it measured. Nothing in the document is typed in by hand.
 3. network faults: :func:`bench.download_faults.run_download_faults`;
 4. kills: :mod:`bench.crash_runs` on the download, preprocess and train stages;
 5. full disk: the ENOSPC tests (``tests/test_io.py``, ``test_bad_frames.py``);
-6. serving: ``tests/tracking/test_serving_errors.py`` (bad requests to the scoring server).
+6. serving: ``tests/tracking/test_serving_errors.py`` (bad requests to the scoring server);
+7. two ``dvc repro`` at once: ``tests/pipeline/test_dvc_lock.py``.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ DOC = REPO / "docs" / "reliability.md"
 KILL_HEADER = ("stage", "runs", "killed mid-run", "outputs equal", "temp files left", "resumed")
 FUZZ_TESTS = "tests/test_fuzz_inputs.py"
 SERVING_TESTS = "tests/tracking/test_serving_errors.py"
+LOCK_TEST = "tests/pipeline/test_dvc_lock.py"
 SERVING_REQUESTS = 8  # malformed JSON, not an image, not base64, oversized, column, 3 shapes
 FUZZ_READERS, FUZZ_VARIANTS = 9, 49  # parametrised readers x (48 variants + the empty file)
 ENOSPC_TESTS = (
@@ -114,7 +116,8 @@ def _table(header: tuple[str, ...], rows: list[tuple[object, ...]]) -> str:
 
 
 def render(corpus: list, fuzz: tuple[int, int], faults: object, kills: list[KillRun],
-           enospc: tuple[int, int], serving: tuple[int, int], seconds: float) -> str:  # fmt: skip
+           enospc: tuple[int, int], serving: tuple[int, int], lock: tuple[int, int],
+           seconds: float) -> str:  # fmt: skip
     """The Markdown document from the measured results."""
     by_kind: dict[str, list] = {}
     for o in corpus:
@@ -214,6 +217,11 @@ a wrong column, arrays of the wrong shape) through MLflow's scoring function wit
 pyfunc: each must get a 4xx carrying our message, and a good request after them a 200.
 Tests passed: {serving[0]}, failed: {serving[1]}.
 
+## 7. Two `dvc repro` at once
+
+The second stops at once with DVC's lock message naming the first process's PID; the
+first finishes and its output is whole. Tests passed: {lock[0]}, failed: {lock[1]}.
+
 ## Not covered here
 
 The MLflow server dying mid-training (issue 11, item 4) is not measured: a logging
@@ -240,7 +248,9 @@ def main(argv: list[str] | None = None) -> int:
         kills = _kills(work / "kills", args.seeds, args.train_seeds)
         enospc = _pytest(*ENOSPC_TESTS)
         serving = _pytest(SERVING_TESTS)
-    text = render(corpus, fuzz, faults, kills, enospc, serving, time.monotonic() - start)
+        lock = _pytest(LOCK_TEST)
+    seconds = time.monotonic() - start
+    text = render(corpus, fuzz, faults, kills, enospc, serving, lock, seconds)
     write_text_atomic(DOC, text)
     print(text)
     return 0
