@@ -165,12 +165,14 @@ def kill_and_rerun(
     item: str | None = None,
     as_dvc: bool = True,
     only: tuple[str, ...] = (),
+    max_delay_s: float = 0.3,
 ) -> KillRun:
-    """One seed: run, kill after random progress, (DVC's deletions,) rerun, compare."""
+    """One seed: run, kill after random progress (plus up to ``max_delay_s``), (DVC's
+    deletions,) rerun, compare."""
     rng = random.Random(seed)
     _params(work, sections)
     args = stage_args or [f"stages.{stage}", "--params", "params.yaml"]
-    killed = kill_when(args, work, progress(work, rng), delay_s=rng.uniform(0.0, 0.3))
+    killed = kill_when(args, work, progress(work, rng), delay_s=rng.uniform(0.0, max_delay_s))
     kept = []
     if as_dvc:
         for rel in dvc_removed_outs(stage, item):
@@ -232,10 +234,11 @@ def make_train_setup(processed: Path, root: Path) -> Path:
 
 
 def members_written(out: str, wanted: int) -> Callable[[Path, random.Random], Callable[[], bool]]:
-    """Ready once a random number (1 .. wanted-1) of members is in ``out``."""
+    """Ready once a random number (1 .. 2/3 of ``wanted``) of members is in ``out``
+    (not later: a kill that lands after the stage finished tests nothing)."""
 
     def progress(work: Path, rng: random.Random) -> Callable[[], bool]:
-        k = rng.randint(1, max(1, wanted - 1))
+        k = rng.randint(1, max(1, wanted * 2 // 3))
         return lambda: sum(1 for _ in (work / out).rglob("*.hdf5")) >= k
 
     return progress

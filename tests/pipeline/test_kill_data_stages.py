@@ -57,6 +57,7 @@ def test_download_killed_then_rerun(reference: dict, tmp_path: Path, seed: int) 
     run = kill_and_rerun(
         "download", download_sections(reference["source"]), "data/raw", tmp_path,
         reference["download"], seed, members_written("data/raw", wanted), as_dvc=False,
+        max_delay_s=0.0,
     )  # fmt: skip
     assert run.killed, "the stage finished before the kill: no crash was tested"
     assert run.equal and run.leftovers == []
