@@ -193,13 +193,14 @@ def _fetch_member(
     error propagates: the caller re-reads the zip directory.
     """
     where = source.describe(zip_name)
+    part = target.with_name(target.name + ".part")
     intact = target.is_file() and target.stat().st_size == member.size
     if intact and file_crc32(target) == member.crc32:
+        part.unlink(missing_ok=True)  # a run killed between the rename and the cleanup
         bar.update(member.compressed_size)
         return 0
     check_supported(member, where)
     target.parent.mkdir(parents=True, exist_ok=True)
-    part = target.with_name(target.name + ".part")
     moved = 0
     read = _range_reader(source, zip_name, cfg)
     for attempt in range(2):  # a corrupt .part or corrupt bytes get one clean refetch

@@ -15,6 +15,7 @@ import pytest
 
 from bench.download_faults import run_download_faults
 from bench.faultserver import KINDS
+from depthcore.data.hypersim.download import DownloadConfig, download
 
 
 @pytest.mark.slow
@@ -39,3 +40,17 @@ def test_download_survives_twenty_faults(hypersim_source: Path, tmp_path: Path) 
     assert "gave up after 3 attempts" in report.missing_error
     assert report.missing_rerun_fetched == 1
     assert report.final.missing == [] and report.final.corrupt == []
+
+
+def test_part_left_by_a_kill_after_the_rename_is_removed(
+    hypersim_source: Path, tmp_path: Path
+) -> None:
+    """Killed between moving the verified member into place and deleting its ``.part``:
+    the rerun keeps the member and removes the leftover."""
+    cfg = DownloadConfig(source=f"file://{hypersim_source}", out_dir=str(tmp_path), backoff_s=0.01)
+    download(cfg)
+    member = next(tmp_path.rglob("*.depth_meters.hdf5"))
+    stale = member.with_name(member.name + ".part")
+    stale.write_bytes(b"the compressed bytes of a finished member")
+    assert download(cfg).fetched == 0
+    assert not stale.exists() and not list(tmp_path.rglob("*.part"))
