@@ -37,6 +37,13 @@ class KVCache:
     def __init__(self, depth: int) -> None:
         self.layers = [LayerKV() for _ in range(depth)]
 
+    def repeat_batch(self, repeats: int) -> None:
+        """Repeat every cached row ``repeats`` times (b -> b * repeats + n), e.g. per sample."""
+        for layer in self.layers:
+            if layer.k_BHlc is not None:
+                layer.k_BHlc = layer.k_BHlc.repeat_interleave(repeats, dim=0)
+                layer.v_BHlc = layer.v_BHlc.repeat_interleave(repeats, dim=0)
+
     @property
     def length(self) -> int:
         k = self.layers[0].k_BHlc

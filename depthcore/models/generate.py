@@ -6,11 +6,14 @@ greedy, KV-cached pass to find the model's own tokens.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
 
 from depthcore.config import frozen
+from depthcore.models.blocks import KVCache
+from depthcore.models.prefix import fhats_to_prefix
 from depthcore.models.var import DepthVAR
 from depthcore.models.vqvae import VQVAE
 
@@ -59,22 +62,23 @@ class Generation:
 def filter_top_k_top_p(logits_NV: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
     """Logits with everything outside the top-k and outside the top-p mass set to -inf.
 
-    The most likely token always survives, so a row is never empty.
+    The most likely token always survives, so a row is never empty. One partial sort
+    (``topk``) serves both filters: the nucleus is a prefix of the k sorted values, so
+    the survivors are the logits >= a per-row threshold (6x cheaper than sorting all V
+    at d16, measured in bench/profile_generate.py). Ties at the threshold all survive.
     """
     V = logits_NV.shape[-1]
-    out = logits_NV.clone()
-    if 0 < top_k < V:
-        kth_N1 = logits_NV.topk(top_k, dim=-1).values[..., -1:]
-        out = out.masked_fill(out < kth_N1, -torch.inf)
+    k = top_k if 0 < top_k < V else V
+    if k == V and top_p >= 1.0:
+        return logits_NV.clone()
+    top_Nk = logits_NV.topk(k, dim=-1).values  # sorted, descending
+    threshold_N1 = top_Nk[..., -1:]
     if top_p < 1.0:
-        sorted_NV, order_NV = out.sort(dim=-1, descending=True)
-        sorted_probs_NV = sorted_NV.softmax(-1)
-        mass_before_NV = sorted_probs_NV.cumsum(-1) - sorted_probs_NV
-        drop_sorted_NV = mass_before_NV >= top_p
-        drop_sorted_NV[..., 0] = False
-        drop_NV = torch.zeros_like(drop_sorted_NV).scatter_(-1, order_NV, drop_sorted_NV)
-        out = out.masked_fill(drop_NV, -torch.inf)
-    return out
+        probs_Nk = top_Nk.softmax(-1)
+        mass_before_Nk = probs_Nk.cumsum(-1) - probs_Nk
+        n_keep_N1 = (mass_before_Nk < top_p).sum(-1, keepdim=True)  # >= 1: the first is 0
+        threshold_N1 = top_Nk.gather(-1, n_keep_N1 - 1)
+    return logits_NV.masked_fill(logits_NV < threshold_N1, -torch.inf)
 
 
 def choose_tokens(
@@ -98,6 +102,62 @@ def choose_tokens(
     return idx_NS[:, 0].view(B, l), h_BlCv
 
 
+def autocast_for(
+    device: torch.device, dtype: torch.dtype | None
+) -> contextlib.AbstractContextManager:
+    """Autocast to ``dtype`` (e.g. bf16, fast on CPUs with AVX512-BF16/AMX) or a no-op for None."""
+    if dtype is None or dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def model_dtype(var: DepthVAR) -> torch.dtype | None:
+    """The low precision ``var`` was prepared for (see :func:`prepare_for_inference`), or None."""
+    dtype = var.head.weight.dtype
+    return None if dtype == torch.float32 else dtype
+
+
+def prepare_for_inference(vae: VQVAE, var: DepthVAR, dtype: torch.dtype | None = None) -> None:
+    """Lay the models out for fast generation (in place; both are frozen afterwards).
+
+    The VQ-VAE's convolutions go channels-last (oneDNN's fast layout on CPU: ~3x per
+    256-px conv, measured). With ``dtype`` (bf16) the transformer's weights are stored
+    in that precision once: under plain autocast every cached scale would re-cast its
+    ~300M weights, which costs more than the small scales' matmuls. Such a transformer
+    then runs only under autocast: :func:`generate` and :func:`rollout` see its dtype
+    and enter it. The quantiser's code choices and f_hat stay fp32.
+    """
+    vae.eval().requires_grad_(False).to(memory_format=torch.channels_last)
+    var.eval().requires_grad_(False)
+    if dtype is not None and dtype != torch.float32:
+        var.to(dtype)
+
+
+@torch.inference_mode()
+def encode_image(
+    vae: VQVAE, rgb_B3HW: torch.Tensor, dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """Image prefix (B, L, Cvae) as :func:`image_prefix`, the encoder under ``dtype`` autocast."""
+    with autocast_for(rgb_B3HW.device, dtype):
+        f_BChw = vae.encode_features(rgb_B3HW.contiguous(memory_format=torch.channels_last))
+    fhats = vae.quantize.f_to_fhats(f_BChw.float().contiguous())
+    return fhats_to_prefix(fhats, vae.v_patch_nums)
+
+
+def _first_scale(
+    var: DepthVAR, prefix_BLCv: torch.Tensor, cache: KVCache | None, repeats: int
+) -> torch.Tensor:
+    """Logits of scale 1 for every sample; the prefix runs once per image, not per sample."""
+    if cache is None:
+        prefix_BLCv = prefix_BLCv.repeat_interleave(repeats, dim=0)
+        return var(prefix_BLCv, None)[:, : var.first_l]
+    logits_BlV = var.start_cached(prefix_BLCv, cache)
+    if repeats > 1:
+        cache.repeat_batch(repeats)
+        logits_BlV = logits_BlV.repeat_interleave(repeats, dim=0)
+    return logits_BlV
+
+
 @torch.no_grad()
 def rollout(
     vae: VQVAE,
@@ -108,31 +168,36 @@ def rollout(
     use_cache: bool = True,
     keep_fhats: bool = False,
     generator: torch.Generator | None = None,
+    repeats: int = 1,
 ) -> Rollout:
     """Generate all K scales, feeding each scale's choice back as the next input.
 
-    ``use_cache=False`` recomputes the whole masked sequence at every scale (the
-    reference the cache is tested against, and the slow path the benchmark reports).
+    ``repeats=N`` makes N rollouts per image (rows ``b * N + n``, as
+    ``prefix.repeat_interleave(N)``) while the prefix pass runs once per image and its
+    keys/values are copied. ``use_cache=False`` recomputes the whole masked sequence at
+    every scale (the reference the cache is tested against). A transformer prepared
+    in bf16 runs under bf16 autocast; the quantiser's f_hat updates stay fp32.
     """
-    B, SN = prefix_BLCv.shape[0], len(var.patch_nums)
+    B, SN = prefix_BLCv.shape[0] * repeats, len(var.patch_nums)
     H = vae.v_patch_nums[-1]
     f_hat = prefix_BLCv.new_zeros(B, vae.Cvae, H, H, dtype=torch.float32)
     cache = var.new_cache() if use_cache else None
+    autocast = autocast_for(prefix_BLCv.device, model_dtype(var))
     inputs: list[torch.Tensor] = []
     idx_all: list[torch.Tensor] = []
     fhats: list[torch.Tensor] | None = [] if keep_fhats else None
     next_BlCv: torch.Tensor | None = None
     for si, pn in enumerate(var.patch_nums):
-        if cache is not None:
+        with autocast:
             if si == 0:
-                logits_BlV = var.start_cached(prefix_BLCv, cache)
-            else:
+                logits_BlV = _first_scale(var, prefix_BLCv, cache, repeats)
+            elif cache is not None:
                 logits_BlV = var.step_cached(si, next_BlCv, cache)
-        else:
-            x_BlCv = torch.cat(inputs, dim=1) if inputs else None
-            start, end = var.begin_ends[si]
-            logits_BlV = var(prefix_BLCv, x_BlCv)[:, start:end]
-        idx_Bl, h_BlCv = choose_tokens(vae, logits_BlV, sampling, generator)
+            else:
+                start, end = var.begin_ends[si]
+                prefix_rep = prefix_BLCv.repeat_interleave(repeats, dim=0)
+                logits_BlV = var(prefix_rep, torch.cat(inputs, dim=1))[:, start:end]
+        idx_Bl, h_BlCv = choose_tokens(vae, logits_BlV.float(), sampling, generator)
         idx_all.append(idx_Bl)
         h_BChw = h_BlCv.transpose(1, 2).reshape(B, vae.Cvae, pn, pn)
         f_hat, next_BChw = vae.get_next_autoregressive_input(si, SN, f_hat, h_BChw)
@@ -143,12 +208,16 @@ def rollout(
     return Rollout(idx_all, f_hat, fhats)
 
 
-def decode_depth(vae: VQVAE, f_hat_BChw: torch.Tensor) -> torch.Tensor:
-    """Decoded prediction (B, 1, H, W): the mean of the 3 decoded channels."""
-    return vae.fhat_to_img(f_hat_BChw).mean(dim=1, keepdim=True)
+def decode_depth(
+    vae: VQVAE, f_hat_BChw: torch.Tensor, dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """Decoded prediction (B, 1, H, W) fp32: the mean of the 3 decoded channels."""
+    with autocast_for(f_hat_BChw.device, dtype):
+        img_B3HW = vae.fhat_to_img(f_hat_BChw.contiguous(memory_format=torch.channels_last))
+    return img_B3HW.float().mean(dim=1, keepdim=True).contiguous()
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def generate(
     vae: VQVAE,
     var: DepthVAR,
@@ -158,8 +227,13 @@ def generate(
     use_cache: bool = True,
     return_scales: bool = False,
     generator: torch.Generator | None = None,
+    repeats: int = 1,
 ) -> Generation:
-    """Depth prediction (normalised space) for image prefixes from ``image_prefix``."""
+    """Depth prediction (normalised space) for image prefixes from ``image_prefix``.
+
+    ``repeats=N`` gives N rollouts per image (B * N rows, see :func:`rollout`). The
+    decoder runs in the transformer's prepared precision (:func:`prepare_for_inference`).
+    """
     if generator is None and not sampling.greedy:
         generator = torch.Generator(device=prefix_BLC.device).manual_seed(sampling.seed)
     result = rollout(
@@ -170,9 +244,11 @@ def generate(
         use_cache=use_cache,
         keep_fhats=return_scales,
         generator=generator,
+        repeats=repeats,
     )
-    pred_B1HW = decode_depth(vae, result.f_hat_BChw)
+    dtype = model_dtype(var)
+    pred_B1HW = decode_depth(vae, result.f_hat_BChw, dtype)
     scales = None
     if result.fhats_K is not None:
-        scales = torch.stack([decode_depth(vae, f) for f in result.fhats_K])
+        scales = torch.stack([decode_depth(vae, f, dtype) for f in result.fhats_K])
     return Generation(pred_B1HW, scales)

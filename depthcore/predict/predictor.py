@@ -36,9 +36,13 @@ from depthcore.data.transforms import resize_rgb
 from depthcore.device import resolve_device
 from depthcore.errors import CheckpointError, DataError, DepthcoreError
 from depthcore.evaluation.references import REFERENCE_PREDICTORS, DepthModel
-from depthcore.models import image_prefix
 from depthcore.models.checkpoint import load_model
-from depthcore.models.generate import SamplingConfig, generate
+from depthcore.models.generate import (
+    SamplingConfig,
+    encode_image,
+    generate,
+    prepare_for_inference,
+)
 from depthcore.spaces import DEFAULT_NEAR_FAR_RATIO, INPUT_FIT, normalised_to_depth, rgb_to_model
 
 Fit = Literal["pad", "stretch"]
@@ -161,19 +165,26 @@ class DepthPredictor:
         sampling: SamplingConfig | None = None,
         seed: int | None = None,
         near_far_ratio: float = DEFAULT_NEAR_FAR_RATIO,
+        precision: Literal["fp32", "bf16"] = "fp32",
     ) -> None:
         """Wrap a loaded (vae, var) pair; ``space`` and ``image_size`` come from its checkpoint.
 
         ``sampling`` defaults to the official DepthART setting (top-k 900, top-p 0.9,
         5 samples averaged per token); ``seed`` (default ``sampling.seed``) makes every
         call reproducible; ``near_far_ratio`` fixes the depth convention of
-        :func:`normalised_to_depth`.
+        :func:`normalised_to_depth`; ``precision="bf16"`` runs the transformer and the
+        VQ-VAE convolutions in bf16 (about 2-3x faster on a CPU with AVX512-BF16; the
+        prediction within a tested tolerance of fp32, see ``depthcore.models.generate``).
         """
         if fit not in ("pad", "stretch"):
             raise ValueError(f"fit must be 'pad' or 'stretch', got {fit!r}")
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
         self.device = torch.device(resolve_device(device))
-        self.vae = vae.to(self.device).eval()
-        self.var = var.to(self.device).eval()
+        self.vae = vae.to(self.device)
+        self.var = var.to(self.device)
+        self.dtype = torch.bfloat16 if precision == "bf16" else None
+        prepare_for_inference(self.vae, self.var, self.dtype)
         self.space = space
         self.image_size = int(image_size)
         self.fit: Fit = fit
@@ -330,13 +341,11 @@ class DepthPredictor:
     ) -> tuple[torch.Tensor, list[torch.Tensor] | None, torch.Tensor | None]:
         """Model on square inputs in [-1, 1]: (pred_BSS, K x scale_BSS, std_BSS) or None."""
         B = rgb_B3SS.shape[0]
-        prefix_BLC = image_prefix(self.vae, rgb_B3SS.to(self.device))
+        prefix_BLC = encode_image(self.vae, rgb_B3SS.to(self.device), self.dtype)
         sampling = self.sampling
         n = max(samples, 1)
-        if samples > 0:
-            prefix_BLC = prefix_BLC.repeat_interleave(samples, dim=0)  # (B*N, L, C)
-            if getattr(sampling, "greedy", False):
-                sampling = dataclasses.replace(sampling, greedy=False)
+        if samples > 0 and getattr(sampling, "greedy", False):
+            sampling = dataclasses.replace(sampling, greedy=False)
         generator = torch.Generator(device=self.device).manual_seed(seed)
         gen = generate(
             self.vae,
@@ -346,6 +355,7 @@ class DepthPredictor:
             use_cache=True,
             return_scales=want_scales,
             generator=generator,
+            repeats=n,  # N rollouts per image share one prefix pass
         )
         pred_BNSS = gen.pred_B1HW[:, 0].float().reshape(B, n, *gen.pred_B1HW.shape[-2:])
         std_BSS = pred_BNSS.std(dim=1, unbiased=False) if samples > 0 else None
