@@ -6,8 +6,12 @@ Generates a few synthetic Hypersim scene zips in a temporary folder, then prints
   with ``Range`` support: bytes fetched against total zip bytes (the selective ratio;
   for HTTP the bytes the server actually sent, central directories and local headers
   included) and MB/s;
-* the preprocessing throughput (frames/s, 1 and 2 worker processes) next to the rate
-  of just opening and reading the colour, depth and entity datasets with h5py.
+* the preprocessing throughput (frames/s, with ``--preprocess-workers``, default 1 2 4
+  worker processes) next to the rate of just opening and reading the colour, depth
+  and entity datasets with h5py, and their ratio; medians of ``--repeats`` runs.
+
+``--raw DIR`` skips the synth and download steps and measures an existing download
+folder (e.g. frames at Hypersim's real 1024 x 768, which take minutes to render).
 
 The synthetic zips hold colour, tone-mapped preview, depth, entity id and camera
 normals per frame; a real Hypersim zip holds about thirty members per frame (the
@@ -15,6 +19,8 @@ other render passes, positions, semantics, more previews), so the ratio printed 
 is an upper bound of what a real scene gives.
 
     python bench/bench_data.py --scenes 4 --cameras 2 --frames 6 --height 96 --width 128
+    python bench/bench_data.py --scenes 4 --cameras 1 --frames 4 --height 768 --width 1024 \
+        --keep /tmp/raw_1024      # then: python bench/bench_data.py --raw /tmp/raw_1024
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import argparse
 import http.server
 import logging
 import re
+import shutil
+import statistics
 import tempfile
 import threading
 import time
@@ -121,6 +129,34 @@ def _h5py_rate(raw: Path) -> tuple[int, float]:
     return len(frames), time.perf_counter() - start
 
 
+def preprocess_rates(raw: Path, tmp: Path, args: argparse.Namespace) -> None:
+    """Print the h5py read rate and preprocessing rate per worker count (medians)."""
+    reads = [_h5py_rate(raw) for _ in range(args.repeats)]
+    n = reads[0][0]
+    read_rate = n / statistics.median(secs for _, secs in reads)
+    print(f"h5py read (colour+depth+entity): {n} frames, {read_rate:.1f} frames/s")
+    for workers in args.preprocess_workers:
+        runs = []
+        for rep in range(args.repeats):
+            cfg = PreprocessConfig(
+                in_dir=str(raw),
+                out_dir=str(tmp / f"processed_{workers}_{rep}"),
+                resolution=tuple(args.resolution),
+                workers=workers,
+            )
+            start = time.perf_counter()
+            stats = preprocess(cfg)
+            runs.append(time.perf_counter() - start)
+            shutil.rmtree(cfg.out_dir)
+        rate = n / statistics.median(runs)
+        print(
+            f"preprocess workers={workers}: {n} frames ({len(stats)} kept), {rate:.1f} frames/s, "
+            f"{rate / read_rate:.2f}x the read rate (runs "
+            + " ".join(f"{r:.2f}" for r in runs)
+            + " s; includes split/camera tables and shard assembly)"
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scenes", type=int, default=4)
@@ -130,11 +166,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--width", type=int, default=128)
     ap.add_argument("--resolution", type=int, nargs=2, default=(64, 64), help="preprocess H W")
     ap.add_argument("--workers", type=int, default=2, help="render and download workers")
+    ap.add_argument("--preprocess-workers", type=int, nargs="+", default=[1, 2, 4])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--raw", type=Path, default=None, help="measure this download folder")
+    ap.add_argument("--keep", type=Path, default=None, help="copy the download folder here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
     with tempfile.TemporaryDirectory(prefix="bench_data_") as tmp_name:
         tmp = Path(tmp_name)
+        if args.raw is not None:
+            preprocess_rates(args.raw, tmp, args)
+            return
         synth = SynthConfig(
             out_dir=str(tmp / "src"),
             n_scenes=args.scenes,
@@ -178,26 +221,9 @@ def main(argv: list[str] | None = None) -> None:
             f"(ratio {served / total:.3f}), {len(sent)} requests, {secs:.2f} s, "
             f"{served / 1e6 / secs:.1f} MB/s"
         )
-
-        raw = tmp / "raw_file"
-        n, secs = _h5py_rate(raw)
-        print(
-            f"h5py read (colour+depth+entity): {n} frames in {secs:.2f} s, {n / secs:.1f} frames/s"
-        )
-        for workers in (1, 2):
-            cfg = PreprocessConfig(
-                in_dir=str(raw),
-                out_dir=str(tmp / f"processed_{workers}"),
-                resolution=tuple(args.resolution),
-                workers=workers,
-            )
-            start = time.perf_counter()
-            stats = preprocess(cfg)
-            secs = time.perf_counter() - start
-            print(
-                f"preprocess workers={workers}: {n} frames ({len(stats)} kept) in {secs:.2f} s, "
-                f"{n / secs:.1f} frames/s (includes split/camera tables and shard assembly)"
-            )
+        if args.keep is not None:
+            shutil.copytree(tmp / "raw_file", args.keep, dirs_exist_ok=True)
+        preprocess_rates(tmp / "raw_file", tmp, args)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ Hypersim authors' own code; the planar conversion uses the scene's ``M_cam_from_
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,11 +94,15 @@ def read_dataset(path: str | Path, ndim: int, kind: str) -> np.ndarray:
 
 
 def read_color(path: str | Path) -> np.ndarray:
-    """HDR colour ``hdr_HW3`` as float32."""
+    """HDR colour ``hdr_HW3``: float16 as stored (Hypersim's dtype), other floats as float32.
+
+    Kept in float16 so :func:`tone_map` can map the 65,536 possible values through a
+    table instead of converting and raising every pixel to a power.
+    """
     hdr_HW3 = read_dataset(path, 3, "f")
     if hdr_HW3.shape[2] != 3:
         raise DataError(f"{path}: expected H x W x 3 colour, got shape {hdr_HW3.shape}")
-    return hdr_HW3.astype(np.float32)
+    return hdr_HW3 if hdr_HW3.dtype == np.float16 else hdr_HW3.astype(np.float32)
 
 
 def read_distance(path: str | Path) -> np.ndarray:
@@ -110,24 +115,46 @@ def read_entity(path: str | Path) -> np.ndarray:
     return read_dataset(path, 2, "iu").astype(np.int32)
 
 
+@functools.cache
+def _float16_values() -> np.ndarray:
+    """Every float16 bit pattern's value as float64, non-finite ones as 0 (65,536 entries)."""
+    values_U = np.arange(2**16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+    return np.nan_to_num(values_U.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _srgb8(scale: float, hdr: np.ndarray) -> np.ndarray:
+    """uint8 of ``(scale * hdr) ** (1 / 2.2)`` clipped to [0, 1], truncated (float64 math)."""
+    linear = np.maximum(scale * hdr, 0.0)
+    # Truncation, not rounding, as in Marigold's Hypersim preprocessing.
+    return (np.clip(linear ** (1.0 / 2.2), 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
 def tone_map(hdr_HW3: np.ndarray, valid_HW: np.ndarray) -> np.ndarray:
     """Tone-map HDR radiance to ``rgb_HW3`` uint8 as the Hypersim authors do.
 
     The exposure puts the 90th brightness percentile of the valid (surface) pixels
     at 0.8 after gamma 2.2, so frames of very different radiance look alike.
+    Non-finite radiance counts as 0. For float16 input (Hypersim's files) the same
+    float64 formula is evaluated once per possible value and looked up, so the result
+    is identical to evaluating it per pixel, ~10x faster at 1024 x 768.
     """
-    hdr_HW3 = np.nan_to_num(hdr_HW3.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-    brightness_HW = 0.3 * hdr_HW3[..., 0] + 0.59 * hdr_HW3[..., 1] + 0.11 * hdr_HW3[..., 2]
+    if hdr_HW3.dtype == np.float16:
+        codes_HW3 = hdr_HW3.view(np.uint16)
+        values_U = _float16_values()
+        r_HW, g_HW, b_HW = (np.take(values_U, codes_HW3[..., c]) for c in range(3))
+    else:
+        hdr64_HW3 = np.nan_to_num(hdr_HW3.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        r_HW, g_HW, b_HW = hdr64_HW3[..., 0], hdr64_HW3[..., 1], hdr64_HW3[..., 2]
+    brightness_HW = 0.3 * r_HW + 0.59 * g_HW + 0.11 * b_HW
     valid_b = brightness_HW[valid_HW]
     if valid_b.size == 0:
         scale = 1.0
     else:
         p90 = float(np.percentile(valid_b, 90))
         scale = 0.0 if p90 < 1e-4 else 0.8**2.2 / p90
-    linear_HW3 = np.maximum(scale * hdr_HW3, 0.0)
-    srgb_HW3 = np.clip(linear_HW3 ** (1.0 / 2.2), 0.0, 1.0)
-    # Truncation, not rounding, as in Marigold's Hypersim preprocessing.
-    return (srgb_HW3 * 255.0).astype(np.uint8)
+    if hdr_HW3.dtype == np.float16:
+        return np.take(_srgb8(scale, values_U), codes_HW3)
+    return _srgb8(scale, hdr64_HW3)
 
 
 def ray_directions(M_cam_from_uv: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -150,12 +177,24 @@ def distance_to_planar(distance_HW: np.ndarray, M_cam_from_uv: np.ndarray) -> np
     """Planar depth (along the optical axis) from Euclidean distance, as float32.
 
     planar = distance * |ray_z| / ||ray|| with the scene's rays, which reduces to the
-    familiar f / sqrt(x^2 + y^2 + f^2) factor for the default centred camera.
+    familiar f / sqrt(x^2 + y^2 + f^2) factor for the default centred camera. The
+    factor depends only on the camera and the size, so it is computed once per scene.
     """
     H, W = distance_HW.shape
-    rays_HW3 = ray_directions(M_cam_from_uv, H, W)
-    cos_HW = np.abs(rays_HW3[..., 2]) / np.linalg.norm(rays_HW3, axis=-1)
+    M = np.ascontiguousarray(M_cam_from_uv, dtype=np.float64)
+    if M.shape != (3, 3):
+        raise ValueError(f"M_cam_from_uv must be 3x3, got {M.shape}")
+    cos_HW = _planar_factor(M.tobytes(), H, W)
     return (distance_HW.astype(np.float64) * cos_HW).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _planar_factor(M_bytes: bytes, height: int, width: int) -> np.ndarray:
+    """|ray_z| / ||ray|| per pixel (read-only) for a camera given as 3x3 float64 bytes."""
+    rays_HW3 = ray_directions(np.frombuffer(M_bytes).reshape(3, 3), height, width)
+    cos_HW = np.abs(rays_HW3[..., 2]) / np.linalg.norm(rays_HW3, axis=-1)
+    cos_HW.flags.writeable = False
+    return cos_HW
 
 
 @dataclass(frozen=True)
