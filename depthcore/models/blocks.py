@@ -37,6 +37,14 @@ class KVCache:
     def __init__(self, depth: int) -> None:
         self.layers = [LayerKV() for _ in range(depth)]
 
+    def detached(self) -> KVCache:
+        """A cache over the same keys/values without their graph (for a no-grad rollout)."""
+        out = KVCache(len(self.layers))
+        for mine, theirs in zip(out.layers, self.layers, strict=True):
+            if theirs.k_BHlc is not None:
+                mine.k_BHlc, mine.v_BHlc = theirs.k_BHlc.detach(), theirs.v_BHlc.detach()
+        return out
+
     def repeat_batch(self, repeats: int) -> None:
         """Repeat every cached row ``repeats`` times (b -> b * repeats + n), e.g. per sample."""
         for layer in self.layers:

@@ -145,13 +145,20 @@ def encode_image(
 
 
 def _first_scale(
-    var: DepthVAR, prefix_BLCv: torch.Tensor, cache: KVCache | None, repeats: int
+    var: DepthVAR,
+    prefix_BLCv: torch.Tensor,
+    cache: KVCache | None,
+    repeats: int,
+    prefix_filled: bool,
 ) -> torch.Tensor:
     """Logits of scale 1 for every sample; the prefix runs once per image, not per sample."""
-    if cache is None:
+    if prefix_filled:
+        logits_BlV = var.depth_after_prefix(None, cache)
+    elif cache is None:
         prefix_BLCv = prefix_BLCv.repeat_interleave(repeats, dim=0)
         return var(prefix_BLCv, None)[:, : var.first_l]
-    logits_BlV = var.start_cached(prefix_BLCv, cache)
+    else:
+        logits_BlV = var.start_cached(prefix_BLCv, cache)
     if repeats > 1:
         cache.repeat_batch(repeats)
         logits_BlV = logits_BlV.repeat_interleave(repeats, dim=0)
@@ -169,19 +176,24 @@ def rollout(
     keep_fhats: bool = False,
     generator: torch.Generator | None = None,
     repeats: int = 1,
+    prefix_cache: KVCache | None = None,
 ) -> Rollout:
     """Generate all K scales, feeding each scale's choice back as the next input.
 
     ``repeats=N`` makes N rollouts per image (rows ``b * N + n``, as
     ``prefix.repeat_interleave(N)``) while the prefix pass runs once per image and its
     keys/values are copied. ``use_cache=False`` recomputes the whole masked sequence at
-    every scale (the reference the cache is tested against). A transformer prepared
+    every scale (the reference the cache is tested against). ``prefix_cache``: a cache
+    already holding the prefix's keys/values (:meth:`DepthVAR.fill_prefix`), extended
+    in place, so the prefix pass is not run again. A transformer prepared
     in bf16 runs under bf16 autocast; the quantiser's f_hat updates stay fp32.
     """
     B, SN = prefix_BLCv.shape[0] * repeats, len(var.patch_nums)
     H = vae.v_patch_nums[-1]
     f_hat = prefix_BLCv.new_zeros(B, vae.Cvae, H, H, dtype=torch.float32)
-    cache = var.new_cache() if use_cache else None
+    if prefix_cache is not None and (not use_cache or repeats != 1):
+        raise ValueError("prefix_cache needs use_cache=True and repeats=1")
+    cache = prefix_cache if prefix_cache is not None else var.new_cache() if use_cache else None
     autocast = autocast_for(prefix_BLCv.device, model_dtype(var))
     inputs: list[torch.Tensor] = []
     idx_all: list[torch.Tensor] = []
@@ -190,7 +202,9 @@ def rollout(
     for si, pn in enumerate(var.patch_nums):
         with autocast:
             if si == 0:
-                logits_BlV = _first_scale(var, prefix_BLCv, cache, repeats)
+                logits_BlV = _first_scale(
+                    var, prefix_BLCv, cache, repeats, prefix_cache is not None
+                )
             elif cache is not None:
                 logits_BlV = var.step_cached(si, next_BlCv, cache)
             else:

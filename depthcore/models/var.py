@@ -205,6 +205,38 @@ class DepthVAR(nn.Module):
         x_BlC = self._add_pos(self.word_embed(next_BlCv.float()), start)
         return self._run(x_BlC, cond_BD, None, cache, end - start)
 
+    def fill_prefix(self, prefix_BLCv: torch.Tensor, cache: KVCache) -> None:
+        """Run the image prefix alone, leaving its keys/values in an empty ``cache``.
+
+        Image tokens attend only to image tokens, so these are exactly the prefix's
+        keys/values in the masked pass. With grad enabled they carry the graph: a
+        DepthART step computes the prefix once for its rollout (a detached copy) and its
+        loss pass (:meth:`depth_after_prefix`).
+        """
+        if cache.length:
+            raise ValueError(f"fill_prefix needs an empty cache, this one holds {cache.length}")
+        cond_BD = self.null_cond(prefix_BLCv.shape[0], prefix_BLCv.device)
+        x_BLC = self.embed_prefix(prefix_BLCv)
+        for block, layer in zip(self.blocks, cache.layers, strict=True):
+            x_BLC = block(x_BLC, cond_BD, None, layer)
+
+    def depth_after_prefix(self, x_BlCv: torch.Tensor | None, cache: KVCache) -> torch.Tensor:
+        """Masked pass of SOS + depth inputs over a cache holding the prefix; (B, n, V).
+
+        Equals ``forward(prefix, x_BlCv)`` (the depth tokens see every prefix token and
+        block-causally each other). ``x_BlCv=None`` gives scale 1 (a rollout's start).
+        """
+        L0 = cache.length
+        if L0 != self.L:
+            raise ValueError(f"the cache must hold the {self.L} prefix tokens, it holds {L0}")
+        B = cache.layers[0].k_BHlc.shape[0]
+        cond_BD = self.null_cond(B, cache.layers[0].k_BHlc.device)
+        depth_BlC = self.embed_depth(cond_BD, x_BlCv)
+        n = depth_BlC.shape[1]
+        depth_nn = self.attn_bias_for_masking[0, 0, :n, :n]
+        attn_bias = torch.cat((depth_nn.new_zeros(n, L0), depth_nn), 1).view(1, 1, n, L0 + n)
+        return self._run(depth_BlC, cond_BD, attn_bias, cache, n)
+
     def new_cache(self) -> KVCache:
         """An empty KV cache for :meth:`start_cached` / :meth:`step_cached`."""
         return KVCache(self.depth)

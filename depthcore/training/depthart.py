@@ -45,11 +45,16 @@ def depthart_loss(
     """Cross-entropy of the parallel pass on the model's own inputs against dynamic targets.
 
     The rollout runs in the modules' current mode (use drop rates of 0, the default,
-    for the rollout and the parallel pass to see identical inputs).
+    for the rollout and the parallel pass to see identical inputs). The image prefix
+    runs once, with grad: the rollout starts from a detached copy of its keys/values
+    and the loss pass attends to the originals, which gives the loss and gradients of
+    ``var(prefix, x)`` without a second prefix pass (tested).
     """
+    cache = var.new_cache()
+    var.fill_prefix(prefix_BLC, cache)
     with torch.no_grad():
-        pred_idx_Bl = rollout(vae, var, prefix_BLC, GREEDY, use_cache=True).idx_Bl
+        pred_idx_Bl = rollout(vae, var, prefix_BLC, GREEDY, prefix_cache=cache.detached()).idx_Bl
         targets = depthart_targets(vae, fD_BChw, pred_idx_Bl)
         x_BlCv = vae.idxBl_to_var_input(pred_idx_Bl)
-    logits_BLV = var(prefix_BLC, x_BlCv)
+    logits_BLV = var.depth_after_prefix(x_BlCv, cache)
     return scale_cross_entropy(logits_BLV, torch.cat(targets, dim=1), var.begin_ends)

@@ -7,6 +7,7 @@ import torch
 
 from depthcore.models import VQVAE, create_model, image_prefix
 from depthcore.models.generate import GREEDY, rollout
+from depthcore.training.losses import scale_cross_entropy
 from depthcore.training.objectives import OBJECTIVES, depthart_targets
 from tests.helpers.models import tiny_batch
 
@@ -111,3 +112,31 @@ def test_tiny_overfits_four_pairs_with_depthart() -> None:
     final = sum(losses[-5:]) / 5
     assert final < 0.2 * losses[0], losses[::10]
     assert float((out.logits_BLV.argmax(-1) == out.target_BL).float().mean()) > 0.9
+
+
+def _two_pass_depthart_loss(vae, var, prefix, fD):
+    """DepthART as first written: a rollout with its own prefix pass, then var(prefix, x)."""
+    with torch.no_grad():
+        pred_idx_Bl = rollout(vae, var, prefix, GREEDY, use_cache=True).idx_Bl
+        targets = depthart_targets(vae, fD, pred_idx_Bl)
+        x_BlCv = vae.idxBl_to_var_input(pred_idx_Bl)
+    logits_BLV = var(prefix, x_BlCv)
+    return scale_cross_entropy(logits_BLV, torch.cat(targets, dim=1), var.begin_ends)
+
+
+def test_depthart_shared_prefix_pass_keeps_loss_and_gradients(batch) -> None:
+    vae, var, prefix, fD = batch
+    var.train()
+    grads = []
+    losses = []
+    for objective in (OBJECTIVES["depthart"], _two_pass_depthart_loss):
+        var.zero_grad(set_to_none=True)
+        out = objective(vae, var, prefix, fD)
+        out.loss.backward()
+        losses.append(out.loss.detach())
+        grads.append(torch.cat([p.grad.flatten() for p in var.parameters() if p.grad is not None]))
+    var.zero_grad(set_to_none=True)
+    var.eval()
+    assert abs(float(losses[0] - losses[1])) <= 1e-6
+    assert grads[0].shape == grads[1].shape
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)

@@ -1,0 +1,108 @@
+"""``depthart predict`` throughput on a folder of photos, start-up time separately.
+
+Writes a random-weight checkpoint of ``--model`` (default ``tiny``) and ``--images``
+JPEG photos (640 x 480, smooth random content) to a temporary folder, then prints
+
+* start-up: a fresh interpreter importing ``depthcore.cli`` (wall seconds, median of
+  ``--repeats``), and loading the checkpoint into a predictor in this process;
+* throughput: the ``predict`` command run in-process on the whole folder (decode,
+  fit, model, upsample, depth PNG/colour PNG/npy writes) at each ``--batch`` size,
+  images/s excluding the checkpoint load; and the predictor alone in fp32 and bf16.
+
+    python bench/bench_predict.py --images 64 --batch 1 16 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from depthcore.cli import main as cli_main
+from depthcore.models import MODEL_CONFIGS, create_model, resolve_config
+from depthcore.models.checkpoint import save_model
+from depthcore.predict.predictor import DepthPredictor, load_rgb
+
+
+def write_photos(folder: Path, n: int, size: tuple[int, int] = (480, 640)) -> list[Path]:
+    """``n`` smooth random JPEG photos of ``size`` (H, W)."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(n):
+        base = rng.integers(0, 256, (size[0] // 16, size[1] // 16, 3), dtype=np.uint8)
+        img = Image.fromarray(base).resize((size[1], size[0]), Image.Resampling.BICUBIC)
+        paths.append(folder / f"photo_{i:03d}.jpg")
+        img.save(paths[-1], quality=90)
+    return paths
+
+
+def median_of(fn, repeats: int) -> float:
+    """Median wall seconds of ``repeats`` calls."""
+    runs = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        runs.append(time.perf_counter() - start)
+    return statistics.median(runs)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="tiny", choices=sorted(MODEL_CONFIGS))
+    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix="bench_predict_") as tmp_name:
+        tmp = Path(tmp_name)
+        torch.manual_seed(0)
+        vae, var = create_model(args.model)
+        ckpt = tmp / f"{args.model}.safetensors"
+        save_model(ckpt, vae, var, resolve_config(args.model), meta={"space": "sqrt_disparity"})
+        photos = write_photos(tmp / "photos", args.images)
+        print(
+            f"model {args.model}, {args.images} JPEG photos 640x480, {args.threads} threads, "
+            f"CPU, median of {args.repeats}"
+        )
+        import_s = median_of(
+            lambda: subprocess.run([sys.executable, "-c", "import depthcore.cli"], check=True),
+            args.repeats,
+        )
+        load_s = median_of(lambda: DepthPredictor.from_pretrained(ckpt), args.repeats)
+        print(f"start-up: import depthcore.cli {import_s:.2f} s, load checkpoint {load_s:.2f} s")
+        print("| what | batch | images/s | s per image |")
+        print("|---|---:|---:|---:|")
+        for B in args.batch:
+            command = [
+                "predict", str(tmp / "photos"), "-o", str(tmp / f"out_{B}"), "--model",
+                str(ckpt), "--batch-size", str(B), "--device", "cpu", "-q",
+            ]  # fmt: skip
+            secs = median_of(lambda command=command: cli_main(command), args.repeats) - load_s
+            print(f"| `depthart predict` (fp32, all outputs) | {B} | "
+                  f"{args.images / secs:.1f} | {secs / args.images:.3f} |")  # fmt: skip
+        images = [load_rgb(p)[0] for p in photos]
+        for precision in args.precisions:
+            kwargs = {} if precision == "fp32" else {"precision": precision}
+            predictor = DepthPredictor.from_pretrained(ckpt, **kwargs)
+            for B in args.batch:
+                secs = median_of(
+                    lambda B=B, p=predictor: p.predict_images(images, batch_size=B), args.repeats
+                )
+                print(f"| predictor.predict_images ({precision}) | {B} | "
+                      f"{args.images / secs:.1f} | {secs / args.images:.3f} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
