@@ -5,9 +5,10 @@ package knows it is being timed): image encode (VQ-VAE encoder + quant_conv), im
 tokens (the quantiser's multi-scale f_hats resized into the prefix), the prefix pass
 (prefix + SOS through the transformer, filling the KV cache), each later scale's
 cached step, token choice (top-k/top-p + sampling), f_hat updates and the decode.
-Random weights in the official layout; figures are medians over ``--repeats`` runs.
+Random weights in the official layout; figures are process CPU seconds (robust on a
+shared machine; with ``--threads 1`` the work done), medians over ``--repeats`` runs.
 
-    python bench/profile_generate.py --model d16 --batch 1 --repeats 3 --threads 2
+    python bench/profile_generate.py --model d16 --batch 1 --repeats 3 --threads 1
     python bench/profile_generate.py --model d16 --precision bf16
 """
 
@@ -30,13 +31,13 @@ Timings = dict[str, float]
 
 
 def _timed(name: str, fn: Callable[..., Any], sink: Timings, key: Callable[..., str] | None = None):
-    """``fn`` that adds its wall time to ``sink[name]`` (or ``sink[key(*args)]``)."""
+    """``fn`` that adds its CPU time to ``sink[name]`` (or ``sink[key(*args)]``)."""
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        start = time.perf_counter()
+        start = time.process_time()
         out = fn(*args, **kwargs)
         label = key(*args) if key is not None else name
-        sink[label] = sink.get(label, 0.0) + time.perf_counter() - start
+        sink[label] = sink.get(label, 0.0) + time.process_time() - start
         return out
 
     return wrapper
@@ -62,23 +63,23 @@ def profile(args: argparse.Namespace) -> tuple[list[str], dict[str, list[float]]
     torch.manual_seed(0)
     vae, var = create_model(args.model)
     vae, var = vae.eval().requires_grad_(False), var.eval().requires_grad_(False)
+    dtype = torch.bfloat16 if args.precision == "bf16" else None
     if args.precision != "reference":
-        prepare_for_inference(vae, var)
+        prepare_for_inference(vae, var, dtype)
     size = MODEL_CONFIGS[args.model].image_size
     gen = torch.Generator().manual_seed(0)
     rgb = torch.rand(args.batch, 3, size, size, generator=gen) * 2 - 1
     sampling = SamplingConfig(num_samples=args.samples)
     sink: Timings = {}
     instrument(vae, var, sink)
-    dtype = torch.bfloat16 if args.precision == "bf16" else None
     runs: dict[str, list[float]] = defaultdict(list)
     order: list[str] = []
     for rep in range(args.repeats + 1):
         sink.clear()
-        start = time.perf_counter()
+        start = time.process_time()
         prefix = encode_image(vae, rgb, dtype=dtype)
-        generate(vae, var, prefix, sampling=sampling, dtype=dtype)
-        total = time.perf_counter() - start
+        generate(vae, var, prefix, sampling=sampling)
+        total = time.process_time() - start
         if rep == 0:
             order = list(sink)
             continue
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--samples", type=int, default=5, help="tokens drawn per position")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
         "--precision",
         default="fp32",
@@ -110,11 +111,11 @@ def main(argv: list[str] | None = None) -> None:
         f"model {args.model}, batch {args.batch}, {args.precision}, {args.samples} samples/token, "
         f"{args.threads} threads, median of {args.repeats}"
     )
-    print("| phase | ms | share |")
+    print("| phase | CPU ms | share |")
     print("|---|---:|---:|")
     for name in order:
         ms = statistics.median(runs[name]) * 1000
-        print(f"| {name} | {ms:.1f} | {ms / total / 10:.1f}% |")
+        print(f"| {name} | {ms:.1f} | {ms / (total * 1000):.1%} |")
 
 
 if __name__ == "__main__":
