@@ -138,10 +138,8 @@ def tone_map(hdr_HW3: np.ndarray, valid_HW: np.ndarray) -> np.ndarray:
     the 65,536 possible values, the same float64 formula is evaluated once per value
     and looked up: identical to evaluating it per pixel, ~4x faster at 1024 x 768.
     """
-    hdr64_HW3 = hdr_HW3.astype(np.float64)
-    np.nan_to_num(hdr64_HW3, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-    brightness_HW = 0.3 * hdr64_HW3[..., 0] + 0.59 * hdr64_HW3[..., 1] + 0.11 * hdr64_HW3[..., 2]
-    valid_b = brightness_HW[valid_HW]
+    valid_N3 = np.nan_to_num(hdr_HW3[valid_HW].astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    valid_b = 0.3 * valid_N3[:, 0] + 0.59 * valid_N3[:, 1] + 0.11 * valid_N3[:, 2]
     if valid_b.size == 0:
         scale = 1.0
     else:
@@ -149,7 +147,7 @@ def tone_map(hdr_HW3: np.ndarray, valid_HW: np.ndarray) -> np.ndarray:
         scale = 0.0 if p90 < 1e-4 else 0.8**2.2 / p90
     if hdr_HW3.dtype == np.float16 and hdr_HW3.size > 2**16:  # the table is the cheaper
         return np.take(_srgb8(scale, _float16_values()), hdr_HW3.view(np.uint16))
-    return _srgb8(scale, hdr64_HW3)
+    return _srgb8(scale, np.nan_to_num(hdr_HW3.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0))
 
 
 def ray_directions(M_cam_from_uv: np.ndarray, height: int, width: int) -> np.ndarray:
