@@ -56,6 +56,8 @@ def load_official(path: Path, vae: torch.nn.Module, var: torch.nn.Module):
         for cls, fn in saved.items():
             if fn is not None:
                 cls.reset_parameters = fn
+            elif "reset_parameters" in cls.__dict__:  # was inherited: drop the patch
+                delattr(cls, "reset_parameters")
     off_vae.load_state_dict(vae.state_dict(), strict=True)
     off_var.load_state_dict(var.state_dict(), strict=True)
     return off_vae.eval(), off_var.eval()
