@@ -37,12 +37,7 @@ from depthcore.device import resolve_device
 from depthcore.errors import CheckpointError, DataError, DepthcoreError
 from depthcore.evaluation.references import REFERENCE_PREDICTORS, DepthModel
 from depthcore.models.checkpoint import load_model
-from depthcore.models.generate import (
-    SamplingConfig,
-    encode_image,
-    generate,
-    prepare_for_inference,
-)
+from depthcore.models.generate import SamplingConfig, encode_image, generate, prepare_for_inference
 from depthcore.spaces import DEFAULT_NEAR_FAR_RATIO, INPUT_FIT, normalised_to_depth, rgb_to_model
 
 Fit = Literal["pad", "stretch"]
