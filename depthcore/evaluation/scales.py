@@ -24,6 +24,7 @@ from depthcore.io import atomic_path, write_text_atomic
 from depthcore.models.checkpoint import load_model
 from depthcore.models.generate import GREEDY, generate
 from depthcore.training.feature_cache import FeatureDataset
+from depthcore.training.losses import prefix_variants
 from depthcore.training.trainer import TrainConfig
 from depthcore.viz import save_strip_figure
 
@@ -82,6 +83,46 @@ def validate_scales(
     return [float(v) for v in np.mean(np.asarray(per_frame_K), axis=0)]
 
 
+@torch.no_grad()
+def prefix_ablation(
+    vae: torch.nn.Module,
+    var: torch.nn.Module,
+    val_set: FeatureDataset,
+    *,
+    space: str,
+    max_frames: int = 16,
+    device: torch.device | str = "cpu",
+) -> dict[str, float]:
+    """Does the model look at the image? Final-scale AbsRel with three prefixes.
+
+    ``abs_rel_real``: the frame's own image prefix; ``abs_rel_zero``: an all-zero
+    prefix; ``abs_rel_other``: the next frame's prefix (rolled by one). A model that
+    uses the image scores real < zero and real < other. ``pred_spread`` is the mean
+    per-pixel standard deviation across frames of the real-prefix predictions (in
+    the normalised space): near 0 means one map for every image.
+    """
+    n = len(val_set) if max_frames <= 0 else min(len(val_set), max_frames)
+    if n < 2:
+        raise DataError(f"{val_set.path}: the prefix ablation needs >= 2 frames, has {n}")
+    batch = val_set.get_batch(list(range(n)))
+    out: dict[str, float] = {}
+    for name, prefix_BLC in prefix_variants(batch["prefix_LC"].to(device)).items():
+        pred_BHW = generate(vae, var, prefix_BLC, sampling=GREEDY).pred_B1HW[:, 0]
+        pred_BHW = pred_BHW.float().cpu()
+        if name == "real":
+            out["pred_spread"] = float(pred_BHW.std(dim=0).mean())
+        scores = []
+        for j in range(n):
+            depth_SS, mask_SS = batch["depth_SS"][j].numpy(), batch["mask_SS"][j].numpy()
+            if mask_SS.any():
+                aligned = align_lsq(pred_BHW[j].numpy(), depth_SS, mask_SS, space, *VAL_DEPTH_RANGE)
+                scores.append(compute_metrics(aligned, depth_SS, mask_SS)["abs_rel"])
+        if not scores:
+            raise DataError(f"{val_set.path}: no validation frame has valid depth pixels")
+        out[f"abs_rel_{name}"] = float(np.mean(scores))
+    return out
+
+
 def write_scales_csv(path: Path, patch_nums: list[int], abs_rel_K: list[float]) -> None:
     """``scales.csv`` (for ``dvc plots``): AbsRel after each scale of generation."""
     rows = ["scale,patch_num,tokens,abs_rel"]
@@ -114,6 +155,9 @@ def run_scales(cfg: TrainConfig, objective: str) -> dict[str, Any]:
             max_frames=cfg.val_frames, batch_size=cfg.val_batch_size, device=device,
             figures_dir=figures, num_figures=cfg.num_figures if cfg.figures else 0,
         )  # fmt: skip
+        ablation = prefix_ablation(
+            loaded.vae, loaded.var, val_set, space=space, max_frames=cfg.val_frames, device=device
+        )
     patch_nums = list(loaded.vae.v_patch_nums)
     write_scales_csv(out_dir / "scales.csv", patch_nums, abs_rel_K)
     first, last = abs_rel_K[0], abs_rel_K[-1]
@@ -124,6 +168,7 @@ def run_scales(cfg: TrainConfig, objective: str) -> dict[str, Any]:
         "val_abs_rel_first_scale": first,
         "refinement_gain": (first - last) / first if first > 0 else float("nan"),
         "val_abs_rel_per_scale": abs_rel_K,
+        "prefix_ablation": ablation,
         "patch_nums": patch_nums,
         "config": to_dict(cfg),
     }

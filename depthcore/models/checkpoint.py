@@ -25,7 +25,7 @@ from depthcore.config import ConfigError, from_dict, to_dict
 from depthcore.errors import CheckpointError
 from depthcore.io import atomic_path
 from depthcore.models import MODEL_CONFIGS, ModelConfig, VARConfig, VQVAEConfig, build_model
-from depthcore.models.var import DepthVAR
+from depthcore.models.var import EXTRA_KEYS, DepthVAR
 from depthcore.models.vqvae import VQVAE
 
 CONFIG_KEY = "depthcore_config"
@@ -253,14 +253,18 @@ def load_official_var(
 ) -> DepthVAR:
     """The official ``var_d16.pth`` (or a same-layout file) as a DepthVAR, strictly.
 
-    Every key, buffers included, must be present with its shape: nothing is dropped.
+    Every official key, buffers included, must be present with its shape: nothing is
+    dropped. Only the optional extras of ``DepthVAR`` (:data:`EXTRA_KEYS`) may be absent.
     """
     path = Path(path)
     sd, _ = _read(path, map_location)
     vae_cfg = MODEL_CONFIGS["d16"].vae if vae_cfg is None else vae_cfg
     cfg = MODEL_CONFIGS["d16"].var if cfg is None else cfg
     var = DepthVAR.from_config(cfg, vae_cfg.vocab_size, vae_cfg.z_channels, vae_cfg.v_patch_nums)
-    _strict_load(var, sd, path, "the official VAR state_dict")
+    # our optional extras (cfg.prefix_embed != "shared") keep their fresh initialisation
+    own = var.state_dict()
+    extras = {k: own[k] for k in own if k.split(".")[0] in EXTRA_KEYS and k not in sd}
+    _strict_load(var, {**sd, **extras}, path, "the official VAR state_dict")
     return var.to(map_location)
 
 

@@ -62,6 +62,9 @@ class VQVAEConfig:
         return self.v_patch_nums[-1] * self.downsample
 
 
+PREFIX_EMBEDS = ("shared", "type", "own")
+
+
 @frozen
 class VARConfig:
     """GPT-2-style AdaLN transformer over VQ tokens (VAR layout).
@@ -80,10 +83,21 @@ class VARConfig:
     attn_drop_rate: float = 0.0
     drop_path_rate: float = 0.0
     attn_l2_norm: bool = True
+    # How image-prefix tokens are told apart from depth tokens. "shared": the official
+    # layout (same word/level/position embeddings for both); "type": plus a learned
+    # image-token embedding; "own": plus that and the prefix's own input projection.
+    # The extras are additional parameters, so an official var_d16 state_dict still loads.
+    prefix_embed: str = "shared"
+    # Residual-branch gains at init: VAR starts every block ~off (gamma ~ 0: ada_lin's
+    # gamma rows scaled by 1e-5, bias 0), fine when fine-tuning a pretrained model but a slow
+    # start from scratch; init_residual_gain sets the gamma bias (1.0: plain pre-LN blocks).
+    init_residual_gain: float = 0.0
 
     def __post_init__(self) -> None:
         if self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim {self.embed_dim} is not divisible by {self.num_heads}")
+        if self.prefix_embed not in PREFIX_EMBEDS:
+            raise ValueError(f"prefix_embed {self.prefix_embed!r} not in {PREFIX_EMBEDS}")
 
 
 @frozen

@@ -21,6 +21,9 @@ from torch.utils.checkpoint import checkpoint
 from depthcore.models.blocks import AdaLNBeforeHead, AdaLNSelfAttn, KVCache
 from depthcore.models.configs import VARConfig
 
+#: Top-level names of the optional parameters the official checkpoint does not have.
+EXTRA_KEYS = ("prefix_type_emb", "prefix_word_embed")
+
 
 class DepthVAR(nn.Module):
     """Next-scale prediction of depth tokens given an image-token prefix."""
@@ -48,6 +51,11 @@ class DepthVAR(nn.Module):
         self.pos_start = nn.Parameter(torch.empty(1, self.first_l, self.C))
         self.pos_1LC = nn.Parameter(torch.empty(1, self.L, self.C))
         self.lvl_embed = nn.Embedding(len(self.patch_nums), self.C)
+        # optional extras (absent from the official checkpoint): see VARConfig.prefix_embed
+        if cfg.prefix_embed in ("type", "own"):
+            self.prefix_type_emb = nn.Parameter(torch.empty(1, 1, self.C))
+        if cfg.prefix_embed == "own":
+            self.prefix_word_embed = nn.Linear(Cvae, self.C)
         dpr = [cfg.drop_path_rate * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
         self.blocks = nn.ModuleList(
             AdaLNSelfAttn(
@@ -71,7 +79,7 @@ class DepthVAR(nn.Module):
         self.register_buffer("attn_bias_for_masking", mask_LL.view(1, 1, self.L, self.L))
         self.head_nm = AdaLNBeforeHead(self.C, self.C, cfg.norm_eps)
         self.head = nn.Linear(self.C, self.V)
-        self.init_weights(init_std)
+        self.init_weights(init_std, residual_gain=cfg.init_residual_gain)
         # activation checkpointing of the blocks in training passes (a runtime switch, see
         # depthcore.training.precision); not part of the config or the state_dict
         self.grad_checkpointing = False
@@ -84,8 +92,17 @@ class DepthVAR(nn.Module):
         return cls(vocab_size, Cvae, patch_nums, cfg)
 
     @torch.no_grad()
-    def init_weights(self, init_std: float, adaln: float = 0.5, adaln_gamma: float = 1e-5) -> None:
-        """VAR's initialisation: small heads, near-zero residual gains, depth-scaled projections."""
+    def init_weights(
+        self,
+        init_std: float,
+        adaln: float = 0.5,
+        adaln_gamma: float = 1e-5,
+        residual_gain: float = 0.0,
+    ) -> None:
+        """VAR's initialisation: small heads, near-zero residual gains, depth-scaled projections.
+
+        ``residual_gain`` > 0 opens the residual branches from the start (gamma bias).
+        """
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.trunc_normal_(m.weight, std=init_std)
@@ -93,8 +110,9 @@ class DepthVAR(nn.Module):
                     m.bias.zero_()
             elif isinstance(m, nn.Embedding):
                 nn.init.trunc_normal_(m.weight, std=init_std)
-        for p in (self.pos_start, self.pos_1LC):
-            nn.init.trunc_normal_(p, std=init_std)
+        for p in (self.pos_start, self.pos_1LC, *self.extra_parameters()):
+            if p.ndim == 3:
+                nn.init.trunc_normal_(p, std=init_std)
         self.head.weight.mul_(0.02)
         self.head_nm.ada_lin[-1].weight.mul_(adaln)
         C = self.C
@@ -104,6 +122,11 @@ class DepthVAR(nn.Module):
             lin = block.ada_lin[-1]
             lin.weight[2 * C :].mul_(adaln)
             lin.weight[: 2 * C].mul_(adaln_gamma)
+            lin.bias[: 2 * C].fill_(residual_gain)
+
+    def extra_parameters(self) -> list[nn.Parameter]:
+        """Parameters not in the official layout (empty for ``prefix_embed='shared'``)."""
+        return [p for k, p in self.named_parameters() if k.split(".")[0] in EXTRA_KEYS]
 
     # --- embeddings ----------------------------------------------------------------------
 
@@ -122,7 +145,10 @@ class DepthVAR(nn.Module):
             raise ValueError(
                 f"image prefix must be (B, {self.L}, {self.Cvae}), got {tuple(prefix_BLCv.shape)}"
             )
-        return self._add_pos(self.word_embed(prefix_BLCv.float()), 0)
+        embed = getattr(self, "prefix_word_embed", self.word_embed)
+        x_BLC = self._add_pos(embed(prefix_BLCv.float()), 0)
+        type_11C = getattr(self, "prefix_type_emb", None)
+        return x_BLC if type_11C is None else x_BLC + type_11C
 
     def embed_depth(self, cond_BD: torch.Tensor, x_BlCv: torch.Tensor | None) -> torch.Tensor:
         """SOS + depth inputs (B, l, Cvae) -> (B, first_l + l, C)."""

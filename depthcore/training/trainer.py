@@ -40,6 +40,7 @@ from depthcore.training.distributed import (
     shutdown_distributed,
 )
 from depthcore.training.feature_cache import FeatureDataset, step_loader
+from depthcore.training.losses import PREFIX_VARIANTS, prefix_variants, scale_balanced_loss
 from depthcore.training.objectives import OBJECTIVES
 from depthcore.training.precision import autocast_for, enable_tf32, prepare_transformer
 from depthcore.training.schedule import lr_at
@@ -49,7 +50,8 @@ log = logging.getLogger(__name__)
 #: Config keys that must agree between a checkpoint and the run resuming from it.
 RESUME_KEYS = (
     "model", "batch_size", "lr", "betas", "weight_decay", "schedule", "warmup_steps",
-    "step_size", "gamma", "min_lr", "grad_clip", "seed",
+    "step_size", "gamma", "min_lr", "grad_clip", "seed", "loss_weighting",
+    "tf_warmup_steps",
 )  # fmt: skip
 
 
@@ -76,6 +78,8 @@ class TrainConfig:
     gamma: float = param(0.8, gt=0, le=1)  # step schedule factor (official: 0.8)
     min_lr: float = param(0.0, ge=0)  # cosine floor
     grad_clip: float = param(1.0, ge=0)  # max global grad norm; 0 disables
+    loss_weighting: Literal["token", "scale"] = "token"  # token: VAR's; scale: each scale equal
+    tf_warmup_steps: int = param(0, ge=0)  # first steps of a non-var_tf objective, teacher-forced
     seed: int = 0
     ckpt_every: int = param(100, ge=0)  # steps between checkpoints; 0 = only at the end
     keep_ckpts: int = param(2, gt=0)  # newest checkpoints kept
@@ -164,12 +168,18 @@ class Trainer:
             group["lr"] = lr
         prefix_BLC = batch["prefix_LC"].to(self.device, non_blocking=True)
         fD_BChw = batch["fD_Chw"].to(self.device, non_blocking=True)
+        loss_fn = self.loss_fn
+        if self.step < self.cfg.tf_warmup_steps:
+            loss_fn = OBJECTIVES["var_tf"]
         with self.autocast():
-            out = self.loss_fn(self.vae, self.var, prefix_BLC, fD_BChw)
-        if not torch.isfinite(out.loss):
-            raise FloatingPointError(f"{self.objective} loss is {out.loss.item()} at {self.step}")
+            out = loss_fn(self.vae, self.var, prefix_BLC, fD_BChw)
+        loss = out.loss
+        if self.cfg.loss_weighting == "scale":
+            loss = scale_balanced_loss(out.ce_BL, self.var.begin_ends)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{self.objective} loss is {loss.item()} at {self.step}")
         self.opt.zero_grad(set_to_none=True)
-        out.loss.backward()
+        loss.backward()
         params = [p for p in self.var.parameters() if p.requires_grad]
         average_gradients(params, self.dist)
         grad_norm = 0.0
@@ -179,7 +189,7 @@ class Trainer:
         self.step += 1
         with torch.no_grad():
             acc = (out.logits_BLV.argmax(-1) == out.target_BL).float().mean().item()
-        scalars = {"loss": float(out.loss.item()), "lr": lr, "grad_norm": grad_norm, "acc": acc}
+        scalars = {"loss": float(loss.item()), "lr": lr, "grad_norm": grad_norm, "acc": acc}
         for k, v in enumerate(out.per_scale_loss.tolist()):
             scalars[f"loss_scale_{k}"] = v
         return scalars
@@ -290,23 +300,24 @@ class Trainer:
         if n == 0:
             raise DataError(f"{self.val_set.path}: no validation frames")
         self.var.eval()
-        total = 0.0
+        totals = dict.fromkeys(PREFIX_VARIANTS, 0.0)
         try:
             for start in range(0, n, self.cfg.val_batch_size):
                 batch = self.val_set.get_batch(
                     list(range(start, min(n, start + self.cfg.val_batch_size)))
                 )
-                out = self.loss_fn(
-                    self.vae,
-                    self.var,
-                    batch["prefix_LC"].to(self.device),
-                    batch["fD_Chw"].to(self.device),
-                )
-                total += float(out.loss) * len(batch["prefix_LC"])
+                prefix_BLC = batch["prefix_LC"].to(self.device)
+                fD_BChw = batch["fD_Chw"].to(self.device)
+                for name, variant_BLC in prefix_variants(prefix_BLC).items():
+                    out = self.loss_fn(self.vae, self.var, variant_BLC, fD_BChw)
+                    totals[name] += float(out.loss) * len(prefix_BLC)
         finally:
             self.var.train()
-        val_loss = total / n
-        self.logger.log_metrics({"val_loss": val_loss}, self.step)
+        val_loss = totals["real"] / n
+        self.logger.log_metrics(
+            {"val_loss": val_loss, **{f"val_loss_{k}_prefix": v / n for k, v in totals.items()}},
+            self.step,
+        )
         return val_loss
 
     def fit(self, stop_at: int | None = None) -> dict[str, Any]:

@@ -1,0 +1,64 @@
+"""The transformer must look at the image: a short fit on a few frames uses the prefix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from depthcore.data.shards import ShardDataset
+from depthcore.evaluation.scales import prefix_ablation
+from depthcore.io import file_sha256
+from depthcore.models import build_model, resolve_config
+from depthcore.models.checkpoint import load_vae, save_vae
+from depthcore.models.generate import GREEDY, generate
+from depthcore.training.feature_cache import FeatureDataset, build_feature_cache
+from depthcore.training.trainer import TrainConfig, Trainer
+
+#: the learning recipe of docs/learning.md on a small transformer
+RECIPE_VAR = {"depth": 2, "embed_dim": 64, "num_heads": 2, "prefix_embed": "own"}
+EVAL_FIELDS = ("fD", "prefix", "rgb", "depth", "mask")
+
+
+@pytest.fixture(scope="module")
+def fitted(processed_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple:
+    """A var_tf model fitted for 60 steps on 4 training frames, and those frames' cache."""
+    root = tmp_path_factory.mktemp("conditioning")
+    torch.manual_seed(0)
+    model_cfg = resolve_config("tiny", var={**RECIPE_VAR, "init_residual_gain": 1.0})
+    vae, var = build_model(model_cfg)
+    save_vae(root / "vae.safetensors", vae)
+    ds = ShardDataset(processed_dir, "train")
+    cache = root / "train.h5"
+    build_feature_cache(
+        vae.eval(), ds, cache, image_size=64, space=ds.space, split="train",
+        tokenizer_sha256=file_sha256(root / "vae.safetensors"), max_frames=4,
+    )  # fmt: skip
+    vae = load_vae(root / "vae.safetensors", expected=model_cfg.vae).vae
+    cfg = TrainConfig(
+        steps=60, batch_size=4, lr=3e-3, warmup_steps=5, tracking="none", figures=False,
+        ckpt_every=0, resume=False, loss_weighting="scale", out_dir=str(root),
+    )  # fmt: skip
+    trainer = Trainer(vae, var, model_cfg, cfg, "var_tf", FeatureDataset(cache), None, root)
+    trainer.fit()
+    return vae, var.eval(), FeatureDataset(cache, fields=EVAL_FIELDS)
+
+
+def test_predictions_follow_the_image(fitted: tuple) -> None:
+    vae, var, ds = fitted
+    batch = ds.get_batch([0, 1])
+    pred_2HW = generate(vae, var, batch["prefix_LC"], sampling=GREEDY).pred_B1HW[:, 0]
+    target_2HW = generate(vae, var, batch["prefix_LC"].flip(0), sampling=GREEDY).pred_B1HW[:, 0]
+    # two frames' predictions differ by a sizeable part of the [-1, 1] range
+    assert (pred_2HW[0] - pred_2HW[1]).abs().mean() > 0.05
+    # swapping the prefixes swaps the predictions: the image, not the position, decides
+    torch.testing.assert_close(target_2HW, pred_2HW.flip(0))
+
+
+def test_zeroed_prefix_predicts_worse(fitted: tuple) -> None:
+    vae, var, ds = fitted
+    scores = prefix_ablation(vae, var, ds, space=str(ds.attrs["space"]), max_frames=4)
+    assert scores["abs_rel_zero"] > 1.2 * scores["abs_rel_real"]
+    assert scores["abs_rel_other"] > 1.2 * scores["abs_rel_real"]
+    assert scores["pred_spread"] > 0.02
