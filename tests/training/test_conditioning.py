@@ -16,17 +16,28 @@ from depthcore.models.generate import GREEDY, generate
 from depthcore.training.feature_cache import FeatureDataset, build_feature_cache
 from depthcore.training.trainer import TrainConfig, Trainer
 
-#: the learning recipe of docs/learning.md on a small transformer
-RECIPE_VAR = {"depth": 2, "embed_dim": 64, "num_heads": 2, "prefix_embed": "own"}
+#: a small transformer with the official layout and initialisation
+SMALL_VAR = {"embed_dim": 128, "num_heads": 2}
 EVAL_FIELDS = ("fD", "prefix", "rgb", "depth", "mask")
+
+
+# Fails today: the model keeps one argmax map for every image (docs/learning.md, section 4).
+# strict: once a recipe makes the model condition on the image, this xfail must be removed.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.xfail(strict=True, reason="transformer ignores the image prefix (issue 15)"),
+]
 
 
 @pytest.fixture(scope="module")
 def fitted(processed_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple:
-    """A var_tf model fitted for 60 steps on 4 training frames, and those frames' cache."""
+    """A var_tf model fitted for 100 steps on 4 training frames, and those frames' cache.
+
+    The settings of ``bench.learning.overfit``, which memorises 8 frames in ~80 steps.
+    """
     root = tmp_path_factory.mktemp("conditioning")
     torch.manual_seed(0)
-    model_cfg = resolve_config("tiny", var={**RECIPE_VAR, "init_residual_gain": 1.0})
+    model_cfg = resolve_config("tiny", var=SMALL_VAR)
     vae, var = build_model(model_cfg)
     save_vae(root / "vae.safetensors", vae)
     ds = ShardDataset(processed_dir, "train")
@@ -37,8 +48,9 @@ def fitted(processed_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tup
     )  # fmt: skip
     vae = load_vae(root / "vae.safetensors", expected=model_cfg.vae).vae
     cfg = TrainConfig(
-        steps=60, batch_size=4, lr=3e-3, warmup_steps=5, tracking="none", figures=False,
-        ckpt_every=0, resume=False, loss_weighting="scale", out_dir=str(root),
+        steps=100, batch_size=4, lr=3e-3, schedule="constant", weight_decay=0.0,
+        loss_weighting="scale", tracking="none", figures=False,
+        ckpt_every=0, resume=False, out_dir=str(root),
     )  # fmt: skip
     trainer = Trainer(vae, var, model_cfg, cfg, "var_tf", FeatureDataset(cache), None, root)
     trainer.fit()
