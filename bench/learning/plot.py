@@ -1,6 +1,7 @@
 """Per-scale AbsRel curves of probe runs (``bench.learning.probe --out``) as one PNG.
 
-python -m bench.learning.plot outputs/learning/*.json --png docs/learning/scales.png
+python -m bench.learning.plot docs/learning/runs/div80_*.json \\
+        --ceiling docs/learning/runs/ceiling_div80.json --png docs/learning/scales.png
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("runs", nargs="+", help="probe JSON files")
     ap.add_argument("--png", required=True)
+    ap.add_argument("--ceiling", default="", help="bench.learning.ceiling JSON (val panel)")
     args = ap.parse_args()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     refs: dict[str, float] = {}
@@ -28,6 +30,9 @@ def main() -> None:
             curve = run[f"{split}_abs_rel_K"]
             ax.plot(range(len(curve)), curve, marker="o", label=Path(path).stem)
         refs = run["val_references"]
+    if args.ceiling:
+        curve = json.loads(Path(args.ceiling).read_text())["ceiling_abs_rel_K"]
+        axes[1].plot(range(len(curve)), curve, "k:", label="own tokens (ceiling)")
     for ax, split in zip(axes, ("train", "val"), strict=True):
         if split == "val":
             for name, value in refs.items():
