@@ -87,10 +87,11 @@ class VARConfig:
     # layout (same word/level/position embeddings for both); "type": plus a learned
     # image-token embedding; "own": plus that and the prefix's own input projection.
     # The extras are additional parameters, so an official var_d16 state_dict still loads.
+    # Measured no help from scratch (docs/learning.md, section 3); kept for experiments.
     prefix_embed: str = "shared"
     # Residual-branch gains at init: VAR starts every block ~off (gamma ~ 0: ada_lin's
-    # gamma rows scaled by 1e-5, bias 0), fine when fine-tuning a pretrained model but a slow
-    # start from scratch; init_residual_gain sets the gamma bias (1.0: plain pre-LN blocks).
+    # gamma rows scaled by 1e-5, bias 0); init_residual_gain sets the gamma bias instead
+    # (1.0: plain pre-LN blocks). Measured slower from scratch; kept for experiments.
     init_residual_gain: float = 0.0
 
     def __post_init__(self) -> None:
