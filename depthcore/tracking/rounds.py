@@ -1,0 +1,71 @@
+"""The records of a registration round: its config, the models it registers, its result.
+
+Kept apart from the logic so that :mod:`depthcore.tracking.registry` (deciding) and
+:mod:`depthcore.tracking.publish` (writing what the UI shows) share them without a cycle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from depthcore.config import frozen
+from depthcore.evaluation.ranking import NestedMetrics
+
+
+@frozen
+class RegisterConfig:
+    """The ``register`` section of params.yaml."""
+
+    # the product model: its `alias` is the served champion
+    registered_model: str = "depthart"
+    alias: str = "champion"
+    objectives: tuple[str, ...] = ("depthart", "var_tf")
+    references: tuple[str, ...] = ("constant_plane", "vertical_gradient")
+    models_dir: str = "models"
+    eval_dir: str = "outputs/eval"
+    out_dir: str = "outputs/register"
+    # the alignment whose metrics are ranked and shown ("lsq" or "median")
+    alignment: str = "lsq"
+    # the metrics ranked on every benchmark (the DepthART table: AbsRel and delta1)
+    rank_metrics: tuple[str, ...] = ("abs_rel", "delta1")
+    # MLFLOW_TRACKING_URI overrides this (same rule as the train stage)
+    tracking_uri: str = "sqlite:///mlflow.db"
+    # the experiment of the reference and register runs (the train stage's experiment)
+    experiment: str = "depthart"
+    # seconds per HTTP request and retries against a remote tracking server
+    http_timeout_s: int = 10
+    http_max_retries: int = 1
+
+
+@dataclass(frozen=True)
+class NewModel:
+    """A model trained in this round, ready to be registered."""
+
+    objective: str
+    checkpoint: Path
+    run_id: str
+    metrics: NestedMetrics
+
+
+@dataclass
+class RoundResult:
+    """What a registration round did; serialised to registry.json."""
+
+    registered_model: str
+    tracking_uri: str
+    ranks: dict[str, float]
+    new_versions: dict[str, str]
+    champion_before: str | None
+    champion_after: str | None
+    promoted: bool
+    reason: str
+    register_run_id: str = ""
+    register_experiment_id: str = ""
+    table_md: str = field(repr=False, default="")
+
+    def to_json(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        data.pop("table_md")
+        return data
