@@ -111,6 +111,10 @@ def shoot(page, url: str, path: Path, wait_text: str, full_page: bool = False) -
     page.goto(url)
     page.get_by_text(wait_text, exact=False).first.wait_for(timeout=60_000)
     page.wait_for_timeout(1500)  # charts and lazy panels settle
+    assistant = page.get_by_role("button", name="Close", exact=True)
+    if "127.0.0.1" in url and assistant.count() == 1 and assistant.is_visible():
+        assistant.click()  # MLflow 3's assistant panel opens on first load, over the page
+        page.wait_for_timeout(500)
     page.screenshot(path=str(path), full_page=full_page)
     Image.open(path).convert("RGB").quantize(colors=128).save(path, optimize=True)
 
@@ -187,42 +191,66 @@ def mlflow_pages(repo: Path) -> dict[str, str]:
     }
 
 
+def latest_flow_run(api: str) -> str:
+    """The id of the most recent flow run, from the Prefect REST API."""
+    body = json.dumps({"sort": "START_TIME_DESC", "limit": 1}).encode()
+    req = urllib.request.Request(f"{api}/flow_runs/filter", data=body, method="POST",
+                                 headers={"Content-Type": "application/json"})  # fmt: skip
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        runs = json.loads(resp.read())
+    if not runs:
+        raise RuntimeError(f"no flow run at {api}")
+    return runs[0]["id"]
+
+
+def make_runs(work: Path, env: dict[str, str]) -> Path:
+    """Round 1 (every stage of a fresh clone) and round 2 (retrain with another seed)."""
+    print("round 1: fresh clone, every stage", flush=True)
+    repo = prepare_repo(work, env)
+    env["PYTHONPATH"] = str(repo)
+    run_flow(repo, env, None)
+    print("round 2: retrain with another seed", flush=True)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["train"]["seed"] = int(params["train"].get("seed", 0)) + 1
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _run(["git", "commit", "-qam", "retrain with another seed"], repo, env)
+    run_flow(repo, env, ["train", "scales", "evaluate", "register"])
+    return repo
+
+
+def shoot_all(repo: Path, prefect: str, m_port: int, work: Path, out: Path) -> None:
+    """The six screenshots of docs/ui (module docstring)."""
+    pages = mlflow_pages(repo)
+    flow_run = latest_flow_run(f"{prefect}/api")
+    with mlflow_ui(repo / "mlflow.db", m_port, work / "mlflow.log"), chromium() as page:
+        ui = f"http://127.0.0.1:{m_port}/"
+        shoot(page, ui + pages["product"], out / "mlflow_model_page.png", "Champion:")
+        shoot(page, ui + pages["champion_version"], out / "mlflow_champion_version.png", "Rank")
+        shoot(page, ui + pages["compare"], out / "mlflow_compare_candidates.png", "rank")
+        shoot(page, ui + pages["runs"], out / "mlflow_runs_table.png", "reference-")
+        run_page = f"{prefect}/runs/flow-run/{flow_run}"
+        shoot(page, run_page, out / "prefect_flow_run.png", "Up to date")
+        shoot(page, run_page + "?tab=Artifacts", out / "prefect_summary.png", "retrain-summary")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/depthart-ui"))
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs" / "ui")
+    parser.add_argument(
+        "--shots-only", action="store_true", help="reuse the finished runs in --work"
+    )
     args = parser.parse_args(argv)
     work, out = args.work.resolve(), args.out.resolve()
-    work.mkdir(parents=True, exist_ok=False)
+    work.mkdir(parents=True, exist_ok=args.shots_only)
     out.mkdir(parents=True, exist_ok=True)
     p_port, m_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING")}
     env |= prefect_env(work / "prefect", p_port) | {"DVC_NO_ANALYTICS": "1"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     with prefect_server(work / "prefect", p_port, work / "prefect.log"):
-        print("round 1: fresh clone, every stage", flush=True)
-        repo = prepare_repo(work, env)
-        env["PYTHONPATH"] = str(repo)
-        run_flow(repo, env, None)
-        print("round 2: retrain with another seed", flush=True)
-        params = yaml.safe_load((repo / "params.yaml").read_text())
-        params["train"]["seed"] = int(params["train"].get("seed", 0)) + 1
-        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        _run(["git", "commit", "-qam", "retrain with another seed"], repo, env)
-        flow_run = run_flow(repo, env, ["train", "scales", "evaluate", "register"])
-        pages = mlflow_pages(repo)
-        with mlflow_ui(repo / "mlflow.db", m_port, work / "mlflow.log"), chromium() as page:
-            ui = f"http://127.0.0.1:{m_port}/"
-            shoot(page, ui + pages["product"], out / "mlflow_model_page.png", "Champion:")
-            shoot(page, ui + pages["champion_version"], out / "mlflow_champion_version.png",
-                  "Rank")  # fmt: skip
-            shoot(page, ui + pages["compare"], out / "mlflow_compare_candidates.png", "rank")
-            shoot(page, ui + pages["runs"], out / "mlflow_runs_table.png", "reference-")
-            prefect = f"http://127.0.0.1:{p_port}"
-            shoot(page, f"{prefect}/runs/flow-run/{flow_run}", out / "prefect_flow_run.png",
-                  "Up to date")  # fmt: skip
-            shoot(page, f"{prefect}/runs/flow-run/{flow_run}?tab=Artifacts",
-                  out / "prefect_summary.png", "retrain-summary")  # fmt: skip
+        repo = work / "repo" if args.shots_only else make_runs(work, env)
+        shoot_all(repo, f"http://127.0.0.1:{p_port}", m_port, work, out)
     for png in sorted(out.glob("*.png")):
         print(f"{png.relative_to(REPO_ROOT)}: {png.stat().st_size / 1024:.0f} KiB")
 

@@ -26,11 +26,11 @@ class Term:
 
 #: evaluation key -> how it is named and explained in MLflow.
 GLOSSARY: dict[str, Term] = {
-    "abs_rel": Term("abs_rel", "mean |pred - gt| / gt after alignment"),
+    "abs_rel": Term("abs_rel", "mean of abs(pred - gt) / gt after alignment"),
     "sq_rel": Term("sq_rel", "mean (pred - gt)^2 / gt"),
     "rmse": Term("rmse_m", "root mean squared depth error, metres"),
     "rmse_log": Term("rmse_log", "RMSE of log depth"),
-    "log10": Term("log10_err", "mean |log10 pred - log10 gt|"),
+    "log10": Term("log10_err", "mean of abs(log10 pred - log10 gt)"),
     "delta1": Term("delta1_within_1.25", "fraction of pixels with max(pred/gt, gt/pred) < 1.25"),
     "delta2": Term("delta2_within_1.56", "same with threshold 1.25^2"),
     "delta3": Term("delta3_within_1.95", "same with threshold 1.25^3"),

@@ -12,33 +12,8 @@ import pytest
 from depthcore.errors import DepthcoreError
 from depthcore.io import file_sha256
 from depthcore.tracking import registry
-from depthcore.tracking.registry import NewModel, RegisterConfig
-
-BENCHES = ("nyu", "ibims", "tum", "eth3d")
-
-
-def _metrics(abs_rel: float, delta1: float) -> dict:
-    """A metrics.json payload with both alignments on all four benchmarks."""
-    per = {"abs_rel": abs_rel, "delta1": delta1, "rmse": abs_rel * 3, "num_images": 4}
-    return {b: {"lsq": dict(per), "median": dict(per)} for b in BENCHES}
-
-
-REFERENCES = {
-    "constant_plane": _metrics(0.50, 0.30),
-    "vertical_gradient": _metrics(0.40, 0.40),
-}
-
-
-def _log_tiny_pyfunc(model: NewModel, name: str) -> str:
-    """A real (small) pyfunc standing in for the depth model: returns a constant depth."""
-    import mlflow
-
-    class ConstantDepth(mlflow.pyfunc.PythonModel):
-        def predict(self, context, model_input, params=None):  # noqa: ARG002
-            return [[1.0]]
-
-    info = mlflow.pyfunc.log_model(name=name, python_model=ConstantDepth(), pip_requirements=[])
-    return info.model_uri
+from depthcore.tracking.registry import RegisterConfig
+from tests.helpers.registry import REFERENCES, metrics_payload, new_model, tiny_pyfunc
 
 
 @pytest.fixture()
@@ -53,19 +28,6 @@ def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     mlflow.set_tracking_uri(None)
 
 
-def _new_model(client, tmp_path: Path, objective: str, tag: str, metrics: dict) -> NewModel:
-    exp = client.get_experiment_by_name("depthart")
-    exp_id = exp.experiment_id if exp else client.create_experiment("depthart")
-    run = client.create_run(
-        exp_id, run_name=f"train-{objective}-{tag}", tags={"git_commit": "0123456789abcdef"}
-    )
-    client.log_param(run.info.run_id, "model", "tiny")
-    client.set_terminated(run.info.run_id)
-    ckpt = tmp_path / f"{objective}-{tag}.safetensors"
-    ckpt.write_bytes(f"weights of {objective} {tag}".encode())
-    return NewModel(objective=objective, checkpoint=ckpt, run_id=run.info.run_id, metrics=metrics)
-
-
 def _tags(client, label: str) -> dict:
     name, version = label.rsplit("/v", 1)
     return client.get_model_version(name, version).tags
@@ -77,14 +39,14 @@ def _champion(client) -> str:
 
 def test_champion_moves_only_for_a_better_model(client, tmp_path: Path) -> None:
     cfg = RegisterConfig(objectives=("depthart",))
-    first = _new_model(client, tmp_path, "depthart", "r1", _metrics(0.20, 0.70))
-    r1 = registry.run_round(client, cfg, [first], REFERENCES, _log_tiny_pyfunc)
+    first = new_model(client, tmp_path, "depthart", "r1", metrics_payload(0.20, 0.70))
+    r1 = registry.run_round(client, cfg, [first], REFERENCES, tiny_pyfunc)
     assert r1.promoted and r1.champion_before is None and r1.champion_after == "depthart-tiny/v1"
     assert float(_tags(client, "depthart-tiny/v1")["rank"]) == 1.0
     assert _champion(client) == "depthart-tiny/v1"
 
-    worse = _new_model(client, tmp_path, "var_tf", "r2", _metrics(0.30, 0.60))
-    r2 = registry.run_round(client, cfg, [worse], REFERENCES, _log_tiny_pyfunc)
+    worse = new_model(client, tmp_path, "var_tf", "r2", metrics_payload(0.30, 0.60))
+    r2 = registry.run_round(client, cfg, [worse], REFERENCES, tiny_pyfunc)
     assert r2.new_versions == {"var_tf": "var-tf-tiny/v1"}
     assert not r2.promoted and r2.champion_after == "depthart-tiny/v1"
     assert _champion(client) == "depthart-tiny/v1"
@@ -92,8 +54,8 @@ def test_champion_moves_only_for_a_better_model(client, tmp_path: Path) -> None:
     assert _tags(client, "var-tf-tiny/v1")["objective"] == "var_tf"
     assert float(_tags(client, "var-tf-tiny/v1")["mean_abs_rel"]) == pytest.approx(0.30)
 
-    better = _new_model(client, tmp_path, "depthart", "r3", _metrics(0.10, 0.80))
-    r3 = registry.run_round(client, cfg, [better], REFERENCES, _log_tiny_pyfunc)
+    better = new_model(client, tmp_path, "depthart", "r3", metrics_payload(0.10, 0.80))
+    r3 = registry.run_round(client, cfg, [better], REFERENCES, tiny_pyfunc)
     assert r3.promoted and r3.champion_before == "depthart-tiny/v1"
     assert r3.champion_after == "depthart-tiny/v2" == _champion(client)
     # the product model holds one version per promotion, each a copy of the winner
@@ -106,7 +68,7 @@ def test_champion_moves_only_for_a_better_model(client, tmp_path: Path) -> None:
     assert "| depthart-tiny/v2 (champion) | depthart | 1.000 |" in r3.table_md
 
     # the same checkpoint again: no duplicate version, no alias change
-    r4 = registry.run_round(client, cfg, [better], REFERENCES, _log_tiny_pyfunc)
+    r4 = registry.run_round(client, cfg, [better], REFERENCES, tiny_pyfunc)
     assert r4.new_versions == {"depthart": "depthart-tiny/v2"} and not r4.promoted
     assert len(client.search_model_versions("name='depthart-tiny'")) == 2
     # the eval metrics went into the training run under glossary names, counts as params
@@ -118,12 +80,12 @@ def test_champion_moves_only_for_a_better_model(client, tmp_path: Path) -> None:
 
 def test_best_of_round_must_beat_champion_not_tie(client, tmp_path: Path) -> None:
     cfg = RegisterConfig(objectives=("depthart", "var_tf"))
-    a = _new_model(client, tmp_path, "depthart", "a", _metrics(0.20, 0.70))
-    b = _new_model(client, tmp_path, "var_tf", "b", _metrics(0.25, 0.65))
-    r1 = registry.run_round(client, cfg, [a, b], REFERENCES, _log_tiny_pyfunc)
+    a = new_model(client, tmp_path, "depthart", "a", metrics_payload(0.20, 0.70))
+    b = new_model(client, tmp_path, "var_tf", "b", metrics_payload(0.25, 0.65))
+    r1 = registry.run_round(client, cfg, [a, b], REFERENCES, tiny_pyfunc)
     assert r1.champion_after == r1.new_versions["depthart"]
-    tie = _new_model(client, tmp_path, "depthart", "tie", _metrics(0.20, 0.70))
-    r2 = registry.run_round(client, cfg, [tie], REFERENCES, _log_tiny_pyfunc)
+    tie = new_model(client, tmp_path, "depthart", "tie", metrics_payload(0.20, 0.70))
+    r2 = registry.run_round(client, cfg, [tie], REFERENCES, tiny_pyfunc)
     assert r2.ranks["depthart-tiny/v1"] == r2.ranks["depthart-tiny/v2"]
     assert not r2.promoted and "does not beat" in r2.reason
 
@@ -137,7 +99,7 @@ def test_register_stage_reads_stage_outputs_and_writes_reports(
     monkeypatch.chdir(root)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     client = registry.connect(uri)
-    model = _new_model(client, root, "depthart", "s", _metrics(0.2, 0.7))
+    model = new_model(client, root, "depthart", "s", metrics_payload(0.2, 0.7))
     mdir = root / "models" / "depthart"
     mdir.mkdir(parents=True)
     _tiny_checkpoint(mdir / "model.safetensors")
