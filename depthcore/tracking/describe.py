@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from depthcore.errors import DataError
+from depthcore.evaluation.comparison import DiffCI
 from depthcore.tracking.glossary import arrow
 
 #: The most tags a version carries (the UI lists them all above the fold).
@@ -32,6 +33,7 @@ class Decision:
     promoted: bool
     reason: str
     winner: str | None = None
+    challenger: str | None = None  # this round's best new version, the one judged
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,33 @@ def _headline_text(headline: Mapping[str, float]) -> str:
     return ", ".join(parts)
 
 
+def ci_lines(vs_champion: Mapping[str, Mapping[str, DiffCI]], level: float) -> list[str]:
+    """One markdown bullet per benchmark: AbsRel difference to the champion and its interval."""
+    lines = []
+    for bench, per_metric in sorted(vs_champion.items()):
+        for metric, ci in per_metric.items():
+            sig = "significantly better" if ci.a_better(metric) else (
+                "significantly worse" if ci.excludes_zero else "no significant difference"
+            )  # fmt: skip
+            lines.append(
+                f"- {bench} {metric}: {ci.mean_a:.4f} vs {ci.mean_b:.4f}, difference "
+                f"{ci.diff:+.4f}, {level:.0%} CI [{ci.lo:+.4f}, {ci.hi:+.4f}] over {ci.n} "
+                f"images: {sig}"
+            )
+    return lines
+
+
+def _verdict(label: str, decision: Decision) -> str:
+    if decision.winner == label:
+        return f"**Promoted to champion.** {decision.reason}"
+    if decision.challenger not in (None, label):
+        return (
+            f"Not promoted: {decision.challenger} was this round's best new candidate. "
+            f"{decision.reason}"
+        )
+    return f"Not promoted. {decision.reason}"
+
+
 def version_description(
     standing: Standing,
     champion: Standing | None,
@@ -116,15 +145,21 @@ def version_description(
     *,
     date: str,
     run_link: str,
-    comparison_md: str = "",
+    vs_champion: Mapping[str, Mapping[str, DiffCI]] | None = None,
+    level: float = 0.95,
 ) -> str:
-    """Markdown for one version: what it is, its rank, the champion comparison, the verdict."""
-    verdict = "**Promoted to champion.**" if decision.winner == standing.label else "Not promoted."
+    """Markdown for one version: what it is, its rank, the champion comparison, the verdict.
+
+    ``champion`` is the champion it was judged against (the one before this round);
+    ``vs_champion`` its paired bootstrap intervals against that champion.
+    """
     lines = [
-        f"**{standing.label}** — objective `{standing.objective}`, registered {date}.",
+        f"**{standing.label}**: objective `{standing.objective}`, registered round of {date}.",
         "",
         f"Rank **{standing.rank:.3f}** of {standing.num_candidates} candidates "
         f"(mean rank over benchmarks x metrics; 1 is best). {_headline_text(standing.headline)}.",
+        "",
+        _verdict(standing.label, decision),
         "",
     ]
     if champion is not None and champion.label != standing.label:
@@ -133,9 +168,8 @@ def version_description(
             f"{_headline_text(champion.headline)}):",
             "",
         ]
-    lines += [f"{verdict} {decision.reason}", ""]
-    if comparison_md:
-        lines += [comparison_md.strip(), ""]
+        lines += ci_lines(vs_champion or {}, level) or ["- no per-image metrics of both"]
+        lines.append("")
     lines += [f"Training run, all metrics and panels: {run_link}"]
     return "\n".join(lines)
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from depthcore.evaluation.comparison import DiffCI
 from depthcore.io import file_sha256, write_text_atomic
 from depthcore.tracking import describe, runs
 from depthcore.tracking.describe import Decision, Standing
@@ -74,13 +75,24 @@ def publish_round(
     decision: Decision,
     new_models: list[NewModel],
     standings: Mapping[str, Standing],
+    vs_champion: Mapping[str, Mapping[str, Mapping[str, DiffCI]]],
     root: Path,
 ) -> str:
-    """Reports to files and the ``register`` run, promotion, descriptions and curated tags."""
+    """Reports to files and the ``register`` run, promotion, descriptions and curated tags.
+
+    Sets ``result.register_run_id`` / ``register_experiment_id`` and returns the run id.
+    """
     out_dir = root / cfg.out_dir
-    write_text_atomic(out_dir / "rank_table.md", result.table_md + "\n")
-    files = {name: out_dir / name for name in ("rank_table.md", "comparison.md")}
+    texts = {
+        "rank_table.md": result.table_md + "\n",
+        "comparison.md": result.comparison_md,
+        "comparison.json": json.dumps(result.comparison, indent=2, sort_keys=True) + "\n",
+    }
+    for filename, text in texts.items():
+        write_text_atomic(out_dir / filename, text)
+    files = {name: out_dir / name for name in texts}
     champion = standings.get(result.champion_after) if result.champion_after else None
+    judged_against = standings.get(result.champion_before) if result.champion_before else None
     verdict = "promoted" if decision.promoted else "kept the champion"
     note = f"**Champion: {result.champion_after}** ({verdict}). {decision.reason}\n\n"
     register_run = runs.log_register_run(
@@ -98,8 +110,10 @@ def publish_round(
     )
     if decision.winner is not None:
         text = describe.version_description(
-            standings[decision.winner], None, decision, date=date, run_link=register_link
-        )
+            standings[decision.winner], judged_against, decision, date=date,
+            run_link=register_link, vs_champion=vs_champion.get(decision.winner),
+            level=cfg.ci_level,
+        )  # fmt: skip
         promote(client, cfg, decision.winner, text)
     client.update_registered_model(
         cfg.registered_model,
@@ -113,8 +127,9 @@ def publish_round(
         name, version = split_label(label)
         run = client.get_run(model.run_id)
         text = describe.version_description(
-            standings[label], champion, decision, date=date,
-            run_link=runs.run_link(client, model.run_id),
+            standings[label], judged_against, decision, date=date,
+            run_link=runs.run_link(client, model.run_id), vs_champion=vs_champion.get(label),
+            level=cfg.ci_level,
         )  # fmt: skip
         client.update_model_version(name, version, description=text)
         tags = describe.curated_tags(

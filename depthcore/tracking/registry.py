@@ -24,9 +24,17 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from depthcore.errors import DataError, DepthcoreError
+from depthcore.evaluation.comparison import (
+    DiffCI,
+    PerImage,
+    compare,
+    compare_all,
+    comparison_document,
+    read_per_image,
+)
 from depthcore.evaluation.ranking import (
     Candidate,
     NestedMetrics,
@@ -48,6 +56,7 @@ from depthcore.tracking.publish import (
     TAG_SOURCE,
     ensure_registered_model,
     publish_round,
+    split_label,
     version_label,
 )
 from depthcore.tracking.pyfunc import example_input, log_pyfunc_model
@@ -59,10 +68,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TAG_SHA256 = "checkpoint_sha256"
+PER_IMAGE_ARTIFACT = "eval/per_image.csv"  # in the training run: a later round's champion
 
-# re-exported: the rule lives with the ranking, the records in rounds (params.yaml names
-# register's config as depthcore.tracking.registry:RegisterConfig)
-__all__ = ["NewModel", "RegisterConfig", "RoundResult", "decide_promotion"]
+# re-exported: the records live in rounds (params.yaml names register's config as
+# depthcore.tracking.registry:RegisterConfig)
+__all__ = ["NewModel", "RegisterConfig", "RoundResult"]
 
 
 # Logs the model into the *active* MLflow run under the given name; returns its model URI.
@@ -168,6 +178,7 @@ def register_new(client: MlflowClient, model: NewModel, log_model: LogModel) -> 
     else:
         log.info("%s is already %s version %s", model.checkpoint, name, version)
     runs.store_version_metrics(client, model.run_id, name, version, model.metrics)
+    client.log_text(model.run_id, model.per_image.read_text(), PER_IMAGE_ARTIFACT)
     return version_label(name, version)
 
 
@@ -184,18 +195,61 @@ def current_champion(client: MlflowClient, name: str, alias: str) -> str | None:
     return mv.tags.get(TAG_SOURCE) or version_label(name, mv.version)
 
 
+def champion_per_image(client: MlflowClient, label: str, alignment: str) -> PerImage:
+    """The per-image metrics a registered version's run logged (empty when it has none)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    name, version = split_label(label)
+    run_id = client.get_model_version(name, version).run_id
+    try:
+        local = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=PER_IMAGE_ARTIFACT, tracking_uri=client.tracking_uri
+        )
+    except (MlflowException, OSError) as exc:
+        log.warning("%s: no %s in run %s (%s)", label, PER_IMAGE_ARTIFACT, run_id, exc)
+        return {}
+    return read_per_image(local, alignment)
+
+
+def _compare_round(
+    client: MlflowClient,
+    cfg: RegisterConfig,
+    per_image: Mapping[str, Path],
+    new_labels: list[str],
+    champion: str | None,
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, dict[str, DiffCI]]]]:
+    """Paired bootstrap of every pair of this round's candidates (and the champion), and of
+    each new version against the champion (AbsRel, the promotion metric)."""
+    tables = {label: read_per_image(path, cfg.alignment) for label, path in per_image.items()}
+    if champion is not None and champion not in tables:
+        tables[champion] = champion_per_image(client, champion, cfg.alignment)
+    boot = _boot(cfg)
+    pairs = compare_all({k: v for k, v in tables.items() if v}, cfg.rank_metrics, **boot)
+    vs_champion = {
+        label: compare(tables[label], tables[champion], ["abs_rel"], **boot)
+        for label in new_labels
+        if champion and label != champion and tables.get(label) and tables.get(champion)
+    }
+    return pairs, vs_champion
+
+
+def _boot(cfg: RegisterConfig) -> dict[str, Any]:
+    return {"resamples": cfg.bootstrap_resamples, "level": cfg.ci_level, "seed": cfg.bootstrap_seed}
+
+
 def run_round(
     client: MlflowClient,
     cfg: RegisterConfig,
     new_models: list[NewModel],
-    references: Mapping[str, NestedMetrics],
+    references: Mapping[str, tuple[NestedMetrics, Path]],
     log_model: LogModel,
     root: str | Path = ".",
 ) -> RoundResult:
-    """Register, rank, log the evidence, maybe promote; then describe it all and report.
+    """Register, rank, compare, log the evidence, maybe promote; then describe and report.
 
-    Writes ``rank_table.md`` and ``registry.json`` to ``<root>/<out_dir>`` and logs them
-    (and ``comparison.md`` when present) as artifacts of this round's ``register`` run.
+    Writes ``rank_table.md``, ``registry.json``, ``comparison.md`` and ``comparison.json``
+    to ``<root>/<out_dir>`` and logs them as artifacts of this round's ``register`` run.
     """
     root = Path(root)
     new_labels = {m.objective: register_new(client, m, log_model) for m in new_models}
@@ -203,7 +257,7 @@ def run_round(
     ref_runs = {ref: runs.reference_run(client, cfg.experiment, ref) for ref in references}
     candidates += [
         Candidate(name=f"{REFERENCE_PREFIX}{ref}", metrics=metrics, objective="reference")
-        for ref, metrics in references.items()
+        for ref, (metrics, _) in references.items()
     ]
     ranks = compute_ranks(candidates, cfg.alignment, cfg.rank_metrics)
     standings = {
@@ -217,43 +271,51 @@ def run_round(
         for c in candidates
     }
     before = current_champion(client, cfg.registered_model, cfg.alias)
-    winner, reason = decide_promotion(ranks, list(new_labels.values()), before)
-    decision = Decision(promoted=winner is not None, reason=reason, winner=winner)
-    log.info("champion: %s", reason)
-    after = winner or before
+    per_image = {new_labels[m.objective]: m.per_image for m in new_models}
+    per_image |= {f"{REFERENCE_PREFIX}{ref}": path for ref, (_, path) in references.items()}
+    labels = list(new_labels.values())
+    pairs, vs_champion = _compare_round(client, cfg, per_image, labels, before)
+    challenger = min(labels, key=lambda lab: (ranks[lab], lab)) if labels else None
+    rule = decide_promotion(ranks, labels, before, vs_champion.get(challenger or ""))
+    decision = Decision(rule.promote, rule.reason, rule.winner, rule.challenger)
+    log.info("champion: %s", rule.reason)
+    after = rule.winner or before
     eval_root, model_root = root / cfg.eval_dir, root / cfg.models_dir
     for m in new_models:
         runs.log_evidence(
             client, m.run_id, m.metrics, cfg.alignment, rank=ranks[new_labels[m.objective]],
             eval_dir=eval_root / m.objective, model_dir=model_root / m.objective,
         )  # fmt: skip
-    for ref, metrics in references.items():
+    for ref, (metrics, _) in references.items():
         runs.log_evidence(
             client, ref_runs[ref], metrics, cfg.alignment,
             rank=ranks[f"{REFERENCE_PREFIX}{ref}"], eval_dir=eval_root / f"reference_{ref}",
         )  # fmt: skip
-    table_md = rank_markdown(candidates, ranks, cfg.alignment, cfg.rank_metrics, after)
+    comparison_md, comparison = comparison_document(
+        pairs, alignment=cfg.alignment, decision=rule.to_json(), **_boot(cfg)
+    )
     result = RoundResult(
         registered_model=cfg.registered_model,
         tracking_uri=client.tracking_uri,
         ranks=dict(sorted(ranks.items(), key=lambda kv: kv[1])),
-        new_versions={obj: label for obj, label in new_labels.items()},
+        new_versions=dict(new_labels),
         champion_before=before,
         champion_after=after,
-        promoted=decision.promoted,
-        reason=reason,
-        table_md=table_md,
+        promoted=rule.promote,
+        reason=rule.reason,
+        decision=rule.to_json(),
+        table_md=rank_markdown(candidates, ranks, cfg.alignment, cfg.rank_metrics, after),
+        comparison_md=comparison_md,
+        comparison=comparison,
     )
-    result.register_run_id = publish_round(
-        client, cfg, result, decision, new_models, standings, root
-    )
+    publish_round(client, cfg, result, decision, new_models, standings, vs_champion, root)
     return result
 
 
 def collect_round(
     cfg: RegisterConfig, root: str | Path = "."
-) -> tuple[list[NewModel], dict[str, NestedMetrics]]:
-    """Read this round's checkpoints, run records and evaluation metrics from the stage outputs."""
+) -> tuple[list[NewModel], dict[str, tuple[NestedMetrics, Path]]]:
+    """This round's checkpoints, run records, metrics and per-image tables from the outputs."""
     root = Path(root)
     new_models = []
     for objective in cfg.objectives:
@@ -261,19 +323,25 @@ def collect_round(
         checkpoint = model_dir / "model.safetensors"
         if not checkpoint.is_file():
             raise DataError(f"{checkpoint}: checkpoint not found (run the train stage first)")
-        new_models.append(
-            NewModel(
-                objective=objective,
-                checkpoint=checkpoint,
-                run_id=read_run_id(model_dir / RUN_RECORD),
-                metrics=read_metrics(root / cfg.eval_dir / objective / "metrics.json"),
-            )
+        eval_dir = root / cfg.eval_dir / objective
+        run_id = read_run_id(model_dir / RUN_RECORD)
+        metrics = read_metrics(eval_dir / "metrics.json")
+        per_image = _existing(eval_dir / "per_image.csv")
+        new_models.append(NewModel(objective, checkpoint, run_id, metrics, per_image))
+    references = {}
+    for ref in cfg.references:
+        eval_dir = root / cfg.eval_dir / f"reference_{ref}"
+        references[ref] = (
+            read_metrics(eval_dir / "metrics.json"),
+            _existing(eval_dir / "per_image.csv"),
         )
-    references = {
-        ref: read_metrics(root / cfg.eval_dir / f"reference_{ref}" / "metrics.json")
-        for ref in cfg.references
-    }
     return new_models, references
+
+
+def _existing(path: Path) -> Path:
+    if not path.is_file():
+        raise DataError(f"{path}: per-image metrics not found (run the evaluate stage first)")
+    return path
 
 
 def register_round(

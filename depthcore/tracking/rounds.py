@@ -37,6 +37,10 @@ class RegisterConfig:
     # seconds per HTTP request and retries against a remote tracking server
     http_timeout_s: int = 10
     http_max_retries: int = 1
+    # paired bootstrap of the per-image metrics (comparison.md and the champion rule)
+    ci_level: float = 0.95
+    bootstrap_resamples: int = 2000
+    bootstrap_seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class NewModel:
     checkpoint: Path
     run_id: str
     metrics: NestedMetrics
+    per_image: Path
 
 
 @dataclass
@@ -61,11 +66,15 @@ class RoundResult:
     champion_after: str | None
     promoted: bool
     reason: str
+    decision: dict[str, Any] = field(default_factory=dict)
     register_run_id: str = ""
     register_experiment_id: str = ""
     table_md: str = field(repr=False, default="")
+    comparison_md: str = field(repr=False, default="")
+    comparison: dict[str, Any] = field(repr=False, default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data = dict(self.__dict__)
-        data.pop("table_md")
+        for key in ("table_md", "comparison_md", "comparison"):
+            data.pop(key)
         return data

@@ -15,10 +15,30 @@ def metrics_payload(abs_rel: float, delta1: float) -> dict:
     return {b: {"lsq": dict(per), "median": dict(per)} for b in BENCHES}
 
 
-REFERENCES = {
+REFERENCE_METRICS = {
     "constant_plane": metrics_payload(0.50, 0.30),
     "vertical_gradient": metrics_payload(0.40, 0.40),
 }
+
+
+def per_image_csv(path: Path, metrics: dict, n: int = 12) -> Path:
+    """A per_image.csv whose lsq rows average to ``metrics`` (same spread for every model)."""
+    spread = [0.01 * (i - (n - 1) / 2) / n for i in range(n)]
+    lines = ["benchmark,index,name,alignment,abs_rel,delta1"]
+    for bench in BENCHES:
+        m = metrics[bench]["lsq"]
+        for i, d in enumerate(spread):
+            lines.append(f"{bench},{i},frame{i},lsq,{m['abs_rel'] + d},{m['delta1'] - d}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def references(folder: Path) -> dict[str, tuple[dict, Path]]:
+    """The two reference predictors as run_round takes them: (metrics, per-image csv)."""
+    return {
+        name: (metrics, per_image_csv(folder / f"ref_{name}.csv", metrics))
+        for name, metrics in REFERENCE_METRICS.items()
+    }
 
 
 def tiny_pyfunc(model: NewModel, name: str) -> str:
@@ -43,4 +63,5 @@ def new_model(client, tmp_path: Path, objective: str, tag: str, metrics: dict) -
     client.set_terminated(run.info.run_id)
     ckpt = tmp_path / f"{objective}-{tag}.safetensors"
     ckpt.write_bytes(f"weights of {objective} {tag}".encode())
-    return NewModel(objective=objective, checkpoint=ckpt, run_id=run.info.run_id, metrics=metrics)
+    per_image = per_image_csv(tmp_path / f"{objective}-{tag}.csv", metrics)
+    return NewModel(objective, ckpt, run.info.run_id, metrics, per_image)

@@ -13,7 +13,14 @@ from depthcore.errors import DepthcoreError
 from depthcore.io import file_sha256
 from depthcore.tracking import registry
 from depthcore.tracking.registry import RegisterConfig
-from tests.helpers.registry import REFERENCES, metrics_payload, new_model, tiny_pyfunc
+from tests.helpers.registry import (
+    REFERENCE_METRICS,
+    metrics_payload,
+    new_model,
+    per_image_csv,
+    references,
+    tiny_pyfunc,
+)
 
 
 @pytest.fixture()
@@ -40,13 +47,13 @@ def _champion(client) -> str:
 def test_champion_moves_only_for_a_better_model(client, tmp_path: Path) -> None:
     cfg = RegisterConfig(objectives=("depthart",))
     first = new_model(client, tmp_path, "depthart", "r1", metrics_payload(0.20, 0.70))
-    r1 = registry.run_round(client, cfg, [first], REFERENCES, tiny_pyfunc)
+    r1 = registry.run_round(client, cfg, [first], references(tmp_path), tiny_pyfunc)
     assert r1.promoted and r1.champion_before is None and r1.champion_after == "depthart-tiny/v1"
     assert float(_tags(client, "depthart-tiny/v1")["rank"]) == 1.0
     assert _champion(client) == "depthart-tiny/v1"
 
     worse = new_model(client, tmp_path, "var_tf", "r2", metrics_payload(0.30, 0.60))
-    r2 = registry.run_round(client, cfg, [worse], REFERENCES, tiny_pyfunc)
+    r2 = registry.run_round(client, cfg, [worse], references(tmp_path), tiny_pyfunc)
     assert r2.new_versions == {"var_tf": "var-tf-tiny/v1"}
     assert not r2.promoted and r2.champion_after == "depthart-tiny/v1"
     assert _champion(client) == "depthart-tiny/v1"
@@ -55,9 +62,25 @@ def test_champion_moves_only_for_a_better_model(client, tmp_path: Path) -> None:
     assert float(_tags(client, "var-tf-tiny/v1")["mean_abs_rel"]) == pytest.approx(0.30)
 
     better = new_model(client, tmp_path, "depthart", "r3", metrics_payload(0.10, 0.80))
-    r3 = registry.run_round(client, cfg, [better], REFERENCES, tiny_pyfunc)
+    r3 = registry.run_round(client, cfg, [better], references(tmp_path), tiny_pyfunc)
     assert r3.promoted and r3.champion_before == "depthart-tiny/v1"
     assert r3.champion_after == "depthart-tiny/v2" == _champion(client)
+    assert "significantly better on 4 of 4" in r3.reason
+    assert r3.decision["promote"] and r3.decision["winner"] == "depthart-tiny/v2"
+    # every pair of this round's candidates and the champion, with intervals
+    pairs = {(p["a"], p["b"]) for p in r3.comparison["pairs"]}
+    assert ("depthart-tiny/v2", "depthart-tiny/v1") in pairs and len(pairs) == 6
+    assert "| depthart-tiny/v2 | depthart-tiny/v1 | nyu | abs_rel |" in r3.comparison_md
+    # the winner's description compares it with the champion it replaced, with intervals
+    text = client.get_model_version("depthart-tiny", "2").description
+    assert "**Promoted to champion.** promote depthart-tiny/v2" in text
+    assert "Against champion depthart-tiny/v1 (rank 2.000" in text
+    assert "- nyu abs_rel: 0.1000 vs 0.2000, difference -0.1000, 95% CI [" in text
+    assert "significantly better" in text
+    # the loser of round 2: compared with the champion, and why it stayed out
+    text = client.get_model_version("var-tf-tiny", "1").description
+    assert "Not promoted. keep champion: var-tf-tiny/v1 rank 2.000" in text
+    assert "- tum abs_rel: 0.3000 vs 0.2000, difference +0.1000" in text
     # the product model holds one version per promotion, each a copy of the winner
     assert len(client.search_model_versions("name='depthart'")) == 2
     # ranks of earlier versions are recomputed over the grown candidate set
@@ -68,7 +91,7 @@ def test_champion_moves_only_for_a_better_model(client, tmp_path: Path) -> None:
     assert "| depthart-tiny/v2 (champion) | depthart | 1.000 |" in r3.table_md
 
     # the same checkpoint again: no duplicate version, no alias change
-    r4 = registry.run_round(client, cfg, [better], REFERENCES, tiny_pyfunc)
+    r4 = registry.run_round(client, cfg, [better], references(tmp_path), tiny_pyfunc)
     assert r4.new_versions == {"depthart": "depthart-tiny/v2"} and not r4.promoted
     assert len(client.search_model_versions("name='depthart-tiny'")) == 2
     # the eval metrics went into the training run under glossary names, counts as params
@@ -82,12 +105,32 @@ def test_best_of_round_must_beat_champion_not_tie(client, tmp_path: Path) -> Non
     cfg = RegisterConfig(objectives=("depthart", "var_tf"))
     a = new_model(client, tmp_path, "depthart", "a", metrics_payload(0.20, 0.70))
     b = new_model(client, tmp_path, "var_tf", "b", metrics_payload(0.25, 0.65))
-    r1 = registry.run_round(client, cfg, [a, b], REFERENCES, tiny_pyfunc)
+    r1 = registry.run_round(client, cfg, [a, b], references(tmp_path), tiny_pyfunc)
     assert r1.champion_after == r1.new_versions["depthart"]
     tie = new_model(client, tmp_path, "depthart", "tie", metrics_payload(0.20, 0.70))
-    r2 = registry.run_round(client, cfg, [tie], REFERENCES, tiny_pyfunc)
+    r2 = registry.run_round(client, cfg, [tie], references(tmp_path), tiny_pyfunc)
     assert r2.ranks["depthart-tiny/v1"] == r2.ranks["depthart-tiny/v2"]
-    assert not r2.promoted and "does not beat" in r2.reason
+    assert not r2.promoted and "a tie keeps the champion" in r2.reason
+
+
+def test_a_better_rank_without_significance_keeps_the_champion(client, tmp_path: Path) -> None:
+    """Better means on every benchmark, but within the images' noise: no promotion."""
+    cfg = RegisterConfig(objectives=("depthart",))
+    first = new_model(client, tmp_path, "depthart", "a", metrics_payload(0.20, 0.70))
+    registry.run_round(client, cfg, [first], references(tmp_path), tiny_pyfunc)
+    close = new_model(client, tmp_path, "var_tf", "b", metrics_payload(0.199, 0.701))
+    rows = close.per_image.read_text().splitlines()
+    noisy = [rows[0]]
+    for i, row in enumerate(rows[1:]):
+        cells = row.split(",")
+        cells[4] = str(float(cells[4]) + (-1) ** i * 0.05)
+        noisy.append(",".join(cells))
+    close.per_image.write_text("\n".join(noisy) + "\n")
+    r2 = registry.run_round(client, cfg, [close], references(tmp_path), tiny_pyfunc)
+    assert r2.ranks["var-tf-tiny/v1"] < r2.ranks["depthart-tiny/v1"]
+    assert not r2.promoted and "significantly better on 0 of 4" in r2.reason
+    text = client.get_model_version("var-tf-tiny", "1").description
+    assert "no significant difference" in text and "Not promoted." in text
 
 
 def test_register_stage_reads_stage_outputs_and_writes_reports(
@@ -105,10 +148,11 @@ def test_register_stage_reads_stage_outputs_and_writes_reports(
     _tiny_checkpoint(mdir / "model.safetensors")
     (mdir / "mlflow_run.json").write_text(json.dumps({"run_id": model.run_id}))
     for name, metrics in [("depthart", model.metrics)] + [
-        (f"reference_{r}", m) for r, m in REFERENCES.items()
+        (f"reference_{r}", m) for r, m in REFERENCE_METRICS.items()
     ]:
         (root / "outputs" / "eval" / name).mkdir(parents=True)
         (root / "outputs" / "eval" / name / "metrics.json").write_text(json.dumps(metrics))
+        per_image_csv(root / "outputs" / "eval" / name / "per_image.csv", metrics)
     (root / "params.yaml").write_text("register:\n  objectives: [depthart]\n")
     from stages.register import main  # the stage itself, with the real depthcore pyfunc logger
 
@@ -167,10 +211,16 @@ def test_register_stage_reads_stage_outputs_and_writes_reports(
     (reg,) = client.search_runs([exp_id], "tags.stage = 'register'")
     assert reg.info.run_id == report["register_run_id"] and reg.info.status == "FINISHED"
     assert {a.path for a in client.list_artifacts(reg.info.run_id)} == {
-        "rank_table.md", "registry.json"}  # fmt: skip
+        "rank_table.md", "registry.json", "comparison.md", "comparison.json"}  # fmt: skip
     assert "**Champion: depthart-tiny/v1** (promoted)" in reg.data.tags["mlflow.note.content"]
     glossary = client.get_experiment(exp_id).tags["mlflow.note.content"]
     assert "| `plane_flatness_err_cm` | ↓ |" in glossary
+
+    comparison = json.loads((root / "outputs" / "register" / "comparison.json").read_text())
+    assert comparison["resamples"] == 2000 and len(comparison["pairs"]) == 3
+    assert "first champion" in comparison["decision"]["reason"]
+    assert "## Champion decision" in (root / "outputs" / "register" / "comparison.md").read_text()
+    assert {a.path for a in client.list_artifacts(model.run_id, "eval")} == {"eval/per_image.csv"}
 
     (root / "outputs" / "eval" / "depthart" / "metrics.json").write_text('{"nyu": {"lsq": 3}}')
     with pytest.raises(SystemExit):
@@ -203,11 +253,3 @@ def test_unreachable_tracking_server_fails_fast_naming_uri(monkeypatch) -> None:
     with pytest.raises(DepthcoreError, match=f"MLflow tracking server {uri} is not reachable"):
         registry.connect(uri)
     assert time.monotonic() - start < 30
-
-
-def test_decide_promotion_rules() -> None:
-    ranks = {"m/v1": 1.5, "m/v2": 1.0, "m/v3": 2.0}
-    assert registry.decide_promotion(ranks, ["m/v2", "m/v3"], None)[0] == "m/v2"
-    assert registry.decide_promotion(ranks, ["m/v2"], "m/v1")[0] == "m/v2"
-    assert registry.decide_promotion(ranks, ["m/v3"], "m/v1")[0] is None
-    assert registry.decide_promotion(ranks, [], "m/v1")[0] is None

@@ -15,7 +15,7 @@ import pytest
 from bench.ui_screenshots import CHROMIUM, VIEWPORT, chromium, free_port, mlflow_ui, shoot
 from depthcore.tracking import registry
 from depthcore.tracking.registry import RegisterConfig
-from tests.helpers.registry import REFERENCES, metrics_payload, new_model, tiny_pyfunc
+from tests.helpers.registry import metrics_payload, new_model, references, tiny_pyfunc
 
 pytestmark = [
     pytest.mark.slow,
@@ -39,7 +39,7 @@ def test_model_page_shows_champion_and_reason_above_the_fold(
         cfg = RegisterConfig(objectives=("depthart", "var_tf"))
         a = new_model(client, tmp_path, "depthart", "a", metrics_payload(0.30, 0.60))
         b = new_model(client, tmp_path, "var_tf", "b", metrics_payload(0.20, 0.70))
-        result = registry.run_round(client, cfg, [a, b], REFERENCES, tiny_pyfunc)
+        result = registry.run_round(client, cfg, [a, b], references(tmp_path), tiny_pyfunc)
     finally:
         mlflow.set_tracking_uri(None)
         mlflow.set_registry_uri(None)
