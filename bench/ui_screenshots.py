@@ -39,6 +39,8 @@ from tests.pipeline.test_e2e import TINY  # noqa: E402 - the end-to-end test's t
 
 CHROMIUM = Path("/usr/bin/chromium")
 VIEWPORT = {"width": 1280, "height": 860}
+#: The runs-table columns a reader picks first (logged as plain names, see the glossary).
+HEADLINE_COLUMNS = ("rank", "mean_abs_rel", "mean_delta1", "val_abs_rel")
 
 
 def free_port() -> int:
@@ -104,19 +106,50 @@ def prefect_env(home: Path, port: int) -> dict[str, str]:
     }
 
 
-def shoot(page, url: str, path: Path, wait_text: str, full_page: bool = False) -> None:  # noqa: ANN001
-    """Open ``url``, wait until ``wait_text`` is visible, save a palette PNG (small files)."""
-    from PIL import Image
-
+def open_page(page, url: str, wait_text: str) -> None:  # noqa: ANN001 - a Playwright Page
+    """Open ``url`` and wait until ``wait_text`` is visible; close MLflow's assistant panel."""
     page.goto(url)
     page.get_by_text(wait_text, exact=False).first.wait_for(timeout=60_000)
     page.wait_for_timeout(1500)  # charts and lazy panels settle
     assistant = page.get_by_role("button", name="Close", exact=True)
-    if "127.0.0.1" in url and assistant.count() == 1 and assistant.is_visible():
+    if assistant.count() == 1 and assistant.is_visible():
         assistant.click()  # MLflow 3's assistant panel opens on first load, over the page
         page.wait_for_timeout(500)
-    page.screenshot(path=str(path), full_page=full_page)
+
+
+def save(page, path: Path) -> None:  # noqa: ANN001 - a Playwright Page
+    """The viewport as a 128-colour PNG (a fifth of the RGB file's size)."""
+    from PIL import Image
+
+    page.screenshot(path=str(path))
     Image.open(path).convert("RGB").quantize(colors=128).save(path, optimize=True)
+
+
+def shoot(page, url: str, path: Path, wait_text: str) -> None:  # noqa: ANN001
+    """Open ``url``, wait for ``wait_text``, save the viewport."""
+    open_page(page, url, wait_text)
+    save(page, path)
+
+
+def click_text(page, text: str) -> None:  # noqa: ANN001 - a Playwright Page
+    page.get_by_text(text, exact=True).first.click()
+    page.wait_for_timeout(1500)
+
+
+def toggle_columns(page, names: list[str]) -> None:  # noqa: ANN001 - a Playwright Page
+    """Toggle ``names`` in the runs table's column picker (MLflow 3 shows no metric by default).
+
+    The picker highlights the searched part of each label, so the label is found as the
+    element whose whole text is the name (not a longer name starting with it).
+    """
+    page.get_by_role("button", name="Columns").click()
+    search = page.get_by_placeholder("Search columns")
+    for name in names:
+        search.fill(name)
+        page.wait_for_timeout(500)
+        page.locator(f"xpath=//*[strong and normalize-space(.)='{name}']").first.click()
+    page.keyboard.press("Escape")
+    page.wait_for_timeout(1000)
 
 
 @contextlib.contextmanager
@@ -178,10 +211,11 @@ def mlflow_pages(repo: Path) -> dict[str, str]:
     client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
     report = json.loads((repo / "outputs" / "register" / "registry.json").read_text())
     exp = client.get_experiment_by_name("depthart").experiment_id
-    candidates = client.search_runs(
-        [exp], "tags.stage = 'train' or tags.stage = 'evaluate_reference'", max_results=50
-    )
-    ids = json.dumps([r.info.run_id for r in candidates if "rank" in r.data.metrics])
+    ranked = [  # every ranked candidate: trained models and reference predictors
+        r for r in client.search_runs([exp], max_results=200)
+        if r.data.tags.get("stage") in ("train", "evaluate_reference") and "rank" in r.data.metrics
+    ]  # fmt: skip
+    ids = json.dumps([r.info.run_id for r in ranked])
     name, version = report["champion_after"].rsplit("/v", 1)
     return {
         "product": "#/models/depthart",
@@ -214,23 +248,33 @@ def make_runs(work: Path, env: dict[str, str]) -> Path:
     params["train"]["seed"] = int(params["train"].get("seed", 0)) + 1
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _run(["git", "commit", "-qam", "retrain with another seed"], repo, env)
-    run_flow(repo, env, ["train", "scales", "evaluate", "register"])
+    # features and the references are untouched by a seed: the run shows "Up to date" too
+    stages = ["features", "train", "scales", "evaluate", "evaluate_reference", "register"]
+    run_flow(repo, env, stages)
     return repo
 
 
 def shoot_all(repo: Path, prefect: str, m_port: int, work: Path, out: Path) -> None:
-    """The six screenshots of docs/ui (module docstring)."""
+    """The screenshots of docs/ui (module docstring)."""
     pages = mlflow_pages(repo)
     flow_run = latest_flow_run(f"{prefect}/api")
     with mlflow_ui(repo / "mlflow.db", m_port, work / "mlflow.log"), chromium() as page:
         ui = f"http://127.0.0.1:{m_port}/"
         shoot(page, ui + pages["product"], out / "mlflow_model_page.png", "Champion:")
         shoot(page, ui + pages["champion_version"], out / "mlflow_champion_version.png", "Rank")
-        shoot(page, ui + pages["compare"], out / "mlflow_compare_candidates.png", "rank")
-        shoot(page, ui + pages["runs"], out / "mlflow_runs_table.png", "reference-")
-        run_page = f"{prefect}/runs/flow-run/{flow_run}"
-        shoot(page, run_page, out / "prefect_flow_run.png", "Up to date")
-        shoot(page, run_page + "?tab=Artifacts", out / "prefect_summary.png", "retrain-summary")
+        open_page(page, ui + pages["compare"], "Comparing")
+        click_text(page, "Visualizations")  # folded: the metrics table comes up
+        click_text(page, "Parameters")
+        save(page, out / "mlflow_compare_candidates.png")
+        open_page(page, ui + pages["runs"], "reference-")
+        toggle_columns(page, ["Dataset", "Source", *HEADLINE_COLUMNS])  # off, then on
+        save(page, out / "mlflow_runs_table.png")
+        open_page(page, f"{prefect}/runs/flow-run/{flow_run}", "retrain")
+        click_text(page, "Task Runs")
+        save(page, out / "prefect_flow_run.png")
+        click_text(page, "Artifacts")
+        click_text(page, "retrain-summary")
+        save(page, out / "prefect_summary.png")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -252,7 +296,7 @@ def main(argv: list[str] | None = None) -> None:
         repo = work / "repo" if args.shots_only else make_runs(work, env)
         shoot_all(repo, f"http://127.0.0.1:{p_port}", m_port, work, out)
     for png in sorted(out.glob("*.png")):
-        print(f"{png.relative_to(REPO_ROOT)}: {png.stat().st_size / 1024:.0f} KiB")
+        print(f"{png}: {png.stat().st_size / 1024:.0f} KiB")
 
 
 if __name__ == "__main__":
