@@ -10,8 +10,9 @@
    "Ran" and "Up to date" stages;
 3. starts ``mlflow ui`` on the run's sqlite store and drives the system Chromium
    (``/usr/bin/chromium``, Debian package ``chromium``; Playwright from PyPI, never
-   ``playwright install``) through the served model's page, a candidate version, the
-   compare view of every ranked candidate and the Prefect flow run and its summary.
+   ``playwright install``) through the served model's page, the last round's challenger
+   version, the compare view of every ranked candidate, the runs table and the Prefect
+   flow run and its summary.
 
 Prints the wall time of each step and the size of each PNG. Everything listens on
 127.0.0.1 only; nothing is downloaded. The helpers are reused by the screenshot test.
@@ -30,8 +31,12 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # run as a script: the repo's own tests package
@@ -106,7 +111,7 @@ def prefect_env(home: Path, port: int) -> dict[str, str]:
     }
 
 
-def open_page(page, url: str, wait_text: str) -> None:  # noqa: ANN001 - a Playwright Page
+def open_page(page: Page, url: str, wait_text: str) -> None:
     """Open ``url`` and wait until ``wait_text`` is visible; close MLflow's assistant panel."""
     page.goto(url)
     page.get_by_text(wait_text, exact=False).first.wait_for(timeout=60_000)
@@ -117,7 +122,7 @@ def open_page(page, url: str, wait_text: str) -> None:  # noqa: ANN001 - a Playw
         page.wait_for_timeout(500)
 
 
-def save(page, path: Path) -> None:  # noqa: ANN001 - a Playwright Page
+def save(page: Page, path: Path) -> None:
     """The viewport as a 128-colour PNG (a fifth of the RGB file's size)."""
     from PIL import Image
 
@@ -125,18 +130,18 @@ def save(page, path: Path) -> None:  # noqa: ANN001 - a Playwright Page
     Image.open(path).convert("RGB").quantize(colors=128).save(path, optimize=True)
 
 
-def shoot(page, url: str, path: Path, wait_text: str) -> None:  # noqa: ANN001
+def shoot(page: Page, url: str, path: Path, wait_text: str) -> None:
     """Open ``url``, wait for ``wait_text``, save the viewport."""
     open_page(page, url, wait_text)
     save(page, path)
 
 
-def click_text(page, text: str) -> None:  # noqa: ANN001 - a Playwright Page
+def click_text(page: Page, text: str) -> None:
     page.get_by_text(text, exact=True).first.click()
     page.wait_for_timeout(1500)
 
 
-def toggle_columns(page, names: list[str]) -> None:  # noqa: ANN001 - a Playwright Page
+def toggle_columns(page: Page, names: list[str]) -> None:
     """Toggle ``names`` in the runs table's column picker (MLflow 3 shows no metric by default).
 
     The picker highlights the searched part of each label, so the label is found as the
@@ -153,7 +158,7 @@ def toggle_columns(page, names: list[str]) -> None:  # noqa: ANN001 - a Playwrig
 
 
 @contextlib.contextmanager
-def chromium() -> Iterator[object]:
+def chromium() -> Iterator[Page]:
     """A Playwright page in the system Chromium (no browser download)."""
     from playwright.sync_api import sync_playwright
 
@@ -216,10 +221,13 @@ def mlflow_pages(repo: Path) -> dict[str, str]:
         if r.data.tags.get("stage") in ("train", "evaluate_reference") and "rank" in r.data.metrics
     ]  # fmt: skip
     ids = json.dumps([r.info.run_id for r in ranked])
-    name, version = report["champion_after"].rsplit("/v", 1)
+    # the version judged in the last round: its description compares it with the champion
+    name, version = (report["decision"].get("challenger") or report["champion_after"]).rsplit(
+        "/v", 1
+    )
     return {
         "product": "#/models/depthart",
-        "champion_version": f"#/models/{name}/versions/{version}",
+        "challenger_version": f"#/models/{name}/versions/{version}",
         "compare": f"#/compare-runs?runs={ids}&experiments={json.dumps([exp])}",
         "runs": f"#/experiments/{exp}/runs",
     }
@@ -261,7 +269,7 @@ def shoot_all(repo: Path, prefect: str, m_port: int, work: Path, out: Path) -> N
     with mlflow_ui(repo / "mlflow.db", m_port, work / "mlflow.log"), chromium() as page:
         ui = f"http://127.0.0.1:{m_port}/"
         shoot(page, ui + pages["product"], out / "mlflow_model_page.png", "Champion:")
-        shoot(page, ui + pages["champion_version"], out / "mlflow_champion_version.png", "Rank")
+        shoot(page, ui + pages["challenger_version"], out / "mlflow_challenger_version.png", "Rank")
         open_page(page, ui + pages["compare"], "Comparing")
         click_text(page, "Visualizations")  # folded: the metrics table comes up
         click_text(page, "Parameters")
