@@ -19,7 +19,9 @@ Signature (shown on the model page): one input column ``image`` of MLflow type `
 a base64 PNG/JPEG string or an HxWx3 uint8 nested list per row (a ``string`` column
 would misdescribe the array forms; the request forms above are all checked by
 ``tests/tracking``), and one output tensor ``depth`` (N, H, W) float32. The input example
-is an 8x8 base64 PNG.
+is an 8x8 base64 PNG. In Python, ``model.predict`` takes a DataFrame with an ``image``
+column or ``{"image": [rgb_HW3, ...]}``; MLflow's schema check refuses a bare
+(N, H, W, 3) array (over HTTP, ``{"inputs": [...]}`` still works).
 
 Response: ``{"predictions": [depth_1, depth_2, ...]}`` with one ``depth_i`` per
 input image, a list of H rows of W floats at the input image's resolution:

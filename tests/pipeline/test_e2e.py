@@ -130,7 +130,7 @@ def test_dvc_repro_end_to_end_then_noop(tmp_path: Path) -> None:
     try:
         model = mlflow.pyfunc.load_model("models:/depthart@champion")
         rgb_BHW3 = np.random.default_rng(0).integers(0, 255, (2, 40, 56, 3), dtype=np.uint8)
-        depths = model.predict(rgb_BHW3)
+        depths = model.predict({"image": list(rgb_BHW3)})  # the signature's `image` column
     finally:
         mlflow.set_tracking_uri(None)
     assert len(depths) == 2 and np.asarray(depths[0]).shape == (40, 56)
