@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from depthcore.config import frozen
+from depthcore.config import frozen, param
 from depthcore.evaluation.ranking import NestedMetrics
 
 
@@ -35,11 +35,11 @@ class RegisterConfig:
     # the experiment of the reference and register runs (the train stage's experiment)
     experiment: str = "depthart"
     # seconds per HTTP request and retries against a remote tracking server
-    http_timeout_s: int = 10
-    http_max_retries: int = 1
+    http_timeout_s: int = param(10, gt=0)
+    http_max_retries: int = param(1, ge=0)
     # paired bootstrap of the per-image metrics (comparison.md and the champion rule)
-    ci_level: float = 0.95
-    bootstrap_resamples: int = 2000
+    ci_level: float = param(0.95, gt=0, lt=1)
+    bootstrap_resamples: int = param(2000, gt=0)
     bootstrap_seed: int = 0
 
 
