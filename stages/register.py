@@ -1,9 +1,11 @@
 """Stage ``register``: log this round's models to MLflow, rank all candidates, move ``champion``.
 
-Outputs: ``<out_dir>/registry.json`` (ranks, new versions, the champion decision),
-``<out_dir>/rank_table.md`` (the rank table as markdown) and ``<out_dir>/comparison.md`` /
-``comparison.json`` (paired bootstrap intervals of every pair of candidates and the
-decision with its reason; also logged to MLflow).
+Outputs: ``<out_dir>/registry.json`` (ranks, new versions, the champion decision, the
+``register`` MLflow run), ``<out_dir>/rank_table.md`` (the rank table as markdown) and
+``<out_dir>/comparison.md`` / ``comparison.json`` (paired bootstrap intervals of every pair
+of candidates and the decision with its reason). All are artifacts of the round's
+``register`` MLflow run, and the decision is written into the registered models'
+descriptions (:mod:`depthcore.tracking.publish`).
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import socket
+import subprocess
 import time
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -18,6 +20,7 @@ from depthcore.errors import DataError, DepthcoreError
 from depthcore.io import write_text_atomic
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+EXPERIMENT_NOTE = "mlflow.note.content"  # the tag MLflow's UI shows as a description
 RUN_RECORD = "mlflow_run.json"  # per-model file naming the MLflow run later stages log into
 _FLUSH_EVERY = 200  # metric values buffered before one log_batch call
 
@@ -120,6 +123,7 @@ class MlflowLogger:
         run_id: str | None = None,
         tags: dict[str, str] | None = None,
     ) -> None:
+        """Resume ``run_id`` (its ``tags`` updated) or create a run with ``tags``."""
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
         from mlflow.exceptions import MlflowException
@@ -133,15 +137,10 @@ class MlflowLogger:
                 run = self.client.get_run(run_id)
                 self.experiment_id = run.info.experiment_id
                 self.client.update_run(run_id, status="RUNNING")
+                for key, value in (tags or {}).items():
+                    self.client.set_tag(run_id, key, value)
             else:
-                exp = self.client.get_experiment_by_name(experiment)
-                self.experiment_id = (
-                    exp.experiment_id
-                    if exp
-                    else self.client.create_experiment(
-                        experiment, artifact_location=default_artifact_location(tracking_uri)
-                    )
-                )
+                self.experiment_id = ensure_experiment(self.client, experiment, tracking_uri)
                 run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
         except (MlflowException, OSError) as exc:
             raise TrackingError(f"MLflow tracking at {tracking_uri} failed: {exc}") from exc
@@ -192,6 +191,13 @@ class MlflowLogger:
         self.flush()
         self._call("log_artifact", self.client.log_artifact, self.run_id, str(path), artifact_dir)
 
+    def log_tags(self, tags: dict[str, str]) -> None:
+        """Set run tags (strings shown in the runs table's tag columns)."""
+        from mlflow.entities import RunTag
+
+        items = [RunTag(k, str(v)) for k, v in tags.items()]
+        self._call("set_tags", self.client.log_batch, self.run_id, tags=items)
+
     def close(self, status: str = "FINISHED") -> None:
         self.flush()
         self._call("set_terminated", self.client.set_terminated, self.run_id, status)
@@ -203,6 +209,94 @@ class MlflowLogger:
             "experiment_id": str(self.experiment_id),
             "tracking_uri": self.tracking_uri,
         }
+
+
+def scale_metric_name(prefix: str, patch_num: int) -> str:
+    """``val_abs_rel_scale_4x4``: a per-scale metric named as the figures label the scales."""
+    return f"{prefix}_scale_{patch_num}x{patch_num}"
+
+
+def ensure_experiment(client: Any, name: str, tracking_uri: str) -> str:
+    """The id of experiment ``name``, created (artifacts beside a sqlite db) when missing."""
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return str(exp.experiment_id)
+    return str(
+        client.create_experiment(name, artifact_location=default_artifact_location(tracking_uri))
+    )
+
+
+def git_commit(cwd: str | Path = ".") -> str:
+    """The checked-out commit (``+dirty`` when tracked files changed), or ``unknown``.
+
+    A run is reproducible from its commit plus dvc.lock; outside a git checkout
+    (an installed package) there is no commit to name, which the tag says.
+    """
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd, capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return sha + ("+dirty" if dirty else "")
+
+
+def run_tags(stage: str, objective: str | None = None) -> dict[str, str]:
+    """Tags that tell reruns apart in the runs table: stage, objective, commit, DVC experiment.
+
+    ``host`` and ``pid`` let a later start of the same stage tell a killed run (its
+    process is gone) from one still running (:func:`close_orphan_runs`).
+    """
+    tags = {
+        "stage": stage,
+        "git_commit": git_commit(),
+        "dvc_experiment": os.environ.get("DVC_EXP_NAME", "") or "workspace",
+        "host": socket.gethostname(),
+        "pid": str(os.getpid()),
+    }
+    if objective is not None:
+        tags["objective"] = objective
+    return tags
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def close_orphan_runs(
+    client: Any, experiment_id: str, stage: str, objective: str | None, keep: str | None = None
+) -> list[str]:
+    """Mark KILLED the RUNNING runs of this stage whose process is gone; returns their ids.
+
+    A training killed by a signal or a power cut never reaches ``close()``; without
+    this its run stays "Running" in the UI forever. Runs of another host are left
+    alone (their process cannot be checked from here).
+    """
+    query = f"attributes.status = 'RUNNING' and tags.stage = '{stage}'"
+    if objective is not None:
+        query += f" and tags.objective = '{objective}'"
+    closed = []
+    for run in client.search_runs([experiment_id], filter_string=query, max_results=1000):
+        tags = run.data.tags
+        if run.info.run_id == keep or tags.get("host") != socket.gethostname():
+            continue
+        pid = tags.get("pid", "")
+        if pid.isdigit() and _process_alive(int(pid)):
+            continue
+        client.set_tag(run.info.run_id, "killed_note", "process gone; closed by the next start")
+        client.set_terminated(run.info.run_id, "KILLED")
+        closed.append(run.info.run_id)
+    return closed
 
 
 def _flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -225,12 +319,14 @@ def make_logger(
     experiment: str = "depthart",
     run_name: str | None = None,
     run_id: str | None = None,
+    tags: dict[str, str] | None = None,
 ) -> RunLogger:
     """The logger named by a params value: ``mlflow``, ``csv`` or ``none``."""
     if kind == "mlflow":
         return MlflowLogger(
-            resolve_tracking_uri(tracking_uri), experiment, run_name=run_name, run_id=run_id
-        )
+            resolve_tracking_uri(tracking_uri), experiment, run_name=run_name, run_id=run_id,
+            tags=tags,
+        )  # fmt: skip
     if kind == "csv":
         return CsvLogger(out_dir)
     if kind == "none":
@@ -260,11 +356,14 @@ def open_run_logger(
     experiment: str = "depthart",
     run_name: str | None = None,
     resume: bool = False,
+    stage: str = "train",
+    objective: str | None = None,
 ) -> RunLogger:
     """A stage's logger, recording an MLflow run in ``<out_dir>/mlflow_run.json``.
 
-    Later stages (evaluate, register) read that file to log into the same run;
-    with ``resume`` an existing record's run is continued instead of a new one.
+    Later stages (register) read that file to log into the same run; with ``resume``
+    an existing record's run is continued instead of a new one. Either way, runs of
+    this stage left RUNNING by a killed process are marked KILLED first.
     """
     record = Path(out_dir) / RUN_RECORD
     run_id = None
@@ -277,7 +376,13 @@ def open_run_logger(
         experiment=experiment,
         run_name=run_name,
         run_id=run_id,
+        tags=run_tags(stage, objective),
     )
     if isinstance(logger, MlflowLogger):
+        closed = close_orphan_runs(
+            logger.client, logger.experiment_id, stage, objective, keep=logger.run_id
+        )
+        if closed:
+            logger.log_tags({"closed_orphans": ",".join(closed)})
         write_text_atomic(record, json.dumps(logger.run_record(), indent=2) + "\n")
     return logger

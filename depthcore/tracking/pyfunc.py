@@ -15,6 +15,14 @@ Request (``POST /invocations``, ``Content-Type: application/json``), any of::
     {"inputs": [[[[r, g, b], ...], ...]]}                             # tensor (N, H, W, 3) uint8
     {"inputs": {"image": ["<base64>", ...]}}
 
+Signature (shown on the model page): one input column ``image`` of MLflow type ``Any``,
+a base64 PNG/JPEG string or an HxWx3 uint8 nested list per row (a ``string`` column
+would misdescribe the array forms; the request forms above are all checked by
+``tests/tracking``), and one output tensor ``depth`` (N, H, W) float32. The input example
+is an 8x8 base64 PNG. In Python, ``model.predict`` takes a DataFrame with an ``image``
+column or ``{"image": [rgb_HW3, ...]}``; MLflow's schema check refuses a bare
+(N, H, W, 3) array (over HTTP, ``{"inputs": [...]}`` still works).
+
 Response: ``{"predictions": [depth_1, depth_2, ...]}`` with one ``depth_i`` per
 input image, a list of H rows of W floats at the input image's resolution:
 affine-invariant depth, near = small (conversion rule in :mod:`depthcore.predict.predictor`).
@@ -148,6 +156,28 @@ def default_pip_requirements() -> list[str]:
     return pins
 
 
+def signature() -> Any:
+    """The pyfunc's ModelSignature (module docstring): ``image`` (Any) in, ``depth`` out."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import AnyType, ColSpec, Schema, TensorSpec
+
+    return ModelSignature(
+        inputs=Schema([ColSpec(AnyType(), "image")]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1, -1), "depth")]),
+    )
+
+
+def example_input() -> dict[str, list[str]]:
+    """One 8x8 grey PNG, base64: the smallest request the model page can show and replay."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    buf = BytesIO()
+    Image.fromarray(np.full((8, 8, 3), 128, np.uint8)).save(buf, format="PNG")
+    return {"image": [base64.b64encode(buf.getvalue()).decode()]}
+
+
 def log_pyfunc_model(
     checkpoint_path: str | Path,
     name: str = "model",
@@ -156,7 +186,11 @@ def log_pyfunc_model(
     pip_requirements: list[str] | None = None,
     input_example: Any = None,
 ) -> Any:
-    """Log ``checkpoint_path`` as a pyfunc model in the active (or a new) run; returns ModelInfo."""
+    """Log ``checkpoint_path`` as a pyfunc model in the active (or a new) run; returns ModelInfo.
+
+    ``name`` is what the run's and the registry's model lists show: pass what the
+    model is (e.g. ``depthart-tiny``). The signature is always :func:`signature`.
+    """
     import mlflow.pyfunc
 
     checkpoint_path = Path(checkpoint_path)
@@ -171,6 +205,7 @@ def log_pyfunc_model(
             artifacts={CHECKPOINT_ARTIFACT: str(checkpoint_path)},
             pip_requirements=pip_requirements or default_pip_requirements(),
             registered_model_name=registered_model_name,
+            signature=signature(),
             input_example=input_example,
         )
 

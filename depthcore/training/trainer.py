@@ -28,7 +28,7 @@ from depthcore.io import atomic_path, file_sha256, write_text_atomic
 from depthcore.models import MODEL_CONFIGS, build_model, resolve_config
 from depthcore.models.checkpoint import load_model, load_official_var, load_vae, save_model
 from depthcore.spaces import INPUT_FIT
-from depthcore.tracking.logger import NullLogger, RunLogger, open_run_logger
+from depthcore.tracking.logger import NullLogger, RunLogger, open_run_logger, scale_metric_name
 from depthcore.training.distributed import (
     DistInfo,
     average_gradients,
@@ -190,8 +190,8 @@ class Trainer:
         with torch.no_grad():
             acc = (out.logits_BLV.argmax(-1) == out.target_BL).float().mean().item()
         scalars = {"loss": float(loss.item()), "lr": lr, "grad_norm": grad_norm, "acc": acc}
-        for k, v in enumerate(out.per_scale_loss.tolist()):
-            scalars[f"loss_scale_{k}"] = v
+        for pn, v in zip(self.var.patch_nums, out.per_scale_loss.tolist(), strict=True):
+            scalars[scale_metric_name("loss", pn)] = v  # named as the figures label scales
         return scalars
 
     # -- checkpoints ----------------------------------------------------------------------
@@ -406,6 +406,7 @@ def run_training(cfg: TrainConfig, objective: str) -> dict[str, Any]:
                 cfg.tracking, out_dir=out_dir, tracking_uri=cfg.tracking_uri,
                 experiment=cfg.experiment, run_name=f"train-{objective}",
                 resume=cfg.resume and (out_dir / "ckpt").is_dir(),
+                stage="train", objective=objective,
             )  # fmt: skip
         logger.log_params(
             {"objective": objective, "world_size": info.world_size, "space": space,

@@ -70,7 +70,7 @@ def _outputs(root: Path) -> tuple[Path, Path]:
     (reg / "rank_table.md").write_text("| candidate | rank |\n|---|---|\n| depthart/v1 | 1.250 |\n")
     registry = {
         "registered_model": "depthart",
-        "new_versions": {"depthart": "1", "var_tf": "2"},
+        "new_versions": {"depthart": "depthart/v1", "var_tf": "depthart/v2"},
         "reason": "depthart/v1 (rank 1.250) is the first champion",
     }
     (reg / "registry.json").write_text(json.dumps(registry))

@@ -78,3 +78,46 @@ def test_csv_logger_and_factory(tmp_path: Path) -> None:
     assert make_logger("none", out_dir=tmp_path).run_id is None
     with pytest.raises(ValueError, match="unknown tracking kind 'wandb'"):
         make_logger("wandb", out_dir=tmp_path)
+
+
+def test_stage_runs_are_tagged_resumed_and_orphans_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A killed training's run is marked KILLED at the next start; a resume continues it."""
+    import subprocess
+
+    from mlflow.tracking import MlflowClient
+
+    from depthcore.tracking.logger import open_run_logger, read_run_id
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("DVC_EXP_NAME", "exp-lr-sweep")
+    out = tmp_path / "models" / "depthart"
+    kw = {"out_dir": out, "experiment": "unit", "objective": "depthart"}
+    first = open_run_logger("mlflow", run_name="train-depthart", **kw)
+    client = MlflowClient(tracking_uri=uri)
+    tags = client.get_run(first.run_id).data.tags
+    assert tags["stage"] == "train" and tags["objective"] == "depthart"
+    assert tags["dvc_experiment"] == "exp-lr-sweep" and len(tags["git_commit"]) >= 7
+    assert read_run_id(out / "mlflow_run.json") == first.run_id
+
+    # resumed: the same run continues, RUNNING again
+    first.close("FAILED")
+    again = open_run_logger("mlflow", resume=True, **kw)
+    assert again.run_id == first.run_id
+    assert client.get_run(first.run_id).info.status == "RUNNING"
+
+    # killed: the process that owned the run is gone (pid of an exited child)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    client.set_tag(first.run_id, "pid", dead)
+    fresh = open_run_logger("mlflow", resume=False, **kw)
+    assert fresh.run_id != first.run_id
+    assert client.get_run(first.run_id).info.status == "KILLED"
+    assert client.get_run(fresh.run_id).data.tags["closed_orphans"] == first.run_id
+    # a live run (this process) of the same stage is left alone
+    other = open_run_logger("mlflow", **{**kw, "out_dir": tmp_path / "other"})
+    assert client.get_run(fresh.run_id).info.status == "RUNNING"
+    running = client.search_runs([fresh.experiment_id], "attributes.status = 'RUNNING'")
+    assert {r.info.run_id for r in running} == {fresh.run_id, other.run_id}

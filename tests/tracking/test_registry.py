@@ -12,168 +12,125 @@ import pytest
 from depthcore.errors import DepthcoreError
 from depthcore.io import file_sha256
 from depthcore.tracking import registry
-from depthcore.tracking.registry import NewModel, RegisterConfig
-
-BENCHES = ("nyu", "ibims", "tum", "eth3d")
-
-
-def _metrics(abs_rel: float, delta1: float) -> dict:
-    """A metrics.json payload with both alignments on all four benchmarks."""
-    per = {"abs_rel": abs_rel, "delta1": delta1, "rmse": abs_rel * 3}
-    return {b: {"lsq": dict(per), "median": dict(per)} for b in BENCHES}
-
-
-REFERENCE_METRICS = {
-    "constant_plane": _metrics(0.50, 0.30),
-    "vertical_gradient": _metrics(0.40, 0.40),
-}
-
-
-def _per_image(path: Path, metrics: dict, n: int = 12) -> Path:
-    """A per_image.csv whose lsq rows average to ``metrics`` (same spread for every model)."""
-    spread = [0.01 * (i - (n - 1) / 2) / n for i in range(n)]
-    lines = ["benchmark,index,name,alignment,abs_rel,delta1"]
-    for bench in BENCHES:
-        m = metrics[bench]["lsq"]
-        for i, d in enumerate(spread):
-            lines.append(f"{bench},{i},frame{i},lsq,{m['abs_rel'] + d},{m['delta1'] - d}")
-    path.write_text("\n".join(lines) + "\n")
-    return path
+from depthcore.tracking.registry import RegisterConfig
+from tests.helpers.registry import (
+    REFERENCE_METRICS,
+    metrics_payload,
+    new_model,
+    per_image_csv,
+    references,
+    tiny_pyfunc,
+)
 
 
 @pytest.fixture()
-def references(tmp_path: Path) -> dict:
-    return {
-        name: (metrics, _per_image(tmp_path / f"ref_{name}.csv", metrics))
-        for name, metrics in REFERENCE_METRICS.items()
-    }
-
-
-def _log_tiny_pyfunc(model: NewModel) -> str:
-    """A real (small) pyfunc standing in for the depth model: returns a constant depth."""
-    import mlflow
-
-    class ConstantDepth(mlflow.pyfunc.PythonModel):
-        def predict(self, context, model_input, params=None):  # noqa: ARG002
-            return [[1.0]]
-
-    info = mlflow.pyfunc.log_model(name="model", python_model=ConstantDepth(), pip_requirements=[])
-    return info.model_uri
-
-
-@pytest.fixture()
-def client(tmp_path: Path):
+def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     import mlflow
 
+    monkeypatch.chdir(tmp_path)  # the round's reports go to ./outputs/register
     mlflow.set_tracking_uri(uri)
     client = registry.connect(uri)
     yield client
     mlflow.set_tracking_uri(None)
 
 
-def _new_model(client, tmp_path: Path, objective: str, tag: str, metrics: dict) -> NewModel:
-    exp = client.get_experiment_by_name("depthart")
-    exp_id = exp.experiment_id if exp else client.create_experiment("depthart")
-    run = client.create_run(exp_id, run_name=f"train-{objective}-{tag}")
-    client.set_terminated(run.info.run_id)
-    ckpt = tmp_path / f"{objective}-{tag}.safetensors"
-    ckpt.write_bytes(f"weights of {objective} {tag}".encode())
-    per_image = _per_image(tmp_path / f"{objective}-{tag}.csv", metrics)
-    return NewModel(
-        objective=objective,
-        checkpoint=ckpt,
-        run_id=run.info.run_id,
-        metrics=metrics,
-        per_image=per_image,
-    )
+def _tags(client, label: str) -> dict:
+    name, version = label.rsplit("/v", 1)
+    return client.get_model_version(name, version).tags
 
 
-def _tags(client, version: str) -> dict:
-    return client.get_model_version("depthart", version).tags
+def _champion(client) -> str:
+    return client.get_model_version_by_alias("depthart", "champion").tags["source"]
 
 
-def test_champion_moves_only_for_a_better_model(client, tmp_path: Path, references) -> None:
+def test_champion_moves_only_for_a_better_model(client, tmp_path: Path) -> None:
     cfg = RegisterConfig(objectives=("depthart",))
-    first = _new_model(client, tmp_path, "depthart", "r1", _metrics(0.20, 0.70))
-    r1 = registry.run_round(client, cfg, [first], references, _log_tiny_pyfunc)
-    assert r1.promoted and r1.champion_before is None and r1.champion_after == "1"
-    assert float(_tags(client, "1")["rank"]) == 1.0
+    first = new_model(client, tmp_path, "depthart", "r1", metrics_payload(0.20, 0.70))
+    r1 = registry.run_round(client, cfg, [first], references(tmp_path), tiny_pyfunc)
+    assert r1.promoted and r1.champion_before is None and r1.champion_after == "depthart-tiny/v1"
+    assert float(_tags(client, "depthart-tiny/v1")["rank"]) == 1.0
+    assert _champion(client) == "depthart-tiny/v1"
 
-    worse = _new_model(client, tmp_path, "var_tf", "r2", _metrics(0.30, 0.60))
-    r2 = registry.run_round(client, cfg, [worse], references, _log_tiny_pyfunc)
-    assert r2.new_versions == {"var_tf": "2"}
-    assert not r2.promoted and r2.champion_after == "1"
-    assert str(client.get_model_version_by_alias("depthart", "champion").version) == "1"
-    assert r2.ranks["depthart/v2"] == 2.0 and r2.ranks["reference:constant_plane"] == 4.0
-    assert _tags(client, "2")["objective"] == "var_tf"
-    assert json.loads(_tags(client, "2")["eval_metrics_json"])["nyu"]["lsq"]["abs_rel"] == 0.30
-    assert float(_tags(client, "2")["nyu.lsq.abs_rel"]) == pytest.approx(0.30)
+    worse = new_model(client, tmp_path, "var_tf", "r2", metrics_payload(0.30, 0.60))
+    r2 = registry.run_round(client, cfg, [worse], references(tmp_path), tiny_pyfunc)
+    assert r2.new_versions == {"var_tf": "var-tf-tiny/v1"}
+    assert not r2.promoted and r2.champion_after == "depthart-tiny/v1"
+    assert _champion(client) == "depthart-tiny/v1"
+    assert r2.ranks["var-tf-tiny/v1"] == 2.0 and r2.ranks["reference:constant_plane"] == 4.0
+    assert _tags(client, "var-tf-tiny/v1")["objective"] == "var_tf"
+    assert float(_tags(client, "var-tf-tiny/v1")["mean_abs_rel"]) == pytest.approx(0.30)
 
-    better = _new_model(client, tmp_path, "depthart", "r3", _metrics(0.10, 0.80))
-    r3 = registry.run_round(client, cfg, [better], references, _log_tiny_pyfunc)
-    assert r3.promoted and r3.champion_before == "1" and r3.champion_after == "3"
-    assert str(client.get_model_version_by_alias("depthart", "champion").version) == "3"
+    better = new_model(client, tmp_path, "depthart", "r3", metrics_payload(0.10, 0.80))
+    r3 = registry.run_round(client, cfg, [better], references(tmp_path), tiny_pyfunc)
+    assert r3.promoted and r3.champion_before == "depthart-tiny/v1"
+    assert r3.champion_after == "depthart-tiny/v2" == _champion(client)
     assert "significantly better on 4 of 4" in r3.reason
-    decision = json.loads(_tags(client, "3")["promotion_decision"])
-    assert decision["promote"] and decision["winner"] == "depthart/v3"
-    tag = client.get_registered_model("depthart").tags["promotion_decision"]
-    assert json.loads(tag) == decision == r3.decision
+    assert r3.decision["promote"] and r3.decision["winner"] == "depthart-tiny/v2"
     # every pair of this round's candidates and the champion, with intervals
     pairs = {(p["a"], p["b"]) for p in r3.comparison["pairs"]}
-    assert ("depthart/v3", "depthart/v1") in pairs and len(pairs) == 6
-    assert "| depthart/v3 | depthart/v1 | nyu | abs_rel |" in r3.comparison_md
+    assert ("depthart-tiny/v2", "depthart-tiny/v1") in pairs and len(pairs) == 6
+    assert "| depthart-tiny/v2 | depthart-tiny/v1 | nyu | abs_rel |" in r3.comparison_md
+    # the winner's description compares it with the champion it replaced, with intervals
+    text = client.get_model_version("depthart-tiny", "2").description
+    assert "**Promoted to champion.** promote depthart-tiny/v2" in text
+    assert "Against champion depthart-tiny/v1 (rank 2.000" in text
+    assert "- nyu abs_rel: 0.1000 vs 0.2000, difference -0.1000, 95% CI [" in text
+    assert "significantly better" in text
+    # the loser of round 2: compared with the champion, and why it stayed out
+    text = client.get_model_version("var-tf-tiny", "1").description
+    assert "Not promoted. keep champion: var-tf-tiny/v1 rank 2.000" in text
+    assert "- tum abs_rel: 0.3000 vs 0.2000, difference +0.1000" in text
+    # the product model holds one version per promotion, each a copy of the winner
+    assert len(client.search_model_versions("name='depthart'")) == 2
     # ranks of earlier versions are recomputed over the grown candidate set
-    assert float(_tags(client, "1")["rank"]) == 2.0
-    assert float(_tags(client, "2")["rank"]) == 3.0
-    assert _tags(client, "3")["rank_candidates"] == "5"
-    assert "| depthart/v3 (champion) | depthart | 1.000 |" in r3.table_md
+    assert float(_tags(client, "depthart-tiny/v1")["rank"]) == 2.0
+    assert float(_tags(client, "var-tf-tiny/v1")["rank"]) == 3.0
+    assert _tags(client, "depthart-tiny/v2")["rank_of"] == "5"
+    assert _tags(client, "depthart-tiny/v1")["champion"] == "no"
+    assert "| depthart-tiny/v2 (champion) | depthart | 1.000 |" in r3.table_md
 
     # the same checkpoint again: no duplicate version, no alias change
-    r4 = registry.run_round(client, cfg, [better], references, _log_tiny_pyfunc)
-    assert r4.new_versions == {"depthart": "3"} and not r4.promoted
-    assert len(client.search_model_versions("name='depthart'")) == 3
-    # the eval metrics went into the training run as well
-    assert client.get_run(better.run_id).data.metrics["eval.tum.lsq.abs_rel"] == pytest.approx(0.1)
+    r4 = registry.run_round(client, cfg, [better], references(tmp_path), tiny_pyfunc)
+    assert r4.new_versions == {"depthart": "depthart-tiny/v2"} and not r4.promoted
+    assert len(client.search_model_versions("name='depthart-tiny'")) == 2
+    # the eval metrics went into the training run under glossary names, counts as params
+    run = client.get_run(better.run_id).data
+    assert run.metrics["tum/lsq/abs_rel"] == pytest.approx(0.1)
+    assert run.metrics["mean_abs_rel"] == pytest.approx(0.1) and run.metrics["rank"] == 1.0
+    assert "nyu.num_images" not in run.metrics and run.params["nyu.num_images"] == "4"
 
 
-def test_best_of_round_must_beat_champion_not_tie(client, tmp_path: Path, references) -> None:
+def test_best_of_round_must_beat_champion_not_tie(client, tmp_path: Path) -> None:
     cfg = RegisterConfig(objectives=("depthart", "var_tf"))
-    a = _new_model(client, tmp_path, "depthart", "a", _metrics(0.20, 0.70))
-    b = _new_model(client, tmp_path, "var_tf", "b", _metrics(0.25, 0.65))
-    r1 = registry.run_round(client, cfg, [a, b], references, _log_tiny_pyfunc)
+    a = new_model(client, tmp_path, "depthart", "a", metrics_payload(0.20, 0.70))
+    b = new_model(client, tmp_path, "var_tf", "b", metrics_payload(0.25, 0.65))
+    r1 = registry.run_round(client, cfg, [a, b], references(tmp_path), tiny_pyfunc)
     assert r1.champion_after == r1.new_versions["depthart"]
-    tie = _new_model(client, tmp_path, "depthart", "tie", _metrics(0.20, 0.70))
-    r2 = registry.run_round(client, cfg, [tie], references, _log_tiny_pyfunc)
-    assert r2.ranks["depthart/v1"] == r2.ranks["depthart/v3"]
+    tie = new_model(client, tmp_path, "depthart", "tie", metrics_payload(0.20, 0.70))
+    r2 = registry.run_round(client, cfg, [tie], references(tmp_path), tiny_pyfunc)
+    assert r2.ranks["depthart-tiny/v1"] == r2.ranks["depthart-tiny/v2"]
     assert not r2.promoted and "a tie keeps the champion" in r2.reason
 
 
-def test_a_better_rank_without_significance_keeps_the_champion(
-    client, tmp_path: Path, references
-) -> None:
+def test_a_better_rank_without_significance_keeps_the_champion(client, tmp_path: Path) -> None:
     """Better means on every benchmark, but within the images' noise: no promotion."""
     cfg = RegisterConfig(objectives=("depthart",))
-    first = _new_model(client, tmp_path, "depthart", "a", _metrics(0.20, 0.70))
-    registry.run_round(client, cfg, [first], references, _log_tiny_pyfunc)
-    close = _new_model(client, tmp_path, "var_tf", "b", _metrics(0.199, 0.701))
-    noisy = tmp_path / "noisy.csv"
+    first = new_model(client, tmp_path, "depthart", "a", metrics_payload(0.20, 0.70))
+    registry.run_round(client, cfg, [first], references(tmp_path), tiny_pyfunc)
+    close = new_model(client, tmp_path, "var_tf", "b", metrics_payload(0.199, 0.701))
     rows = close.per_image.read_text().splitlines()
-    noisy.write_text(
-        "\n".join(
-            [rows[0]]
-            + [
-                ",".join(r.split(",")[:4] + [str(float(r.split(",")[4]) + (-1) ** i * 0.05)])
-                + "," + r.split(",")[5]
-                for i, r in enumerate(rows[1:])
-            ]
-        )
-        + "\n"
-    )  # fmt: skip
-    close = NewModel(close.objective, close.checkpoint, close.run_id, close.metrics, noisy)
-    r2 = registry.run_round(client, cfg, [close], references, _log_tiny_pyfunc)
-    assert r2.ranks["depthart/v2"] < r2.ranks["depthart/v1"]
+    noisy = [rows[0]]
+    for i, row in enumerate(rows[1:]):
+        cells = row.split(",")
+        cells[4] = str(float(cells[4]) + (-1) ** i * 0.05)
+        noisy.append(",".join(cells))
+    close.per_image.write_text("\n".join(noisy) + "\n")
+    r2 = registry.run_round(client, cfg, [close], references(tmp_path), tiny_pyfunc)
+    assert r2.ranks["var-tf-tiny/v1"] < r2.ranks["depthart-tiny/v1"]
     assert not r2.promoted and "significantly better on 0 of 4" in r2.reason
+    text = client.get_model_version("var-tf-tiny", "1").description
+    assert "no significant difference" in text and "Not promoted." in text
 
 
 def test_register_stage_reads_stage_outputs_and_writes_reports(
@@ -185,7 +142,7 @@ def test_register_stage_reads_stage_outputs_and_writes_reports(
     monkeypatch.chdir(root)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     client = registry.connect(uri)
-    model = _new_model(client, root, "depthart", "s", _metrics(0.2, 0.7))
+    model = new_model(client, root, "depthart", "s", metrics_payload(0.2, 0.7))
     mdir = root / "models" / "depthart"
     mdir.mkdir(parents=True)
     _tiny_checkpoint(mdir / "model.safetensors")
@@ -195,27 +152,75 @@ def test_register_stage_reads_stage_outputs_and_writes_reports(
     ]:
         (root / "outputs" / "eval" / name).mkdir(parents=True)
         (root / "outputs" / "eval" / name / "metrics.json").write_text(json.dumps(metrics))
-        _per_image(root / "outputs" / "eval" / name / "per_image.csv", metrics)
+        per_image_csv(root / "outputs" / "eval" / name / "per_image.csv", metrics)
     (root / "params.yaml").write_text("register:\n  objectives: [depthart]\n")
     from stages.register import main  # the stage itself, with the real depthcore pyfunc logger
 
+    (root / "outputs" / "eval" / "depthart" / "panels").mkdir()
+    (root / "outputs" / "eval" / "depthart" / "panels" / "nyu_000.png").write_bytes(b"png")
+    (mdir / "figures").mkdir()
+    (mdir / "figures" / "scales_000.png").write_bytes(b"png")
+    scales = {"patch_nums": [1, 2, 4], "val_abs_rel_per_scale": [0.5, 0.4, 0.3]}
+    (mdir / "scales.json").write_text(json.dumps(scales | {"val_abs_rel": 0.3,
+                                                           "refinement_gain": 0.4}))  # fmt: skip
     main(["--params", "params.yaml"])
     report = json.loads((root / "outputs" / "register" / "registry.json").read_text())
-    assert report["champion_after"] == "1" and report["tracking_uri"] == uri
-    assert report["new_versions"] == {"depthart": "1"} and report["promoted"]
+    assert report["champion_after"] == "depthart-tiny/v1" and report["tracking_uri"] == uri
+    assert report["new_versions"] == {"depthart": "depthart-tiny/v1"} and report["promoted"]
     table = (root / "outputs" / "register" / "rank_table.md").read_text()
     assert table.startswith("| candidate | objective | rank |")
-    assert "| depthart/v1 (champion) | depthart | 1.000 |" in table
+    assert "| depthart-tiny/v1 (champion) | depthart | 1.000 |" in table
+
+    # the candidate version: named after what it is, described, few tags
+    version = client.get_model_version("depthart-tiny", "1")
+    assert version.run_id == model.run_id
+    assert 8 <= len(version.tags) <= 12, sorted(version.tags)
+    assert version.tags["checkpoint_sha256"] == file_sha256(mdir / "model.safetensors")
+    assert version.tags["git_commit"] == "0123456789ab" and version.tags["champion"] == "yes"
+    assert len(version.tags["params_hash"]) == 12 and version.tags["data_version"] == "unknown"
+    assert "objective `depthart`" in version.description
+    assert "Rank **1.000** of 3" in version.description
+    assert "**Promoted to champion.**" in version.description
+    # the product page says who is champion and why
+    product = client.get_registered_model("depthart")
+    assert "**Champion: depthart-tiny/v1**" in product.description
+    assert "is the first champion" in product.description
+    champion = client.get_model_version_by_alias("depthart", "champion")
+    assert champion.tags["source"] == "depthart-tiny/v1"
+    # the logged model: its name, signature and input example
+    import mlflow
+
+    info = mlflow.models.get_model_info("models:/depthart-tiny/1")
+    assert info.signature.inputs.input_names() == ["image"]
+    assert info.saved_input_example_info is not None
+    assert mlflow.get_logged_model(info.model_id).name == "depthart-tiny"
+
+    # the runs: evidence in the training run, a run per reference, a register run
+    run = client.get_run(model.run_id)
+    assert run.data.metrics["val_abs_rel_scale_4x4"] == pytest.approx(0.3)
+    assert run.data.metrics["nyu/lsq/delta1_within_1.25"] == pytest.approx(0.7)
+    arts = {
+        a.path for d in ("panels", "figures") for a in client.list_artifacts(run.info.run_id, d)
+    }
+    assert arts == {"panels/nyu_000.png", "figures/scales_000.png"}
+    exp_id = run.info.experiment_id
+    refs = client.search_runs([exp_id], "tags.stage = 'evaluate_reference'")
+    assert sorted(r.info.run_name for r in refs) == [
+        "reference-constant_plane", "reference-vertical_gradient"]  # fmt: skip
+    assert all("rank" in r.data.metrics for r in refs)
+    (reg,) = client.search_runs([exp_id], "tags.stage = 'register'")
+    assert reg.info.run_id == report["register_run_id"] and reg.info.status == "FINISHED"
+    assert {a.path for a in client.list_artifacts(reg.info.run_id)} == {
+        "rank_table.md", "registry.json", "comparison.md", "comparison.json"}  # fmt: skip
+    assert "**Champion: depthart-tiny/v1** (promoted)" in reg.data.tags["mlflow.note.content"]
+    glossary = client.get_experiment(exp_id).tags["mlflow.note.content"]
+    assert "| `plane_flatness_err_cm` | ↓ |" in glossary
+
     comparison = json.loads((root / "outputs" / "register" / "comparison.json").read_text())
     assert comparison["resamples"] == 2000 and len(comparison["pairs"]) == 3
     assert "first champion" in comparison["decision"]["reason"]
     assert "## Champion decision" in (root / "outputs" / "register" / "comparison.md").read_text()
-    logged = {a.path for a in client.list_artifacts(model.run_id, "register")}
-    assert logged == {"register/comparison.md", "register/comparison.json"}
     assert {a.path for a in client.list_artifacts(model.run_id, "eval")} == {"eval/per_image.csv"}
-    version = client.get_model_version("depthart", "1")
-    assert version.run_id == model.run_id
-    assert version.tags["checkpoint_sha256"] == file_sha256(mdir / "model.safetensors")
 
     (root / "outputs" / "eval" / "depthart" / "metrics.json").write_text('{"nyu": {"lsq": 3}}')
     with pytest.raises(SystemExit):
