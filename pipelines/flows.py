@@ -27,6 +27,7 @@ from stages.params import check_params
 STAGES: tuple[str, ...] = (
     "synth",
     "benchmarks",
+    "list_source",
     "download",
     "preprocess",
     "validate",
