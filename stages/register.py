@@ -3,12 +3,15 @@
 Outputs: ``<out_dir>/registry.json`` (ranks, new versions, the champion decision),
 ``<out_dir>/rank_table.md`` (the rank table as markdown) and ``<out_dir>/comparison.md`` /
 ``comparison.json`` (paired bootstrap intervals of every pair of candidates and the
-decision with its reason; also logged to MLflow).
+decision with its reason; also logged to MLflow);
+``<out_dir>/headline/`` (rank, AbsRel and delta1 per benchmark of each candidate:
+``dvc metrics show --md outputs/register/headline``).
 """
 
 from __future__ import annotations
 
 from depthcore.config import load_section
+from depthcore.tracking.headline import round_headline, write_headline
 from depthcore.tracking.registry import RegisterConfig, register_round
 from stages.common import run_stage, stage_args
 
@@ -19,6 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     def body() -> None:
         cfg = load_section("register", RegisterConfig, args.params)
         result = register_round(cfg)
+        write_headline(cfg.out_dir, round_headline(cfg, result))
         print(result.table_md)
         print(result.reason)
 

@@ -213,6 +213,12 @@ def test_register_stage_reads_stage_outputs_and_writes_reports(
     logged = {a.path for a in client.list_artifacts(model.run_id, "register")}
     assert logged == {"register/comparison.md", "register/comparison.json"}
     assert {a.path for a in client.list_artifacts(model.run_id, "eval")} == {"eval/per_image.csv"}
+    headline = root / "outputs" / "register" / "headline"
+    assert sorted(p.name for p in headline.iterdir()) == sorted(
+        ["depthart.json"] + [f"reference_{r}.json" for r in REFERENCE_METRICS]
+    )
+    row = json.loads((headline / "depthart.json").read_text())
+    assert row["version"] == 1 and row["rank"] == report["ranks"]["depthart/v1"]
     version = client.get_model_version("depthart", "1")
     assert version.run_id == model.run_id
     assert version.tags["checkpoint_sha256"] == file_sha256(mdir / "model.safetensors")
