@@ -105,15 +105,23 @@ def _ran(output: str) -> list[str]:
 @pytest.mark.integration
 @pytest.mark.slow
 def test_seaweedfs_new_scene_reruns_download_for_it_alone(
-    hypersim_source: Path, seaweedfs: str, s3_env: dict[str, str], tmp_path: Path
+    hypersim_source: Path,
+    seaweedfs: str,
+    s3_env: dict[str, str],
+    prefect_harness: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import boto3
+    from prefect.artifacts import Artifact
+
+    from pipelines.flows import retrain
 
     client = boto3.client("s3", endpoint_url=seaweedfs)
     prefix = "weekly/hypersim"
     zips = sorted(hypersim_source.glob("ai_*.zip"))
     for f in sorted(hypersim_source.iterdir()):
-        if f != zips[-1]:  # the last scene arrives "next week"
+        if f not in zips[-2:]:  # two scenes arrive later
             client.put_object(Bucket=WEED_BUCKET, Key=f"{prefix}/{f.name}", Body=f.read_bytes())
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -127,18 +135,24 @@ def test_seaweedfs_new_scene_reruns_download_for_it_alone(
         "backoff_s": 0.0,
         "workers": 2,
     }
-    (repo / "params.yaml").write_text(yaml.safe_dump({"download": download}))
+    schedule = {"stages": ["list_source", "download", "count"], "download_retries": 0,
+                "retry_delay_s": 0}  # fmt: skip
+    (repo / "params.yaml").write_text(yaml.safe_dump({"download": download, "schedule": schedule}))
     subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=repo, check=True)
 
     first = _repro(repo)
     assert _ran(first) == ["list_source", "download", "count"]
-    assert (repo / "scenes.txt").read_text().split() == [z.stem for z in zips[:-1]]
+    assert (repo / "scenes.txt").read_text().split() == [z.stem for z in zips[:-2]]
 
     same = _repro(repo)  # unchanged bucket: only the listing runs, and says so
     assert _ran(same) == ["list_source"], same
     assert "unchanged" in same and "Stage 'download' didn't change, skipping" in same
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # the weekly flow, same repo, same bucket
+    retrain(repo=str(repo))
+    summary = Artifact.get("retrain-summary")
+    assert summary is not None and "Nothing re-executed" in summary.data, summary.data
 
-    new = zips[-1]
+    new = zips[-2]
     client.put_object(Bucket=WEED_BUCKET, Key=f"{prefix}/{new.name}", Body=new.read_bytes())
     after = _repro(repo)
     assert _ran(after) == ["list_source", "download", "count"], after
@@ -148,6 +162,17 @@ def test_seaweedfs_new_scene_reruns_download_for_it_alone(
     assert fetched is not None, after
     assert int(fetched.group(1)) == len(manifest["members"])
     assert int(fetched.group(2)) == len(new_members) > 0  # only the new scene's files moved
+    assert (repo / "scenes.txt").read_text().split() == [z.stem for z in zips[:-1]]
+
+    # next week's flow run sees the last scene; what was there is not fetched again
+    before = {p: p.stat().st_mtime_ns for p in (repo / "raw").rglob("*.hdf5")}
+    last = zips[-1]
+    client.put_object(Bucket=WEED_BUCKET, Key=f"{prefix}/{last.name}", Body=last.read_bytes())
+    retrain(repo=str(repo))
+    summary = Artifact.get("retrain-summary")
+    assert summary is not None and "Re-executed: download, count" in summary.data, summary.data
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+    assert any((repo / "raw" / last.stem).rglob("*.hdf5"))
     assert (repo / "scenes.txt").read_text().split() == [z.stem for z in zips]
     listing = json.loads((repo / "listing.json").read_text())
     assert {f["name"]: f["etag"] for f in listing["files"]}[new.name]
