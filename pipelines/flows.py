@@ -28,8 +28,10 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from depthcore.config import ConfigError, frozen, load_section
+from depthcore.config import ConfigError, from_dict, frozen, load_section, read_params
+from depthcore.tracking.registry import RegisterConfig
 from pipelines.overrides import resolve_overrides, set_param_args
+from pipelines.reports import comparison_markdown, per_scale_markdown
 from stages.params import check_params
 
 #: The pipeline in dependency order (names of dvc.yaml stages or foreach groups).
@@ -172,6 +174,21 @@ def summarise(outcomes: list[DvcOutcome], experiment: str | None, overrides: dic
     return "\n\n".join(lines[:2]) + "\n" + "\n".join(f"- {line}" for line in lines[2:]) + "\n"
 
 
+def _publish_comparisons(root: Path, params: str, checked: dict[str, Any]) -> None:
+    """The DepthART-vs-baseline comparison and the per-scale curves, where the run made them."""
+    reg = from_dict(RegisterConfig, read_params(root / params).get("register"), "register")
+    objectives = tuple(checked.get("register.objectives", reg.objectives))
+    reports = (
+        ("comparison", comparison_markdown(root / reg.out_dir / "headline"),
+         "Rank, AbsRel and delta1 per benchmark of this round's candidates"),
+        ("per-scale", per_scale_markdown(root / reg.models_dir, objectives),
+         "AbsRel after each scale, DepthART vs VAR teacher forcing"),
+    )  # fmt: skip
+    for key, markdown, description in reports:
+        if markdown is not None:
+            create_markdown_artifact(markdown=markdown, key=key, description=description)
+
+
 def _is_git(root: Path) -> bool:
     return (root / ".git").exists()
 
@@ -184,7 +201,8 @@ def retrain(
     overrides: dict[str, Any] | None = None,
     objectives: list[str] | None = None,
 ) -> str | None:
-    """Rebuild the pipeline, publish a run summary and the rank table as markdown artifacts.
+    """Rebuild the pipeline; publish the run summary, rank table, comparison and per-scale
+    curves as markdown artifacts.
 
     ``stages`` overrides the stage list of the ``schedule`` section (e.g. only
     ``["evaluate", "register"]``). ``overrides`` (``{"train.steps": 50}``) and
@@ -218,6 +236,7 @@ def retrain(
     summary = summarise(outcomes, experiment, checked)
     logger.info("%s", summary)
     create_markdown_artifact(markdown=summary, key="retrain-summary", description="What ran")
+    _publish_comparisons(root, params, checked)
     table_path = root / cfg.rank_table
     if not table_path.is_file():
         logger.warning("no rank table at %s; no artifact published", table_path)

@@ -19,11 +19,11 @@ stages:
     cmd: python toy.py make
     deps: [toy.py]
     params: [train.steps, register.objectives]
-    outs: [made.txt]
+    outs: [made.txt, models]
   register:
     cmd: python toy.py register
     deps: [made.txt]
-    outs: [outputs/register/rank_table.md]
+    outs: [outputs/register/rank_table.md, outputs/register/headline]
 """
 
 TOY = """\
@@ -32,10 +32,18 @@ if sys.argv[1] == "make":
     p = yaml.safe_load(open("params.yaml"))
     made = f"{p['train']['steps']} {','.join(p['register']['objectives'])}"
     pathlib.Path("made.txt").write_text(made)
+    for i, objective in enumerate(p["register"]["objectives"]):
+        scales = pathlib.Path("models", objective, "scales.csv")
+        scales.parent.mkdir(parents=True, exist_ok=True)
+        scales.write_text(f"scale,abs_rel\\n1,0.{5 + i}\\n2,0.{2 + i}\\n")
 else:
     out = pathlib.Path("outputs/register/rank_table.md")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(f"| candidate |\\n|---|\\n| {pathlib.Path('made.txt').read_text()} |\\n")
+    head = pathlib.Path("outputs/register/headline")
+    head.mkdir(exist_ok=True)
+    (head / "depthart.json").write_text('{"rank": 1.5, "nyu_abs_rel": 0.11, "version": 2}')
+    (head / "reference_flat.json").write_text('{"rank": 2.5, "nyu_abs_rel": 0.3}')
 """
 
 PARAMS = """\
@@ -120,6 +128,13 @@ def test_run_with_overrides_is_a_dvc_experiment(prefect_harness: None, git_repo:
     summary = Artifact.get("retrain-summary")
     assert summary is not None and "Re-executed: make, register" in summary.data
     assert "train.steps=7" in summary.data
+    comparison = Artifact.get("comparison")
+    assert comparison is not None
+    rows = [line for line in comparison.data.splitlines() if line.startswith("| ")]
+    assert rows[1:] == ["| depthart (v2) | 1.500 | 0.1100 |", "| reference_flat | 2.500 | 0.3000 |"]
+    per_scale = Artifact.get("per-scale")  # the objectives of this run only
+    assert per_scale is not None and "| scale | depthart |" in per_scale.data
+    assert "| 2 | 0.2000 |" in per_scale.data and "var_tf" not in per_scale.data
 
     retrain(repo=str(git_repo))  # back to the committed params: rebuilt
     assert (git_repo / "made.txt").read_text() == "3 depthart,var_tf"
