@@ -31,7 +31,7 @@ from prefect.runtime import flow_run
 from depthcore.config import ConfigError, from_dict, frozen, load_section, read_params
 from depthcore.tracking.registry import RegisterConfig
 from pipelines.overrides import resolve_overrides, set_param_args
-from pipelines.reports import comparison_markdown, per_scale_markdown
+from pipelines.reports import headline_markdown, per_scale_markdown
 from stages.params import check_params
 
 #: The pipeline in dependency order (names of dvc.yaml stages or foreach groups).
@@ -178,9 +178,12 @@ def _publish_comparisons(root: Path, params: str, checked: dict[str, Any]) -> No
     """The DepthART-vs-baseline comparison and the per-scale curves, where the run made them."""
     reg = from_dict(RegisterConfig, read_params(root / params).get("register"), "register")
     objectives = tuple(checked.get("register.objectives", reg.objectives))
+    decision = root / reg.out_dir / "comparison.md"  # the register stage's bootstrap report
     reports = (
-        ("comparison", comparison_markdown(root / reg.out_dir / "headline"),
+        ("headline", headline_markdown(root / reg.out_dir / "headline"),
          "Rank, AbsRel and delta1 per benchmark of this round's candidates"),
+        ("comparison", decision.read_text() if decision.is_file() else None,
+         "DepthART vs the baseline: paired bootstrap intervals and the champion decision"),
         ("per-scale", per_scale_markdown(root / reg.models_dir, objectives),
          "AbsRel after each scale, DepthART vs VAR teacher forcing"),
     )  # fmt: skip

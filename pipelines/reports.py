@@ -1,9 +1,10 @@
 """The markdown artifacts of a retrain run, built from the stage outputs (no recomputation).
 
-Besides the rank table, a run publishes the DepthART-vs-baseline comparison (the
-register stage's headline files: rank, AbsRel and delta1 per benchmark) and the
-per-scale curves of both objectives (their ``scales.csv``), so the Prefect UI answers
-"did the new objective win, and where along the scales" without opening DVC or MLflow.
+Besides the rank table and the register stage's comparison, a run publishes the
+headline table (the register stage's headline files: rank, AbsRel and delta1 per
+benchmark, DepthART next to the baseline and the references) and the per-scale
+curves of both objectives (their ``scales.csv``), so the Prefect UI answers "did the
+new objective win, and where along the scales" without opening DVC or MLflow.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 from pathlib import Path
 
 
-def comparison_markdown(headline_dir: Path) -> str | None:
+def headline_markdown(headline_dir: Path) -> str | None:
     """A row per candidate, best rank first, from ``headline/<candidate>.json`` (None: absent)."""
     files = sorted(headline_dir.glob("*.json")) if headline_dir.is_dir() else []
     if not files:

@@ -23,7 +23,10 @@ stages:
   register:
     cmd: python toy.py register
     deps: [made.txt]
-    outs: [outputs/register/rank_table.md, outputs/register/headline]
+    outs:
+      - outputs/register/rank_table.md
+      - outputs/register/headline
+      - outputs/register/comparison.md
 """
 
 TOY = """\
@@ -44,6 +47,7 @@ else:
     head.mkdir(exist_ok=True)
     (head / "depthart.json").write_text('{"rank": 1.5, "nyu_abs_rel": 0.11, "version": 2}')
     (head / "reference_flat.json").write_text('{"rank": 2.5, "nyu_abs_rel": 0.3}')
+    pathlib.Path("outputs/register/comparison.md").write_text("## Champion decision\\nv2 wins\\n")
 """
 
 PARAMS = """\
@@ -128,10 +132,12 @@ def test_run_with_overrides_is_a_dvc_experiment(prefect_harness: None, git_repo:
     summary = Artifact.get("retrain-summary")
     assert summary is not None and "Re-executed: make, register" in summary.data
     assert "train.steps=7" in summary.data
-    comparison = Artifact.get("comparison")
-    assert comparison is not None
-    rows = [line for line in comparison.data.splitlines() if line.startswith("| ")]
+    headline = Artifact.get("headline")
+    assert headline is not None
+    rows = [line for line in headline.data.splitlines() if line.startswith("| ")]
     assert rows[1:] == ["| depthart (v2) | 1.500 | 0.1100 |", "| reference_flat | 2.500 | 0.3000 |"]
+    comparison = Artifact.get("comparison")
+    assert comparison is not None and "## Champion decision" in comparison.data
     per_scale = Artifact.get("per-scale")  # the objectives of this run only
     assert per_scale is not None and "| scale | depthart |" in per_scale.data
     assert "| 2 | 0.2000 |" in per_scale.data and "var_tf" not in per_scale.data
