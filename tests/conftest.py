@@ -58,6 +58,20 @@ def _one_torch_thread() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _restore_root_logging() -> Iterator[None]:
+    """A stage run in-process (``stages.common.run_stage``) points the root logger at the
+    test's captured stderr, which pytest closes after the test; later log records (a Prefect
+    flow's) then fail with "I/O operation on closed file". Restore the root handlers."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.fixture(autouse=True)
 def _isolate_mlflow_uris() -> Iterator[None]:
     """MLflow keeps its tracking/registry URIs in globals and mirrors them into the
     environment; restore both after every test so no test inherits another's server."""
