@@ -27,10 +27,11 @@ import io
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from depthcore.data.hypersim.download import SCENE_ZIP, DownloadConfig, _retry
+from depthcore.data.hypersim.download import SCENE_ZIP, DownloadConfig
 from depthcore.data.hypersim.sources import (
     FileSource,
     HttpSource,
@@ -38,12 +39,19 @@ from depthcore.data.hypersim.sources import (
     S3Source,
     TransientError,
     open_source,
+    retry_transient,
 )
 from depthcore.data.hypersim.tables import CAMERA_FILE, SPLIT_FILE
 from depthcore.errors import DataError
 from depthcore.io import write_text_atomic
 
 Entry = dict[str, Any]
+T = TypeVar("T")
+
+
+def _retry_cfg(fn: Callable[[], T], cfg: DownloadConfig) -> T:
+    """:func:`retry_transient` with the download section's retry budget."""
+    return retry_transient(fn, cfg.retries, cfg.backoff_s)
 
 
 def _wanted(name: str, cfg: DownloadConfig) -> bool:
@@ -69,7 +77,7 @@ def _list_s3(source: S3Source, cfg: DownloadConfig) -> list[Entry]:
     entries: list[Entry] = []
     token: dict[str, str] = {}
     while True:
-        resp = _retry(
+        resp = _retry_cfg(
             lambda t=token: source._call(  # noqa: SLF001 - the source's one error mapping
                 "", source.client.list_objects_v2, Prefix=prefix, Delimiter="/", **t
             ),
@@ -115,7 +123,7 @@ def _http_head(source: HttpSource, name: str) -> Entry:
 def _list_http(source: HttpSource, cfg: DownloadConfig) -> list[Entry]:
     names = [CAMERA_FILE, SPLIT_FILE]
     if cfg.scenes == "all":
-        split = _retry(lambda: _read_small(source, SPLIT_FILE), cfg)
+        split = _retry_cfg(lambda: _read_small(source, SPLIT_FILE), cfg)
         scenes = sorted({row["scene_name"] for row in csv.DictReader(io.StringIO(split))})
     else:
         scenes = list(cfg.scenes)
@@ -123,7 +131,7 @@ def _list_http(source: HttpSource, cfg: DownloadConfig) -> list[Entry]:
     entries = []
     for name in names:
         try:
-            entries.append(_retry(lambda n=name: _http_head(source, n), cfg))
+            entries.append(_retry_cfg(lambda n=name: _http_head(source, n), cfg))
         except MissingError:
             if name.endswith(".zip"):
                 raise
