@@ -1,16 +1,19 @@
 """``depthart``: the command line for using a trained model.
 
 ``depthart predict INPUT... -o OUTDIR`` turns files, folders (``--recursive``)
-and glob patterns into depth outputs, one set per image (see ``--help`` and
-:mod:`depthcore.viz` for the formats). A bad image does not stop the run:
-it is reported in one line, the other images are still written, the summary
-lists every failure and the exit status is 1.
+and glob patterns into depth outputs, one set per image, mirroring each folder's (or
+glob's) tree under OUTDIR (see ``--help`` and :mod:`depthcore.viz` for the formats).
+``depthart align DEPTH.npy --points known.csv -o metric.npy`` turns one output into
+metres with a few pixels of known depth (:mod:`depthcore.predict.metric`). A bad
+image does not stop the run: it is reported in one line, the other images are still
+written, the summary lists every failure and the exit status is 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import glob
+import itertools
 import os
 import sys
 from collections.abc import Sequence
@@ -21,8 +24,9 @@ import numpy as np
 from tqdm import tqdm
 
 from depthcore import viz as vis
-from depthcore.errors import DEBUG_ENV, CheckpointError, DepthcoreError, run_guarded
+from depthcore.errors import DEBUG_ENV, CheckpointError, DataError, DepthcoreError, run_guarded
 from depthcore.io import atomic_path
+from depthcore.predict import metric
 from depthcore.predict.predictor import DepthPredictor, DepthResult, load_rgb
 from depthcore.spaces import normalised_to_depth
 from depthcore.tracking.pyfunc import load_predictor as load_model_uri
@@ -30,6 +34,8 @@ from depthcore.tracking.pyfunc import load_predictor as load_model_uri
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 OUTPUTS = ("npy", "png", "color", "ply")
 DEFAULT_OUTPUTS = "npy,png,color"
+PRECISIONS = ("fp32", "bf16")
+GREY_NAMES = ("grey", "gray")  # a grey ramp: near is white, far is black
 CHAMPION_URI = "models:/depthart@champion"
 LOCAL_REGISTRY = "mlflow.db"
 
@@ -40,7 +46,7 @@ outputs per image NAME (by --outputs):
   NAME_depth.png        16-bit PNG: 0 = invalid, else
                         depth = depth_min + (v-1)/65534*(depth_max-depth_min),
                         depth_min/depth_max in the PNG text chunks
-  NAME_depth_color.png  turbo colour map, near = red (warm), far = blue
+  NAME_depth_color.png  --colormap (turbo: near = red (warm), far = blue; grey: near = white)
   NAME.ply              coloured binary point cloud (pinhole, horizontal --fov)
   NAME_scales.png       with --scales: input and the cumulative prediction after each scale
   NAME_std.npy/.png     with --samples N: per-pixel std over the N rollouts (normalised units)
@@ -89,15 +95,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=0, help="N sampled rollouts: mean + std map")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (same seed, same output)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=4, help="images per forward pass")
+    p.add_argument(
+        "--precision", choices=PRECISIONS, default="fp32", help="bf16: faster, within tolerance"
+    )
     p.add_argument(
         "--fit",
         choices=("pad", "stretch"),
         default=None,
         help="aspect handling (default: the checkpoint's, stretch as in training)",
     )
-    p.add_argument("--cmap", default="turbo", help="matplotlib colour map for the colour PNG")
+    p.add_argument(
+        "--colormap",
+        "--cmap",
+        dest="cmap",
+        default="turbo",
+        help="matplotlib colour map of the colour PNG, or grey (default: turbo)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    a = sub.add_parser(
+        "align",
+        help="turn a predicted depth map into metres with a few known points",
+        description=metric.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    a.add_argument("depth", type=Path, metavar="DEPTH.npy", help="a NAME_depth.npy of predict")
+    a.add_argument("--points", type=Path, required=True, help="CSV with columns x,y,depth (m)")
+    a.add_argument("-o", "--output", type=Path, required=True, metavar="METRIC.npy")
+    a.add_argument("--space", default="sqrt_disparity", help="the model's space (predict says)")
+    a.add_argument("--max-depth", type=float, default=1000.0, help="clip far depths (metres)")
     return parser
 
 
@@ -120,25 +146,41 @@ def expand_inputs(inputs: Sequence[str], recursive: bool) -> tuple[list[Job], li
             matches = sorted(Path(m) for m in glob.glob(text, recursive=True) if Path(m).is_file())
             if not matches:
                 failures.append(f"{text}: pattern matches no files")
-            sources += [(p, Path(p.stem)) for p in matches]
+            base = _glob_base(text)
+            sources += [(p, p.relative_to(base).with_suffix("")) for p in matches]
         else:
             failures.append(f"{path}: no such file or directory")
     jobs: list[Job] = []
     seen: set[Path] = set()
+    files: set[Path] = set()
     for source, stem in sources:
+        if source.resolve() in files:
+            continue  # the same file given twice
+        files.add(source.resolve())
         if stem in seen:  # x.png and x.jpg side by side: keep both, name by extension
             stem = stem.with_name(f"{stem.name}_{source.suffix.lstrip('.').lower()}")
-        if stem in seen:
-            continue  # the same file given twice
+        base, n = stem, 2
+        while stem in seen:  # two inputs with the same tree: number the later ones
+            stem, n = base.with_name(f"{base.name}_{n}"), n + 1
         seen.add(stem)
         jobs.append(Job(source, stem))
     return jobs, failures
 
 
-def load_predictor(model: str | None, device: str, fit: str | None, seed: int) -> DepthPredictor:
+def _glob_base(pattern: str) -> Path:
+    """The folder a glob's matches are mirrored from: its leading parts without wildcards."""
+    parts = Path(pattern).parts
+    fixed = list(itertools.takewhile(lambda part: not glob.has_magic(part), parts))
+    return Path(*fixed) if fixed else Path(".")
+
+
+def load_predictor(
+    model: str | None, device: str, fit: str | None, seed: int, precision: str = "fp32"
+) -> DepthPredictor:
     """The predictor named by ``--model``, or the champion of the local/default registry."""
+    options = {"device": device, "fit": fit, "seed": seed, "precision": precision}
     if model is not None:
-        return load_model_uri(model, device=device, fit=fit, seed=seed)
+        return load_model_uri(model, **options)
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         registry = Path.cwd() / LOCAL_REGISTRY
@@ -149,7 +191,7 @@ def load_predictor(model: str | None, device: str, fit: str | None, seed: int) -
             )
         uri = f"sqlite:///{registry}"
     try:
-        return load_model_uri(CHAMPION_URI, tracking_uri=uri, device=device, fit=fit, seed=seed)
+        return load_model_uri(CHAMPION_URI, tracking_uri=uri, **options)
     except CheckpointError as exc:
         raise CheckpointError(f"{exc} - run `dvc repro` first or pass --model") from exc
 
@@ -164,7 +206,7 @@ def write_outputs(
     if "png" in outputs:
         vis.save_depth_png16(out.with_name(f"{out.name}_depth.png"), result.depth)
     if "color" in outputs:
-        color_HW3 = vis.colorize(result.depth, cmap=args.cmap)
+        color_HW3 = vis.colorize(result.depth, cmap=_cmap(args.cmap))
         vis.save_rgb_png(out.with_name(f"{out.name}_depth_color.png"), color_HW3)
     if "ply" in outputs:
         vis.save_ply(out.with_name(f"{out.name}.ply"), result.depth, rgb_HW3, args.fov)
@@ -172,12 +214,26 @@ def write_outputs(
         depths = [normalised_to_depth(s, result.space) for s in result.scales]
         titles = [f"scale {k + 1}" for k in range(len(depths))]
         vis.save_strip_figure(
-            out.with_name(f"{out.name}_scales.png"), rgb_HW3, depths, titles, cmap=args.cmap
+            out.with_name(f"{out.name}_scales.png"), rgb_HW3, depths, titles, cmap=_cmap(args.cmap)
         )
     if result.std is not None:
         _save_npy(out.with_name(f"{out.name}_std.npy"), result.std)
         std_HW3 = vis.colorize(result.std, cmap="viridis", near_is_high=True)
         vis.save_rgb_png(out.with_name(f"{out.name}_std.png"), std_HW3)
+
+
+def _cmap(name: str) -> str:
+    """The matplotlib name of ``--colormap`` (``grey`` is matplotlib's ``gray``)."""
+    return "gray" if name in GREY_NAMES else name
+
+
+def _check_colormap(name: str) -> str | None:
+    """An error line for an unknown colour map, else None (checked before the model loads)."""
+    from matplotlib import colormaps
+
+    if _cmap(name) in colormaps:
+        return None
+    return f"unknown --colormap {name!r}: use grey or a matplotlib name (turbo, viridis, ...)"
 
 
 def _save_npy(path: Path, map_HW: np.ndarray) -> None:
@@ -192,18 +248,23 @@ def run_predict(args: argparse.Namespace) -> int:
         {"ply"} if args.ply else set()
     )
     unknown = outputs - set(OUTPUTS)
-    if unknown or args.batch_size < 1 or args.samples < 0:
+    bad_cmap = _check_colormap(args.cmap)
+    if unknown or bad_cmap or args.batch_size < 1 or args.samples < 0:
         bad = (
             f"unknown --outputs {sorted(unknown)}"
             if unknown
-            else "--batch-size >= 1, --samples >= 0"
+            else bad_cmap or "--batch-size >= 1, --samples >= 0"
         )
         _say("error: %s", bad)
         return 2
     jobs, failures = expand_inputs(args.inputs, args.recursive)
     for line in failures:
         _say("error: %s", line)
-    predictor = load_predictor(args.model, args.device, args.fit, args.seed)
+    predictor = load_predictor(args.model, args.device, args.fit, args.seed, args.precision)
+    _say(
+        "model space %s on %s (%s); outputs are affine-invariant: `depthart align` makes metres",
+        predictor.space, predictor.device, args.precision,
+    )  # fmt: skip
     written = 0
     bar = tqdm(total=len(jobs), unit="img", disable=args.quiet, file=sys.stderr)
     for start in range(0, len(jobs), args.batch_size):
@@ -242,10 +303,30 @@ def run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_align(args: argparse.Namespace) -> int:
+    """The ``align`` subcommand: metric depth from one predicted map and known points."""
+    if not args.depth.is_file():
+        raise DataError(f"{args.depth}: depth map not found")
+    try:
+        depth_HW = np.load(args.depth, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{args.depth}: not a .npy depth map: {exc}") from exc
+    fit = metric.align_to_points(
+        depth_HW, metric.read_points(args.points), args.space, args.max_depth
+    )
+    _save_npy(args.output, fit.depth_HW)
+    _say(
+        "aligned %s with %s: scale %.4g, shift %.4g in %s; rms error at the points %.3g m -> %s",
+        args.depth, args.points, fit.scale, fit.shift, args.space, fit.rms_error_m, args.output,
+    )  # fmt: skip
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point ``depthart``: any failure prints one ``error:`` line, returns 1."""
     args = build_parser().parse_args(argv)
-    return run_guarded("depthart", lambda: run_predict(args), args.debug)
+    run = run_predict if args.command == "predict" else run_align
+    return run_guarded("depthart", lambda: run(args), args.debug)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,13 @@
-"""The Prefect ``retrain`` flow: the DVC stages as tasks, reported as a markdown summary.
+"""The Prefect ``retrain`` flow: the DVC stages (or one DVC experiment), reported in markdown.
 
-Each task runs ``dvc repro <stage>`` in the repository, so Prefect and a hand-run
-``dvc repro`` execute the very same stage code and ``dvc.lock`` stays the single
-record of what was built from what. DVC is also the cache: a stage whose code,
-params and inputs are unchanged is skipped by content hash. Prefect's own task
+In a git repository the run is one DVC experiment (``dvc exp run --name
+prefect-<flow run> -S key=value ... <stages>``): the UI's overrides become ``-S``
+params, checked against the params dataclasses before anything runs, and every
+Prefect run is listed by ``dvc exp show``. Elsewhere each stage is a ``dvc repro
+<stage>`` task. Either way Prefect and a hand-run ``dvc repro`` execute the very same
+stage code and ``dvc.lock`` stays the single record of what was built from what.
+DVC is also the cache: a stage whose code, params and inputs are unchanged is
+skipped by content hash. Prefect's own task
 cache is therefore off (``NO_CACHE``): keyed on the task's arguments (a stage
 name), it would skip a stage whose data had changed.
 
@@ -22,18 +26,24 @@ import subprocess
 import sys
 from collections import deque
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
 from prefect.states import Completed, State
 
-from depthcore.config import frozen, load_section
+from depthcore.config import ConfigError, from_dict, frozen, load_section, read_params
+from depthcore.tracking.registry import RegisterConfig
+from pipelines.artifacts import headline_markdown, per_scale_markdown
+from pipelines.overrides import resolve_overrides, set_param_args
 from pipelines.report import (
     StageReport,
     check_stage_names,
     parse_repro,
     published_rank_table,
+    split_reports,
     summary_markdown,
 )
 from stages.params import check_params
@@ -42,6 +52,7 @@ from stages.params import check_params
 STAGES: tuple[str, ...] = (
     "synth",
     "benchmarks",
+    "list_source",
     "download",
     "preprocess",
     "validate",
@@ -75,18 +86,23 @@ class ScheduleConfig:
     mlflow_ui: str = "http://127.0.0.1:5000"
 
 
+#: Stages that run on every repro by design (dvc.yaml ``always_changed``): their running
+#: alone means nothing was rebuilt.
+ALWAYS_RUN = frozenset({"list_source"})
+
+
 class StageError(RuntimeError):
-    """A ``dvc repro`` of one stage exited non-zero; the message carries its output tail."""
+    """A ``dvc`` command exited non-zero; the message carries its output tail."""
 
 
-def _repro(stage: str, repo: str) -> str:
-    """Run ``dvc repro <stage>`` in ``repo``, streaming its output to the Prefect log.
+def _dvc(args: list[str], repo: str, label: str) -> str:
+    """Run ``dvc <args>`` in ``repo``, streaming its output to the Prefect log.
 
     Returns the whole output (DVC prints a line per stage it ran or skipped).
     """
     logger = get_run_logger()
-    cmd = [sys.executable, "-m", "dvc", "repro", stage]
-    logger.info("%s$ dvc repro %s", repo, stage)
+    cmd = [sys.executable, "-m", "dvc", *args]
+    logger.info("%s$ dvc %s", repo, " ".join(args))
     tail: deque[str] = deque(maxlen=40)
     lines: list[str] = []
     # stage commands say `python`: make it this interpreter (the project's environment)
@@ -104,11 +120,11 @@ def _repro(stage: str, repo: str) -> str:
             line = line.rstrip()
             tail.append(line)
             lines.append(line)
-            logger.info("[%s] %s", stage, line)
+            logger.info("[%s] %s", label, line)
         rc = proc.wait()
     if rc != 0:
         raise StageError(
-            f"stage {stage} failed in {repo} (dvc repro exit {rc}):\n" + "\n".join(tail)
+            f"stage {label} failed in {repo} (dvc {args[0]} exit {rc}):\n" + "\n".join(tail)
         )
     return "\n".join(lines)
 
@@ -120,7 +136,7 @@ def run_stage_task(stage: str, repo: str) -> State:
     Retries come from :func:`stage_task`. The report (a :class:`StageReport`) is the
     task's result.
     """
-    report = parse_repro(stage, _repro(stage, repo))
+    report = parse_repro(stage, _dvc(["repro", stage], repo, stage))
     return Completed(name=report.state_name, message=report.message, data=report)
 
 
@@ -132,10 +148,42 @@ def stage_task(stage: str, cfg: ScheduleConfig):  # noqa: ANN201 - a prefect Tas
     )
 
 
+@task(name="experiment", cache_policy=NO_CACHE, log_prints=True)
+def experiment_task(
+    repo: str, name: str, set_args: list[str], stages: list[str]
+) -> list[StageReport]:
+    """The stages as one DVC experiment (``dvc exp run``); a retry reruns only what is not
+    built yet, so it carries the download's retries."""
+    output = _dvc(["exp", "run", "--name", name, *set_args, *stages], repo, "experiment")
+    return split_reports(stages, output)
+
+
 @task(name="check-params", cache_policy=NO_CACHE)
-def check_params_task(params_path: str) -> list[str]:
-    """Load every params section before any stage runs: a typo fails in seconds, not hours."""
-    return sorted(check_params(params_path))
+def check_params_task(
+    params_path: str, overrides: dict[str, Any] | None, objectives: list[str] | None
+) -> tuple[list[str], dict[str, Any]]:
+    """Load every params section and check the run's overrides before any stage runs:
+    a typo fails in seconds, not hours."""
+    checked = resolve_overrides(params_path, overrides, objectives)
+    return sorted(check_params(params_path)), checked
+
+
+def _publish_comparisons(root: Path, params: str, checked: dict[str, Any]) -> None:
+    """The DepthART-vs-baseline comparison and the per-scale curves, where the run made them."""
+    reg = from_dict(RegisterConfig, read_params(root / params).get("register"), "register")
+    objectives = tuple(checked.get("register.objectives", reg.objectives))
+    decision = root / reg.out_dir / "comparison.md"  # the register stage's bootstrap report
+    reports = (
+        ("headline", headline_markdown(root / reg.out_dir / "headline"),
+         "Rank, AbsRel and delta1 per benchmark of this round's candidates"),
+        ("comparison", decision.read_text() if decision.is_file() else None,
+         "DepthART vs the baseline: paired bootstrap intervals and the champion decision"),
+        ("per-scale", per_scale_markdown(root / reg.models_dir, objectives),
+         "AbsRel after each scale, DepthART vs VAR teacher forcing"),
+    )  # fmt: skip
+    for key, markdown, description in reports:
+        if markdown is not None:
+            create_markdown_artifact(markdown=markdown, key=key, description=description)
 
 
 @flow(name="retrain", log_prints=True, validate_parameters=True)
@@ -143,8 +191,10 @@ def retrain(
     repo: str = ".",
     params: str = "params.yaml",
     stages: list[str] | None = None,
+    overrides: dict[str, Any] | None = None,
+    objectives: list[str] | None = None,
 ) -> str | None:
-    """Rebuild the pipeline stage by stage with ``dvc repro``; report what ran and who is champion.
+    """Rebuild the pipeline with DVC; report what ran, the comparisons and who is champion.
 
     Args:
         repo: The repository (DVC project) to build in; relative paths are resolved
@@ -154,6 +204,10 @@ def retrain(
         stages: Stage names of dvc.yaml to run in this order (a foreach group such as
             ``train`` runs all its members), e.g. ``["evaluate", "register"]``. Empty:
             the ``schedule.stages`` list. Unknown names fail the run before any stage runs.
+        overrides: params for this run only, e.g. ``{"train.steps": 50}``; every key is
+            checked against the params dataclasses first. Needs a git repository (the run
+            is then a DVC experiment named after the flow run).
+        objectives: the objectives to train, e.g. ``["depthart"]`` (``register.objectives``).
 
     Returns the rank table markdown when ``register`` ran in this flow run, else None.
     """
@@ -162,14 +216,32 @@ def retrain(
     cfg = load_section("schedule", ScheduleConfig, root / params)
     chosen = list(stages) if stages else list(cfg.stages)
     check_stage_names(chosen, root / "dvc.yaml")
-    sections = check_params_task(str(root / params))
+    sections, checked = check_params_task(str(root / params), overrides, objectives)
     logger.info("params sections checked: %s", ", ".join(sections) or "(none of depthcore's)")
     reports: list[StageReport] = []
-    for stage in chosen:
-        # the task's final state is the Completed("Ran" | "Up to date") it returned;
-        # result() is its StageReport, or raises the stage's error
-        state = stage_task(stage, cfg)(stage, str(root), return_state=True)
-        reports.append(state.result())
+    context = (
+        [f"Overrides: {', '.join(f'`{k}={v!r}`' for k, v in checked.items())}"] if checked else []
+    )
+    if (root / ".git").exists():
+        name = f"prefect-{flow_run.name or 'run'}"
+        context.insert(0, f"DVC experiment: `{name}` (`dvc exp show` lists it)")
+        params_text = (root / params).read_text()
+        try:
+            task_ = experiment_task.with_options(
+                retries=cfg.download_retries, retry_delay_seconds=cfg.retry_delay_s
+            )
+            reports = task_(str(root), name, set_param_args(checked, params), chosen)
+        finally:
+            if checked:  # the overrides were for this run only
+                (root / params).write_text(params_text)
+    elif checked:
+        raise ConfigError(f"{root}: overrides run as a DVC experiment, which needs a git repo")
+    else:
+        for stage in chosen:
+            # the task's final state is the Completed("Ran" | "Up to date") it returned;
+            # result() is its StageReport, or raises the stage's error
+            state = stage_task(stage, cfg)(stage, str(root), return_state=True)
+            reports.append(state.result())
     table_md = published_rank_table(reports, root / cfg.rank_table)
     if table_md is not None:
         create_markdown_artifact(
@@ -177,11 +249,19 @@ def retrain(
             key="rank-table",
             description="Candidates ranked by the register stage of this run",
         )
+    rebuilt = [r.stage for r in reports if r.did_run and r.stage not in ALWAYS_RUN]
+    context.append(
+        f"Re-executed: {', '.join(rebuilt)}"
+        if rebuilt
+        else "Nothing re-executed: the source listing is unchanged and every stage is up to date."
+    )
+    summary = summary_markdown(
+        reports, root / cfg.rank_table, root / cfg.registry_report, cfg.mlflow_ui
+    )
     create_markdown_artifact(
-        markdown=summary_markdown(
-            reports, root / cfg.rank_table, root / cfg.registry_report, cfg.mlflow_ui
-        ),
+        markdown="".join(f"{line}\n\n" for line in context) + summary,
         key="retrain-summary",
         description="What ran, what was up to date, and the champion",
     )
+    _publish_comparisons(root, params, checked)
     return table_md

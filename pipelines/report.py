@@ -159,3 +159,18 @@ def summary_markdown(
     if links:
         lines += [""] + links
     return "\n".join(lines) + "\n"
+
+
+def split_reports(stages: list[str], output: str) -> list[StageReport]:
+    """One report per requested stage from the output of one ``dvc exp run`` over them all."""
+    whole = parse_repro("experiment", output)
+
+    def own(stage: str, names: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(n for n in names if n == stage or n.startswith(f"{stage}@"))
+
+    return [
+        StageReport(
+            stage, own(stage, whole.ran), own(stage, whole.skipped), own(stage, whole.restored)
+        )
+        for stage in stages
+    ]

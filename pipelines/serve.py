@@ -24,7 +24,11 @@ def serve(repo: Path, params: Path, cfg: ScheduleConfig) -> None:
         name=cfg.deployment,
         schedules=[Cron(cfg.cron, timezone=cfg.timezone)],
         parameters={"repo": str(repo), "params": str(params)},
-        description="Retrain, evaluate, rank and register DepthART models (dvc repro per stage).",
+        description=(
+            "Retrain, evaluate, rank and register DepthART models. Optional parameters: "
+            'overrides ({"train.steps": 50}) and objectives (["depthart"]), checked before '
+            "anything runs; in a git checkout each run is a DVC experiment (dvc exp show)."
+        ),
         tags=["depthart", "retrain"],
     )
 

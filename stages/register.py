@@ -6,11 +6,14 @@ Outputs: ``<out_dir>/registry.json`` (ranks, new versions, the champion decision
 of candidates and the decision with its reason). All are artifacts of the round's
 ``register`` MLflow run, and the decision is written into the registered models'
 descriptions (:mod:`depthcore.tracking.publish`).
+``<out_dir>/headline/`` (rank, AbsRel and delta1 per benchmark of each candidate:
+``dvc metrics show --md outputs/register/headline``).
 """
 
 from __future__ import annotations
 
 from depthcore.config import load_section
+from depthcore.tracking.headline import round_headline, write_headline
 from depthcore.tracking.registry import RegisterConfig, register_round
 from stages.common import run_stage, stage_args
 
@@ -21,6 +24,7 @@ def main(argv: list[str] | None = None) -> None:
     def body() -> None:
         cfg = load_section("register", RegisterConfig, args.params)
         result = register_round(cfg)
+        write_headline(cfg.out_dir, round_headline(cfg, result))
         print(result.table_md)
         print(result.reason)
 

@@ -67,11 +67,16 @@ class BenchmarkConfig:
 
     ``max_images`` 0 reads all frames; ``crop`` is passed to readers that offer
     crops (NYUv2: ``border8`` | ``eigen`` | ``none``) and left out when null.
+    ``format`` names the reader when the benchmark's name is not one (``folder``:
+    your own data, see depthcore.data.folder); ``split`` limits a folder dataset to
+    the frames of that split.
     """
 
     root: str
     max_images: int = param(0, ge=0)
     crop: str | None = None
+    format: str | None = None
+    split: str | None = None
 
 
 @frozen
@@ -297,7 +302,7 @@ def _brief(bench_result: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 def open_benchmarks(cfg: EvaluateConfig) -> dict[str, Any]:
-    """A reader per configured benchmark (``make_reader(name, root, max_items=, crop=)``)."""
+    """A reader per configured benchmark (``make_reader(name, root, format=, max_items=, ...)``)."""
     readers = {}
     for name, bench in cfg.benchmarks.items():
         kwargs: dict[str, Any] = {}
@@ -305,7 +310,9 @@ def open_benchmarks(cfg: EvaluateConfig) -> dict[str, Any]:
             kwargs["max_items"] = bench.max_images
         if bench.crop is not None:
             kwargs["crop"] = bench.crop
-        readers[name] = make_reader(name, bench.root, **kwargs)
+        if bench.split is not None:
+            kwargs["split"] = bench.split
+        readers[name] = make_reader(name, bench.root, format=bench.format, **kwargs)
     return readers
 
 

@@ -141,5 +141,5 @@ def test_flow_parameters_are_described() -> None:
     from pipelines.flows import retrain
 
     props = parameter_schema(retrain.fn).model_dump()["properties"]
-    assert set(props) == {"repo", "params", "stages"}
+    assert set(props) == {"repo", "params", "stages", "overrides", "objectives"}
     assert all(len(p.get("description", "")) > 20 for p in props.values())

@@ -120,5 +120,7 @@ def test_served_deployment_has_cron_and_runs_on_demand(
     assert [s.schedule.cron for s in deployment.schedules] == ["15 4 * * 2"], log.read_text()
     assert deployment.schedules[0].schedule.timezone == "UTC"
     assert deployment.parameters["repo"] == str(repo)
+    properties = deployment.parameter_openapi_schema["properties"]
+    assert {"overrides", "objectives"} <= set(properties)  # UI fields of a custom run
     assert flow_run.state is not None and flow_run.state.is_completed(), log.read_text()[-3000:]
     assert (repo / "outputs" / "register" / "rank_table.md").is_file()

@@ -221,6 +221,10 @@ def test_register_stage_reads_stage_outputs_and_writes_reports(
     assert "first champion" in comparison["decision"]["reason"]
     assert "## Champion decision" in (root / "outputs" / "register" / "comparison.md").read_text()
     assert {a.path for a in client.list_artifacts(model.run_id, "eval")} == {"eval/per_image.csv"}
+    headline = root / "outputs" / "register" / "headline"
+    rows = {p.stem: json.loads(p.read_text()) for p in headline.glob("*.json")}
+    assert len(rows) == 1 + len(REFERENCE_METRICS)
+    assert all("rank" in r for r in rows.values())
 
     (root / "outputs" / "eval" / "depthart" / "metrics.json").write_text('{"nyu": {"lsq": 3}}')
     with pytest.raises(SystemExit):

@@ -1,10 +1,15 @@
-"""Hypersim download folder -> filtered, normalised HDF5 shards plus per-frame tables.
+"""Hypersim download folder (and your own folders) -> filtered, normalised HDF5 shards + tables.
 
 The official split file decides each frame's split; frames outside the public
 release and frames failing the quality filters are listed in ``dropped.csv`` with
 the reason. Scenes are processed in parallel processes, each into its own scratch
 file; the shards are then assembled in key order, so the output does not depend
 on the number of workers. The whole output folder appears atomically.
+
+``folders`` adds folder datasets (:mod:`depthcore.data.folder`) next to Hypersim, or
+instead of it (``hypersim: false``): each folder is one more "scene" whose frames take
+the split of their manifest row and go through the same resizing, filters and
+normalisation; their keys are ``<name>/<frame>``.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import json
 import logging
 import multiprocessing
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from depthcore.config import frozen, param, to_dict
+from depthcore.data import folder as folder_data
 from depthcore.data.hypersim.reader import FrameId, find_frames, load_frame
 from depthcore.data.hypersim.tables import camera_matrix, load_camera_table, load_split_table
 from depthcore.data.shards import FrameArrays, ShardWriter, read_frame
@@ -50,6 +56,18 @@ class FilterConfig:
 
 
 @frozen
+class FolderSourceConfig:
+    """One folder dataset to train on: its key prefix and where it lives."""
+
+    name: str
+    root: str
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name:
+            raise ValueError(f"folder source name must be non-empty without '/', got {self.name!r}")
+
+
+@frozen
 class PreprocessConfig:
     """The ``preprocess`` section of params.yaml."""
 
@@ -63,8 +81,15 @@ class PreprocessConfig:
     shard_size: int = param(256, gt=0)
     workers: int = param(2, gt=0)
     splits: tuple[str, ...] = ("train", "val", "test")
+    hypersim: bool = True  # false: train on the folders alone
+    folders: tuple[FolderSourceConfig, ...] = ()
 
     def __post_init__(self) -> None:
+        if not self.hypersim and not self.folders:
+            raise ValueError("hypersim: false needs at least one entry in folders")
+        names = [f.name for f in self.folders]
+        if len(set(names)) != len(names):
+            raise ValueError(f"folder source names must be unique, got {names}")
         if min(self.resolution) < 1:
             raise ValueError(f"resolution must be positive, got {self.resolution}")
         lo, hi = self.percentiles
@@ -87,6 +112,53 @@ class SceneJob:
     scratch: str
     cfg: PreprocessConfig
 
+    def items(self) -> Iterator[tuple[dict[str, Any], Callable[[], RawFrame]]]:
+        for frame, split in self.frames:
+            yield _ident(frame, split), _HypersimLoader(self.in_dir, frame, self.M_cam_from_uv)
+
+
+@dataclass(frozen=True)
+class FolderJob:
+    """One folder dataset, processed like a scene (picklable)."""
+
+    scene: str  # the source name: key prefix and scratch folder
+    frames: tuple[tuple[int, folder_data.FolderFrame], ...]  # (index in manifest, frame)
+    scratch: str
+    cfg: PreprocessConfig
+
+    def items(self) -> Iterator[tuple[dict[str, Any], Callable[[], RawFrame]]]:
+        for index, frame in self.frames:
+            ident = {
+                "key": f"{self.scene}/{frame.name}",
+                "scene": self.scene,
+                "camera": "folder",
+                "frame": index,
+                "split": frame.split,
+            }
+            yield ident, _FolderLoader(frame)
+
+
+RawFrame = tuple[np.ndarray, np.ndarray, np.ndarray]  # rgb_HW3, depth_HW, valid_HW
+
+
+@dataclass(frozen=True)
+class _HypersimLoader:
+    in_dir: str
+    frame: FrameId
+    M_cam_from_uv: np.ndarray
+
+    def __call__(self) -> RawFrame:
+        raw = load_frame(self.in_dir, self.frame, self.M_cam_from_uv)
+        return raw.rgb_HW3, raw.depth_HW, raw.valid_HW
+
+
+@dataclass(frozen=True)
+class _FolderLoader:
+    frame: folder_data.FolderFrame
+
+    def __call__(self) -> RawFrame:
+        return folder_data.load_frame(self.frame)
+
 
 @dataclass
 class SceneResult:
@@ -103,10 +175,18 @@ def prepare_frame(
     for a frame the filters drop. Filters look at the resized frame, i.e. at exactly
     what is stored and later validated.
     """
-    raw = load_frame(in_dir, frame, M_cam_from_uv)
+    loader = _HypersimLoader(str(in_dir), frame, M_cam_from_uv)
+    return prepare_raw(loader(), frame.key, cfg)
+
+
+def prepare_raw(
+    raw: RawFrame, key: str, cfg: PreprocessConfig
+) -> tuple[FrameArrays | None, dict[str, Any]]:
+    """:func:`prepare_frame` for a decoded frame of any source (Hypersim or a folder)."""
+    raw_rgb_HW3, raw_depth_HW, raw_valid_HW = raw
     H, W = cfg.resolution
-    rgb_HW3 = resize_rgb(raw.rgb_HW3, (H, W))
-    depth_HW, valid_HW = resize_depth(raw.depth_HW, raw.valid_HW, (H, W), cfg.depth_resize)
+    rgb_HW3 = resize_rgb(raw_rgb_HW3, (H, W))
+    depth_HW, valid_HW = resize_depth(raw_depth_HW, raw_valid_HW, (H, W), cfg.depth_resize)
     f = cfg.filters
     valid_frac = float(valid_HW.mean())
     invalid_frac = 1.0 - valid_frac
@@ -131,7 +211,7 @@ def prepare_frame(
         target_HW, norm = normalise_depth(filled_HW, valid_HW, cfg.space, cfg.percentiles)
     except ValueError as exc:  # e.g. both percentiles on one depth: no usable target
         return None, {"reason": "normalisation", "value": float("nan"), "detail": str(exc)}
-    arrays = FrameArrays(rgb_HW3, filled_HW, valid_HW, target_HW, frame.key)
+    arrays = FrameArrays(rgb_HW3, filled_HW, valid_HW, target_HW, key)
     stats = {
         "height": H,
         "width": W,
@@ -163,26 +243,27 @@ def _skip(frame: FrameId, reason: str, detail: str) -> dict[str, Any]:
     return {**_ident(frame, ""), "reason": reason, "value": float("nan"), "detail": detail}
 
 
-def process_scene(job: SceneJob) -> SceneResult:
+def process_scene(job: SceneJob | FolderJob) -> SceneResult:
     """Worker: prepare every frame of one scene into ``job.scratch`` (one uncompressed shard)."""
     H, W = job.cfg.resolution
+    n_frames = len(job.frames)
     result = SceneResult(stats=[], dropped=[])
     writer = ShardWriter(
         job.scratch,
-        shard_size=max(len(job.frames), 1),
+        shard_size=max(n_frames, 1),
         space=job.cfg.space,
         height=H,
         width=W,
         compression=None,  # scratch is read once, right away
     )
     with writer:
-        for frame, split in job.frames:
-            arrays, info = prepare_frame(job.in_dir, frame, job.M_cam_from_uv, job.cfg)
+        for ident, load in job.items():
+            arrays, info = prepare_raw(load(), ident["key"], job.cfg)
             if arrays is None:
-                result.dropped.append({**_ident(frame, split), **info})
+                result.dropped.append({**ident, **info})
                 continue
             _, index = writer.add(arrays)
-            result.stats.append({**_ident(frame, split), "index": index, **info})
+            result.stats.append({**ident, "index": index, **info})
     return result
 
 
@@ -248,7 +329,20 @@ def _assemble(
     return pd.DataFrame(stats_rows, columns=list(STATS_COLUMNS))
 
 
-def _run_jobs(jobs: list[SceneJob], workers: int) -> dict[str, SceneResult]:
+def folder_jobs(cfg: PreprocessConfig, scratch: Path) -> list[FolderJob]:
+    """A job per configured folder source, with the frames of the requested splits."""
+    jobs = []
+    for source in cfg.folders:
+        frames = folder_data.read_manifest(source.root).frames
+        chosen = tuple((i, f) for i, f in enumerate(frames) if f.split in cfg.splits)
+        if not chosen:
+            splits = list(cfg.splits)
+            raise DataError(f"{source.root}: no frames of splits {splits} in its manifest")
+        jobs.append(FolderJob(source.name, chosen, str(scratch / source.name), cfg))
+    return jobs
+
+
+def _run_jobs(jobs: list[SceneJob | FolderJob], workers: int) -> dict[str, SceneResult]:
     """Process the scenes, in worker processes when asked; results in job order."""
     if workers == 1 or len(jobs) <= 1:
         outputs: Iterable[SceneResult] = map(process_scene, jobs)
@@ -260,7 +354,9 @@ def _run_jobs(jobs: list[SceneJob], workers: int) -> dict[str, SceneResult]:
         return _collect(jobs, pool.map(process_scene, jobs))
 
 
-def _collect(jobs: list[SceneJob], outputs: Iterable[SceneResult]) -> dict[str, SceneResult]:
+def _collect(
+    jobs: list[SceneJob | FolderJob], outputs: Iterable[SceneResult]
+) -> dict[str, SceneResult]:
     results = {}
     for job, res in zip(jobs, outputs, strict=True):
         log.info("%s: kept %d, dropped %d", job.scene, len(res.stats), len(res.dropped))
@@ -274,17 +370,12 @@ def preprocess(cfg: PreprocessConfig) -> pd.DataFrame:
     Returns the stats table. The folder is built under a temporary name and renamed
     at the end, so a crash leaves the previous output (if any) untouched.
     """
-    scenes = list_scenes(cfg.in_dir)
-    if not scenes:
-        raise DataError(f"{cfg.in_dir}: no Hypersim scene folders (<scene>/images) found")
-    split_table = load_split_table(cfg.in_dir)
-    cameras = load_camera_table(cfg.in_dir)
-    plan, skipped = plan_frames(cfg.in_dir, scenes, split_table, cfg.splits)
+    plan, skipped, cameras = _plan_hypersim(cfg) if cfg.hypersim else ({}, [], None)
     log.info("%d scenes, %d frames to prepare", len(plan), sum(map(len, plan.values())))
     with atomic_path(cfg.out_dir) as out:
         out.mkdir(parents=True)
         scratch = out / ".scratch"
-        jobs = [
+        jobs: list[SceneJob | FolderJob] = [
             SceneJob(
                 in_dir=str(cfg.in_dir),
                 scene=scene,
@@ -295,6 +386,10 @@ def preprocess(cfg: PreprocessConfig) -> pd.DataFrame:
             )
             for scene, frames in plan.items()
         ]
+        jobs += folder_jobs(cfg, scratch)
+        clash = sorted({j.scene for j in jobs if isinstance(j, FolderJob)} & set(plan))
+        if clash:
+            raise DataError(f"preprocess.folders: name(s) {clash} clash with Hypersim scenes")
         results = _run_jobs(jobs, cfg.workers)
         stats = _assemble(out, results, scratch, cfg)
         if scratch.exists():
@@ -307,3 +402,15 @@ def preprocess(cfg: PreprocessConfig) -> pd.DataFrame:
         (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
     log.info("kept %d frames, dropped %d -> %s", len(stats), len(dropped_df), cfg.out_dir)
     return stats
+
+
+def _plan_hypersim(
+    cfg: PreprocessConfig,
+) -> tuple[dict[str, list[tuple[FrameId, str]]], list[dict[str, Any]], pd.DataFrame]:
+    """The Hypersim frames to prepare, the skipped ones, and the camera table."""
+    scenes = list_scenes(cfg.in_dir)
+    if not scenes:
+        raise DataError(f"{cfg.in_dir}: no Hypersim scene folders (<scene>/images) found")
+    split_table = load_split_table(cfg.in_dir)
+    plan, skipped = plan_frames(cfg.in_dir, scenes, split_table, cfg.splits)
+    return plan, skipped, load_camera_table(cfg.in_dir)

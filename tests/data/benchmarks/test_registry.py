@@ -11,7 +11,7 @@ from depthcore.errors import DataError, DepthcoreError
 
 
 def test_registry_names_and_unknown_name(tmp_path):
-    assert set(READERS) == {"nyu", "ibims", "tum", "eth3d"}
+    assert set(READERS) == {"nyu", "ibims", "tum", "eth3d", "folder"}
     for name, cls in READERS.items():
         assert cls.name == name and cls.min_depth < cls.max_depth
     with pytest.raises(DepthcoreError, match=r"unknown benchmark 'nyuv2'.*eth3d"):
