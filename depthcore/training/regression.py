@@ -50,23 +50,13 @@ def masked_l1(
 
 
 class RegressionTrainer(Trainer):
-    """The :class:`Trainer` loop over a :class:`DepthRegressor` (no tokenizer)."""
+    """The :class:`Trainer` loop over a :class:`DepthRegressor`.
+
+    Built with ``vae=None``, the net as ``var`` and its :class:`RegressionConfig` as
+    ``model_cfg`` (see :func:`build_regression_trainer`).
+    """
 
     objectives = {REGRESSION: masked_l1}
-
-    def __init__(
-        self,
-        net: DepthRegressor,
-        cfg: TrainConfig,
-        train_set: FeatureDataset,
-        val_set: FeatureDataset | None,
-        out_dir: str | Path,
-        logger: RunLogger | None = None,
-        dist_info: DistInfo | None = None,
-    ) -> None:
-        super().__init__(
-            None, net, net.config, cfg, REGRESSION, train_set, val_set, out_dir, logger, dist_info
-        )
 
     def batch_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         rgb_B3SS = rgb_to_model(batch["rgb_3SS"].to(self.device, non_blocking=True))
@@ -113,4 +103,6 @@ def build_regression_trainer(
     train_set, val_set = regression_datasets(cfg, model_cfg)
     torch.manual_seed(cfg.seed)
     net = DepthRegressor(model_cfg)
-    return RegressionTrainer(net, cfg, train_set, val_set, out_dir, logger, info)
+    return RegressionTrainer(
+        None, net, model_cfg, cfg, REGRESSION, train_set, val_set, out_dir, logger, info
+    )
