@@ -178,11 +178,13 @@ def run_scales(cfg: TrainConfig, objective: str) -> dict[str, Any]:
         baseline = load_regression(checkpoint, map_location=device)
         predict = regression_scales(baseline.net.eval(), device)
         patch_nums = [baseline.config.image_size]
+        labels = ["prediction"]
         loaded = None
     else:
         loaded = load_model(checkpoint, map_location=device)
         predict = var_scales(loaded.vae.eval(), loaded.var.eval(), device)
         patch_nums = list(loaded.vae.v_patch_nums)
+        labels = [f"{pn}x{pn}" for pn in patch_nums]
     val_set = FeatureDataset(
         Path(cfg.features_dir) / f"{cfg.val_split}.h5", fields=("prefix", "rgb", "depth", "mask")
     )
@@ -190,7 +192,7 @@ def run_scales(cfg: TrainConfig, objective: str) -> dict[str, Any]:
     with atomic_path(out_dir / "figures") as figures:
         figures.mkdir(parents=True)
         abs_rel_K = validate_scales(
-            predict, [f"{pn}x{pn}" for pn in patch_nums], val_set, space=space,
+            predict, labels, val_set, space=space,
             max_frames=cfg.val_frames, batch_size=cfg.val_batch_size,
             figures_dir=figures, num_figures=cfg.num_figures if cfg.figures else 0,
         )  # fmt: skip
