@@ -101,7 +101,7 @@ def test_train_stage_outputs_scales_row_and_predictor(feature_setup: Path, tmp_p
     assert metrics["val_loss"] > 0 and metrics["steps"] == 3
     loaded = load_regression(out / "model.safetensors")
     assert loaded.meta == {"objective": REGRESSION, "space": "sqrt_disparity", "image_size": 64,
-                           "steps": 3}  # fmt: skip
+                           "input_fit": "stretch", "steps": 3}  # fmt: skip
 
     summary = run_scales(cfg, REGRESSION)
     rows = list(csv.DictReader((out / "scales.csv").open()))
@@ -115,7 +115,7 @@ def test_train_stage_outputs_scales_row_and_predictor(feature_setup: Path, tmp_p
     rng = np.random.default_rng(0)
     rgb_BHW3 = rng.integers(0, 256, (2, 48, 64, 3), dtype=np.uint8)
     pred_BHW = model.predict_batch(rgb_BHW3)
-    assert pred_BHW.shape == (2, 48, 64) and np.isfinite(pred_BHW).all()
+    assert pred_BHW.shape == (2, 64, 64) and np.isfinite(pred_BHW).all()  # S x S (stretch fit)
     result = model(rgb_BHW3[0], scales=True, samples=2)
     assert result.depth.shape == (48, 64) and len(result.scales) == 1
     assert result.std is not None and not result.std.any()
