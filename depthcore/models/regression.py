@@ -43,7 +43,7 @@ REGRESSION_KIND = "regression"
 class RegressionConfig:
     """A regression model's shape, stored in its checkpoint and compared on load."""
 
-    backbone: str = "resnet18"  # any timm model that supports features_only
+    backbone: str = "resnet10t"  # any timm model that supports features_only
     image_size: int = 64  # square input, the transformer's resolution
     decoder_channels: tuple[int, ...] = (128, 64, 32, 32)  # coarse -> fine fusion widths
     norm_groups: int = 8  # GroupNorm groups in the decoder (batch-size independent)
@@ -58,8 +58,10 @@ class RegressionConfig:
 
 #: Named regression baselines, one per transformer size (same names, same image_size).
 REGRESSION_CONFIGS: dict[str, RegressionConfig] = {
-    # CPU baseline of the embedded default: ResNet-18 trunk (11 M), 64 px like `tiny`.
-    "tiny": RegressionConfig(backbone="resnet18", image_size=64),
+    # CPU baseline of the embedded default, 64 px like `tiny`. ResNet-10-T (6.2 M params,
+    # ~90 CPU-ms/step at batch 8) generalised best on the default data at 500 steps: val
+    # AbsRel (lsq, 40 frames) 0.250, against resnet18 0.258 and convnext_atto 0.269.
+    "tiny": RegressionConfig(backbone="resnet10t", image_size=64),
     # GPU baseline next to d16 at 256 px.
     "d16": RegressionConfig(
         backbone="resnet50", image_size=256, decoder_channels=(256, 128, 64, 64)

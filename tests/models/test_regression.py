@@ -32,7 +32,9 @@ def test_forward_backward_is_finite_bounded_and_reaches_every_layer() -> None:
     (pred_B1SS - 0.5).abs().mean().backward()
     grads = {name: p.grad for name, p in net.named_parameters()}
     assert all(g is not None and torch.isfinite(g).all() for g in grads.values())
-    assert grads["encoder.conv1.weight"].abs().sum() > 0 and grads["head.weight"].abs().sum() > 0
+    first = next(name for name, _ in net.named_parameters())
+    assert first.startswith("encoder.") and grads[first].abs().sum() > 0
+    assert grads["head.weight"].abs().sum() > 0
 
 
 def test_every_baseline_runs_at_its_transformers_resolution() -> None:
