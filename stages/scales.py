@@ -1,6 +1,6 @@
 """Stage ``scales``: the per-scale refinement curve and figures of one trained model.
 
-``python -m stages.scales --params params.yaml --objective depthart|var_tf`` writes
+``python -m stages.scales --params params.yaml --objective depthart|var_tf|regression`` writes
 ``<train.out_dir>/<objective>/{scales.csv,scales.json,figures/}``. Apart from ``train``
 so that editing a metric or a figure rescores the model without retraining it.
 """
@@ -17,7 +17,7 @@ from stages.common import run_stage, stage_args
 
 
 def _extra(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--objective", required=True, choices=["depthart", "var_tf"])
+    parser.add_argument("--objective", required=True, choices=["depthart", "var_tf", "regression"])
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,9 +1,11 @@
-"""Stage ``train``: train the transformer with one objective on the cached features.
+"""Stage ``train``: train one model of the comparison on the cached features.
 
-``python -m stages.train --params params.yaml --objective depthart|var_tf`` writes
-``<train.out_dir>/<objective>/{model.safetensors,train_metrics.json,
-mlflow_run.json,ckpt/}``. Under ``torchrun --nproc_per_node N -m stages.train ...``
-the same command trains data-parallel.
+``python -m stages.train --params params.yaml --objective depthart|var_tf|regression``
+writes ``<train.out_dir>/<objective>/{model.safetensors,train_metrics.json,
+mlflow_run.json,ckpt/}``. ``depthart`` and ``var_tf`` train the transformer with that
+objective; ``regression`` trains the timm regression baseline on the same frames
+with the same steps, batch and optimiser. Under ``torchrun --nproc_per_node N -m
+stages.train ...`` the same command trains data-parallel.
 
 ``ckpt/`` is ``persist: true`` in dvc.yaml, so ``dvc repro`` after a crash or a kill
 resumes from the last checkpoint instead of starting over. A persisted folder also
@@ -26,15 +28,20 @@ from typing import Any
 
 from depthcore.config import load_section, to_dict
 from depthcore.io import file_sha256, write_text_atomic
-from depthcore.training.trainer import TrainConfig, run_training
+from depthcore.training.objectives import OBJECTIVES
+from depthcore.training.regression import REGRESSION, build_regression_trainer
+from depthcore.training.trainer import TrainConfig, build_trainer, run_training
 from stages.common import run_stage, stage_args
 
 log = logging.getLogger(__name__)
 FINGERPRINT = "run_fingerprint.json"
 
+#: The trainer factory of each ``--objective``.
+TRAINERS = {**{name: build_trainer for name in OBJECTIVES}, REGRESSION: build_regression_trainer}
+
 
 def _extra(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--objective", required=True, choices=["depthart", "var_tf"])
+    parser.add_argument("--objective", required=True, choices=sorted(TRAINERS))
 
 
 def _sha256_or_missing(path: str) -> str:
@@ -76,7 +83,7 @@ def claim_checkpoints(ckpt_dir: Path, fingerprint: dict[str, Any]) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = stage_args(
-        "Train DepthVAR with the DepthART or teacher-forcing objective.", argv, _extra
+        "Train DepthVAR (DepthART or teacher forcing) or the regression baseline.", argv, _extra
     )
 
     def body() -> None:
@@ -84,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if int(os.environ.get("WORLD_SIZE", "1")) == 1 and cfg.resume:  # ranks would race
             ckpt_dir = Path(cfg.out_dir) / args.objective / "ckpt"
             claim_checkpoints(ckpt_dir, run_fingerprint(cfg, args.objective))
-        run_training(cfg, args.objective)
+        run_training(cfg, args.objective, TRAINERS[args.objective])
 
     run_stage(f"train-{args.objective}", body)
 

@@ -9,6 +9,7 @@ figure never retrains a model.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,10 @@ from depthcore.errors import DataError
 from depthcore.evaluation.alignment import align_lsq
 from depthcore.evaluation.metrics import compute_metrics
 from depthcore.io import atomic_path, write_text_atomic
-from depthcore.models.checkpoint import load_model
+from depthcore.models.checkpoint import checkpoint_kind, load_model
 from depthcore.models.generate import GREEDY, generate
+from depthcore.models.regression import REGRESSION_KIND, load_regression
+from depthcore.spaces import rgb_to_model
 from depthcore.training.feature_cache import FeatureDataset
 from depthcore.training.losses import prefix_variants
 from depthcore.training.trainer import TrainConfig
@@ -32,22 +35,48 @@ from depthcore.viz import save_strip_figure
 VAL_DEPTH_RANGE = (1e-3, 1e3)
 
 
+#: One validation batch (FeatureDataset fields) -> the cumulative prediction after each
+#: scale, ``pred_KBSS`` in the model's space (K = 1 for a one-pass model).
+ScalePredictor = Callable[[dict[str, torch.Tensor]], np.ndarray]
+
+
+def var_scales(
+    vae: torch.nn.Module, var: torch.nn.Module, device: torch.device | str
+) -> ScalePredictor:
+    """The transformer's scales: greedy generation from the cached image prefix."""
+
+    def predict(batch: dict[str, torch.Tensor]) -> np.ndarray:
+        gen = generate(vae, var, batch["prefix_LC"].to(device), sampling=GREEDY, return_scales=True)
+        return gen.scales_K_B1HW[:, :, 0].float().cpu().numpy()
+
+    return predict
+
+
+def regression_scales(net: torch.nn.Module, device: torch.device | str) -> ScalePredictor:
+    """The regression baseline's single "scale": its one-pass prediction from the frame."""
+
+    def predict(batch: dict[str, torch.Tensor]) -> np.ndarray:
+        rgb_B3SS = rgb_to_model(batch["rgb_3SS"].to(device))
+        return net(rgb_B3SS)[None, :, 0].float().cpu().numpy()
+
+    return predict
+
+
 @torch.no_grad()
 def validate_scales(
-    vae: torch.nn.Module,
-    var: torch.nn.Module,
+    predict: ScalePredictor,
+    labels: list[str],
     val_set: FeatureDataset,
     *,
     space: str,
     max_frames: int = 0,
     batch_size: int = 8,
-    device: torch.device | str = "cpu",
     figures_dir: Path | None = None,
     num_figures: int = 0,
 ) -> list[float]:
-    """Mean AbsRel after each scale of greedy generation, on the validation frames.
+    """Mean AbsRel after each scale of ``predict`` (named ``labels``) on the validation frames.
 
-    For scale k the cumulative f_hat is decoded, aligned by least squares in the
+    For scale k the cumulative prediction is aligned by least squares in the
     model's space to the frame's valid depth (at model resolution) and scored.
     The first ``num_figures`` frames get a per-scale refinement strip PNG.
     """
@@ -57,8 +86,9 @@ def validate_scales(
     per_frame_K: list[list[float]] = []
     for start in range(0, n, batch_size):
         batch = val_set.get_batch(list(range(start, min(n, start + batch_size))))
-        gen = generate(vae, var, batch["prefix_LC"].to(device), sampling=GREEDY, return_scales=True)
-        scales_KBHW = gen.scales_K_B1HW[:, :, 0].float().cpu().numpy()
+        scales_KBHW = predict(batch)
+        if scales_KBHW.shape[0] != len(labels):
+            raise ValueError(f"{scales_KBHW.shape[0]} scales predicted for {len(labels)} labels")
         for j in range(scales_KBHW.shape[1]):
             depth_SS = batch["depth_SS"][j].numpy()
             mask_SS = batch["mask_SS"][j].numpy()
@@ -71,12 +101,11 @@ def validate_scales(
                 [compute_metrics(a, depth_SS, mask_SS)["abs_rel"] for a in aligned_K]
             )
             if figures_dir is not None and start + j < num_figures:
-                pns = vae.v_patch_nums
                 save_strip_figure(
                     figures_dir / f"scales_{start + j:03d}.png",
                     batch["rgb_3SS"][j].permute(1, 2, 0).numpy(),
                     [*aligned_K, np.where(mask_SS, depth_SS, np.nan)],
-                    [*(f"{pn}x{pn}" for pn in pns), "ground truth"],
+                    [*labels, "ground truth"],
                 )
     if not per_frame_K:
         raise DataError(f"{val_set.path}: no validation frame has valid depth pixels")
@@ -137,13 +166,25 @@ def run_scales(cfg: TrainConfig, objective: str) -> dict[str, Any]:
     """The scales stage: ``scales.csv``, ``scales.json`` and ``figures/`` of one trained model.
 
     Reads ``<out_dir>/<objective>/model.safetensors`` and the validation features
-    the model was trained beside; writes next to the model.
+    the model was trained beside; writes next to the model. The regression baseline
+    has one scale (its full-resolution prediction): a one-row curve, its final AbsRel.
     """
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     device = resolve_device(cfg.device)
     out_dir = Path(cfg.out_dir) / objective
-    loaded = load_model(out_dir / "model.safetensors", map_location=device)
+    checkpoint = out_dir / "model.safetensors"
+    if checkpoint_kind(checkpoint) == REGRESSION_KIND:
+        baseline = load_regression(checkpoint, map_location=device)
+        predict = regression_scales(baseline.net.eval(), device)
+        patch_nums = [baseline.config.image_size]
+        labels = ["prediction"]
+        loaded = None
+    else:
+        loaded = load_model(checkpoint, map_location=device)
+        predict = var_scales(loaded.vae.eval(), loaded.var.eval(), device)
+        patch_nums = list(loaded.vae.v_patch_nums)
+        labels = [f"{pn}x{pn}" for pn in patch_nums]
     val_set = FeatureDataset(
         Path(cfg.features_dir) / f"{cfg.val_split}.h5", fields=("prefix", "rgb", "depth", "mask")
     )
@@ -151,14 +192,16 @@ def run_scales(cfg: TrainConfig, objective: str) -> dict[str, Any]:
     with atomic_path(out_dir / "figures") as figures:
         figures.mkdir(parents=True)
         abs_rel_K = validate_scales(
-            loaded.vae.eval(), loaded.var.eval(), val_set, space=space,
-            max_frames=cfg.val_frames, batch_size=cfg.val_batch_size, device=device,
+            predict, labels, val_set, space=space,
+            max_frames=cfg.val_frames, batch_size=cfg.val_batch_size,
             figures_dir=figures, num_figures=cfg.num_figures if cfg.figures else 0,
         )  # fmt: skip
-        ablation = prefix_ablation(
-            loaded.vae, loaded.var, val_set, space=space, max_frames=cfg.val_frames, device=device
-        )
-    patch_nums = list(loaded.vae.v_patch_nums)
+        ablation = None  # the regression baseline has no image prefix to ablate
+        if loaded is not None:
+            ablation = prefix_ablation(
+                loaded.vae, loaded.var, val_set, space=space, max_frames=cfg.val_frames,
+                device=device,
+            )  # fmt: skip
     write_scales_csv(out_dir / "scales.csv", patch_nums, abs_rel_K)
     first, last = abs_rel_K[0], abs_rel_K[-1]
     summary = {

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import pickle
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,24 @@ def _is_safetensors(path: Path) -> bool:
     with path.open("rb") as fh:
         head = fh.read(9)
     return len(head) == 9 and not head.startswith(b"PK") and head[8:9] == b"{"
+
+
+def checkpoint_kind(path: str | Path) -> str:
+    """The ``depthcore_kind`` of a checkpoint (``model``, ``vae``, ``regression``...).
+
+    Reads the metadata only (no tensors) of a safetensors file. Files without the key
+    (plain torch files) are ``model``, the one kind that existed before the others.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    if not _is_safetensors(path):
+        return _read(path, "cpu")[1].get(KIND_KEY, "model")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return (fh.metadata() or {}).get(KIND_KEY, "model")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file: {exc}") from exc
 
 
 def _read(
@@ -206,6 +224,30 @@ def load_model(
     return LoadedModel(vae.to(map_location), var.to(map_location), cfg, meta)
 
 
+def save_module(
+    path: str | Path, kind: str, module: nn.Module, cfg: Any, meta: Mapping[str, Any] | None
+) -> None:
+    """Write one module built from config ``cfg`` (weights + config + meta) as ``kind``."""
+    _write(Path(path), dict(module.state_dict()), _metadata(kind, cfg, meta))
+
+
+def load_module(
+    path: str | Path,
+    cfg_cls: type,
+    build: Callable[[Any], nn.Module],
+    *,
+    map_location: str | torch.device = "cpu",
+    expected: Any = None,
+    what: str = "the tensors",
+) -> tuple[Any, Any, dict[str, Any]]:
+    """(module, config, meta) of a :func:`save_module` file; ``build(config)`` makes the module."""
+    path = Path(path)
+    sd, cfg, meta = _read_ours(path, map_location, cfg_cls, expected)
+    module = build(cfg)
+    _strict_load(module, sd, path, what)
+    return module.to(map_location), cfg, meta
+
+
 def save_vae(
     path: str | Path,
     vae: VQVAE,
@@ -213,22 +255,21 @@ def save_vae(
     meta: Mapping[str, Any] | None = None,
 ) -> None:
     """Write a tokenizer alone (its config defaults to ``vae.config``)."""
-    path = Path(path)
     cfg = vae.config if vae_cfg is None else vae_cfg
     if cfg != vae.config:
         raise CheckpointError(f"{path}: the VQVAE was not built from the given vae_cfg")
-    _write(path, dict(vae.state_dict()), _metadata("vae", cfg, meta))
+    save_module(path, "vae", vae, cfg, meta)
 
 
 def load_vae(
     path: str | Path, map_location: str | torch.device = "cpu", expected: VQVAEConfig | None = None
 ) -> LoadedVAE:
     """Rebuild a tokenizer from a :func:`save_vae` file."""
-    path = Path(path)
-    sd, cfg, meta = _read_ours(path, map_location, VQVAEConfig, expected)
-    vae = VQVAE.from_config(cfg)
-    _strict_load(vae, sd, path, "the tokenizer tensors")
-    return LoadedVAE(vae.to(map_location), cfg, meta)
+    vae, cfg, meta = load_module(
+        path, VQVAEConfig, VQVAE.from_config, map_location=map_location, expected=expected,
+        what="the tokenizer tensors",
+    )  # fmt: skip
+    return LoadedVAE(vae, cfg, meta)
 
 
 # --- the official VAR checkpoints (raw state_dicts) ----------------------------------------

@@ -1,4 +1,4 @@
-"""Image(s) in, depth out: the user-facing predictor over a trained DepthART checkpoint.
+"""Image(s) in, depth out: the user-facing predictor over a trained checkpoint.
 
 ``DepthPredictor`` implements the evaluation ``DepthModel`` protocol (``space``,
 ``predict_batch``) and a convenience ``__call__`` for one image of any size.
@@ -36,8 +36,9 @@ from depthcore.data.transforms import resize_rgb
 from depthcore.device import resolve_device
 from depthcore.errors import CheckpointError, DataError, DepthcoreError
 from depthcore.evaluation.references import REFERENCE_PREDICTORS, DepthModel
-from depthcore.models.checkpoint import load_model
+from depthcore.models.checkpoint import checkpoint_kind, load_model
 from depthcore.models.generate import SamplingConfig, encode_image, generate, prepare_for_inference
+from depthcore.models.regression import REGRESSION_KIND, load_regression
 from depthcore.spaces import DEFAULT_NEAR_FAR_RATIO, INPUT_FIT, normalised_to_depth, rgb_to_model
 
 Fit = Literal["pad", "stretch"]
@@ -150,7 +151,7 @@ class DepthPredictor:
 
     def __init__(
         self,
-        vae: torch.nn.Module,
+        vae: torch.nn.Module | None,
         var: torch.nn.Module,
         *,
         space: str,
@@ -164,6 +165,9 @@ class DepthPredictor:
     ) -> None:
         """Wrap a loaded (vae, var) pair; ``space`` and ``image_size`` come from its checkpoint.
 
+        ``vae=None``: ``var`` is the regression baseline, RGB in [-1, 1] to the
+        normalised map in one deterministic pass (no tokens, so no sampling).
+
         ``sampling`` defaults to the official DepthART setting (top-k 900, top-p 0.9,
         5 samples averaged per token); ``seed`` (default ``sampling.seed``) makes every
         call reproducible; ``near_far_ratio`` fixes the depth convention of
@@ -176,10 +180,13 @@ class DepthPredictor:
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
         self.device = torch.device(resolve_device(device))
-        self.vae = vae.to(self.device)
+        self.vae = None if vae is None else vae.to(self.device)
         self.var = var.to(self.device)
         self.dtype = torch.bfloat16 if precision == "bf16" else None
-        prepare_for_inference(self.vae, self.var, self.dtype)
+        if self.vae is None:  # the regression baseline: one fp32 pass, nothing to lay out
+            self.var.eval().requires_grad_(False)
+        else:
+            prepare_for_inference(self.vae, self.var, self.dtype)
         self.space = space
         self.image_size = int(image_size)
         self.fit: Fit = fit
@@ -212,21 +219,18 @@ class DepthPredictor:
             checkpoint = checkpoint_in_model_dir(checkpoint)
         elif not checkpoint.is_file():
             raise CheckpointError(f"{checkpoint}: checkpoint not found")
-        loaded = load_model(checkpoint, map_location="cpu")
-        meta = dict(loaded.meta or {})
-        if "space" not in meta:
+        if checkpoint_kind(checkpoint) == REGRESSION_KIND:
+            baseline = load_regression(checkpoint, map_location="cpu")
+            vae, var, config, meta = None, baseline.net, baseline.config, baseline.meta
+        else:
+            loaded = load_model(checkpoint, map_location="cpu")
+            vae, var, config, meta = loaded.vae, loaded.var, loaded.config, loaded.meta
+        if "space" not in (meta or {}):
             raise CheckpointError(f"{checkpoint}: checkpoint metadata has no 'space'")
-        image_size = int(meta.get("image_size", loaded.config.image_size))
+        image_size = int(meta.get("image_size", config.image_size))
         if kwargs.get("fit") is None:
             kwargs["fit"] = meta.get("input_fit", INPUT_FIT)
-        return cls(
-            loaded.vae,
-            loaded.var,
-            space=meta["space"],
-            image_size=image_size,
-            device=device,
-            **kwargs,
-        )
+        return cls(vae, var, space=meta["space"], image_size=image_size, device=device, **kwargs)
 
     def input_record(self) -> dict[str, Any]:
         """How images reach the model and how its output returns (for evaluation records)."""
@@ -336,7 +340,12 @@ class DepthPredictor:
     ) -> tuple[torch.Tensor, list[torch.Tensor] | None, torch.Tensor | None]:
         """Model on square inputs in [-1, 1]: (pred_BSS, K x scale_BSS, std_BSS) or None."""
         B = rgb_B3SS.shape[0]
-        prefix_BLC = encode_image(self.vae, rgb_B3SS.to(self.device), self.dtype)
+        rgb_B3SS = rgb_B3SS.to(self.device)
+        if self.vae is None:  # the regression baseline: one pass, no spread, one "scale"
+            pred_BSS = self.var(rgb_B3SS)[:, 0].float()
+            std_BSS = torch.zeros_like(pred_BSS) if samples > 0 else None
+            return pred_BSS, [pred_BSS] if want_scales else None, std_BSS
+        prefix_BLC = encode_image(self.vae, rgb_B3SS, self.dtype)
         sampling = self.sampling
         n = max(samples, 1)
         if samples > 0 and getattr(sampling, "greedy", False):

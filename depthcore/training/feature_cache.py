@@ -220,14 +220,19 @@ class FeatureDataset(torch.utils.data.Dataset):
         return out
 
     def check_compatible(
-        self, vae: Any, image_size: int, space: str | None = None, tokenizer_sha256: str = ""
+        self,
+        vae: Any | None,
+        image_size: int,
+        space: str | None = None,
+        tokenizer_sha256: str = "",
     ) -> None:
-        """Refuse a cache built by another tokenizer (layout or file), resolution or space."""
-        want = {
-            "image_size": image_size,
-            "patch_nums": list(vae.v_patch_nums),
-            "cvae": int(vae.Cvae),
-        }
+        """Refuse a cache built by another tokenizer (layout or file), resolution or space.
+
+        ``vae=None``: a model that reads only the frames (the regression baseline).
+        """
+        want: dict[str, Any] = {"image_size": image_size}
+        if vae is not None:
+            want.update(patch_nums=list(vae.v_patch_nums), cvae=int(vae.Cvae))
         if space is not None:
             want["space"] = space
         if tokenizer_sha256:

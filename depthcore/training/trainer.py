@@ -16,6 +16,7 @@ import logging
 import pickle
 import shutil
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,7 +41,7 @@ from depthcore.training.distributed import (
     shutdown_distributed,
 )
 from depthcore.training.feature_cache import FeatureDataset, step_loader
-from depthcore.training.losses import PREFIX_VARIANTS, prefix_variants, scale_balanced_loss
+from depthcore.training.losses import prefix_variants, scale_balanced_loss
 from depthcore.training.objectives import OBJECTIVES
 from depthcore.training.precision import autocast_for, enable_tf32, prepare_transformer
 from depthcore.training.schedule import lr_at
@@ -115,11 +116,20 @@ def _param_groups(var: torch.nn.Module, weight_decay: float) -> list[dict[str, A
 
 
 class Trainer:
-    """Trains ``var`` on top of the frozen ``vae`` with objective ``objective``."""
+    """Trains ``var`` on top of the frozen ``vae`` with objective ``objective``.
+
+    Another model trains through the same loop, checkpoints and resume by overriding
+    the model-specific hooks: :attr:`objectives`, :meth:`batch_loss`,
+    :meth:`save_model` and :meth:`load_weights` (see
+    :class:`depthcore.training.regression.RegressionTrainer`, which has no ``vae``).
+    """
+
+    #: The objectives this trainer knows, by name (the loss function of each).
+    objectives: Mapping[str, Callable[..., Any]] = OBJECTIVES
 
     def __init__(
         self,
-        vae: torch.nn.Module,
+        vae: torch.nn.Module | None,
         var: torch.nn.Module,
         model_cfg: Any,
         cfg: TrainConfig,
@@ -130,13 +140,15 @@ class Trainer:
         logger: RunLogger | None = None,
         dist_info: DistInfo | None = None,
     ) -> None:
-        if objective not in OBJECTIVES:
-            raise ValueError(f"unknown objective {objective!r} (choose from {sorted(OBJECTIVES)})")
+        if objective not in self.objectives:
+            raise ValueError(
+                f"unknown objective {objective!r} (choose from {sorted(self.objectives)})"
+            )
         self.cfg, self.objective, self.model_cfg = cfg, objective, model_cfg
-        self.loss_fn = OBJECTIVES[objective]
+        self.loss_fn = self.objectives[objective]
         self.dist = dist_info or DistInfo()
         self.device = torch.device(self.dist.device)
-        self.vae = vae.to(self.device).eval().requires_grad_(False)
+        self.vae = None if vae is None else vae.to(self.device).eval().requires_grad_(False)
         self.var = var.to(self.device).train()
         enable_tf32(self.device)
         prepare_transformer(self.var, compile=cfg.compile, checkpointing=cfg.grad_checkpointing)
@@ -161,21 +173,45 @@ class Trainer:
             warmup_steps=c.warmup_steps, step_size=c.step_size, gamma=c.gamma, min_lr=c.min_lr,
         )  # fmt: skip
 
-    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        """Forward, backward, all-reduce, clip, AdamW step; returns the logged scalars."""
-        lr = self.lr(self.step)
-        for group in self.opt.param_groups:
-            group["lr"] = lr
+    def batch_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """The training loss on one batch (with grad) and the scalars it logs besides."""
         prefix_BLC = batch["prefix_LC"].to(self.device, non_blocking=True)
         fD_BChw = batch["fD_Chw"].to(self.device, non_blocking=True)
         loss_fn = self.loss_fn
         if self.step < self.cfg.tf_warmup_steps:
             loss_fn = OBJECTIVES["var_tf"]
-        with self.autocast():
-            out = loss_fn(self.vae, self.var, prefix_BLC, fD_BChw)
+        out = loss_fn(self.vae, self.var, prefix_BLC, fD_BChw)
         loss = out.loss
         if self.cfg.loss_weighting == "scale":
             loss = scale_balanced_loss(out.ce_BL, self.var.begin_ends)
+        with torch.no_grad():
+            acc = (out.logits_BLV.argmax(-1) == out.target_BL).float().mean().item()
+        scalars = {"acc": acc}
+        for pn, v in zip(self.var.patch_nums, out.per_scale_loss.tolist(), strict=True):
+            scalars[scale_metric_name("loss", pn)] = v  # named as the figures label scales
+        return loss, scalars
+
+    def val_losses(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Validation losses of one batch by metric name; ``val_loss`` is the objective's.
+
+        The transformer adds the real/zeroed/other-image prefix ablation
+        (``val_loss_<variant>_prefix``): a model that ignores the image scores the same.
+        """
+        prefix_BLC = batch["prefix_LC"].to(self.device)
+        fD_BChw = batch["fD_Chw"].to(self.device)
+        losses = {
+            f"val_loss_{name}_prefix": float(self.loss_fn(self.vae, self.var, v_BLC, fD_BChw).loss)
+            for name, v_BLC in prefix_variants(prefix_BLC).items()
+        }
+        return {"val_loss": losses["val_loss_real_prefix"], **losses}
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Forward, backward, all-reduce, clip, AdamW step; returns the logged scalars."""
+        lr = self.lr(self.step)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        with self.autocast():
+            loss, extra = self.batch_loss(batch)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{self.objective} loss is {loss.item()} at {self.step}")
         self.opt.zero_grad(set_to_none=True)
@@ -187,12 +223,7 @@ class Trainer:
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip))
         self.opt.step()
         self.step += 1
-        with torch.no_grad():
-            acc = (out.logits_BLV.argmax(-1) == out.target_BL).float().mean().item()
-        scalars = {"loss": float(loss.item()), "lr": lr, "grad_norm": grad_norm, "acc": acc}
-        for pn, v in zip(self.var.patch_nums, out.per_scale_loss.tolist(), strict=True):
-            scalars[scale_metric_name("loss", pn)] = v  # named as the figures label scales
-        return scalars
+        return {"loss": float(loss.item()), "lr": lr, "grad_norm": grad_norm, **extra}
 
     # -- checkpoints ----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -269,10 +300,7 @@ class Trainer:
         if not ckpts:
             return False
         path = ckpts[-1]
-        loaded = load_model(
-            path / "model.safetensors", map_location=str(self.device), expected=self.model_cfg
-        )
-        self.var.load_state_dict(loaded.var.state_dict())
+        self.load_weights(path / "model.safetensors")
         try:
             state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
         except (pickle.UnpicklingError, RuntimeError, OSError, EOFError) as exc:
@@ -280,6 +308,11 @@ class Trainer:
         self.load_state_dict(state, where=str(path / "state.pt"))
         log.info("resumed %s from %s (step %d)", self.objective, path, self.step)
         return True
+
+    def load_weights(self, path: Path) -> None:
+        """Load the trained weights of a :meth:`save_model` file into the model (on resume)."""
+        loaded = load_model(path, map_location=str(self.device), expected=self.model_cfg)
+        self.var.load_state_dict(loaded.var.state_dict())
 
     # -- the loop -------------------------------------------------------------------------
     @torch.no_grad()
@@ -300,25 +333,20 @@ class Trainer:
         if n == 0:
             raise DataError(f"{self.val_set.path}: no validation frames")
         self.var.eval()
-        totals = dict.fromkeys(PREFIX_VARIANTS, 0.0)
+        totals: dict[str, float] = {}
         try:
             for start in range(0, n, self.cfg.val_batch_size):
                 batch = self.val_set.get_batch(
                     list(range(start, min(n, start + self.cfg.val_batch_size)))
                 )
-                prefix_BLC = batch["prefix_LC"].to(self.device)
-                fD_BChw = batch["fD_Chw"].to(self.device)
-                for name, variant_BLC in prefix_variants(prefix_BLC).items():
-                    out = self.loss_fn(self.vae, self.var, variant_BLC, fD_BChw)
-                    totals[name] += float(out.loss) * len(prefix_BLC)
+                size = len(next(iter(batch.values())))
+                for name, value in self.val_losses(batch).items():
+                    totals[name] = totals.get(name, 0.0) + value * size
         finally:
             self.var.train()
-        val_loss = totals["real"] / n
-        self.logger.log_metrics(
-            {"val_loss": val_loss, **{f"val_loss_{k}_prefix": v / n for k, v in totals.items()}},
-            self.step,
-        )
-        return val_loss
+        metrics = {name: total / n for name, total in totals.items()}
+        self.logger.log_metrics(metrics, self.step)
+        return metrics["val_loss"]
 
     def fit(self, stop_at: int | None = None) -> dict[str, Any]:
         """Train to ``cfg.steps`` (or stop early at ``stop_at``, e.g. for a time-boxed job)."""
@@ -380,26 +408,39 @@ class Trainer:
         return metrics
 
 
-def run_training(cfg: TrainConfig, objective: str) -> dict[str, Any]:
-    """The train stage: data, frozen tokenizer, model, logger, fit, outputs (any world size)."""
+#: Builds the trainer of one objective: (cfg, objective, out_dir, logger, dist) -> Trainer.
+TrainerFactory = Callable[[TrainConfig, str, Path, RunLogger, DistInfo], Trainer]
+
+
+def build_trainer(
+    cfg: TrainConfig, objective: str, out_dir: Path, logger: RunLogger, info: DistInfo
+) -> Trainer:
+    """The transformer's trainer: DepthVAR over the frozen tokenizer, on the feature cache."""
+    model_cfg = resolve_config(cfg.model)
+    torch.manual_seed(cfg.seed)
+    _, var = build_model(model_cfg)
+    if cfg.init_var:
+        var = load_official_var(cfg.init_var, model_cfg.var, model_cfg.vae)
+    vae = load_vae(cfg.tokenizer, expected=model_cfg.vae).vae
+    features = Path(cfg.features_dir)
+    train_set = FeatureDataset(features / f"{cfg.train_split}.h5")
+    val_set = FeatureDataset(features / f"{cfg.val_split}.h5", fields=("fD", "prefix"))
+    space = str(train_set.attrs.get("space"))
+    sha = file_sha256(cfg.tokenizer)
+    for ds in (train_set, val_set):
+        ds.check_compatible(vae, model_cfg.image_size, space, tokenizer_sha256=sha)
+    return Trainer(vae, var, model_cfg, cfg, objective, train_set, val_set, out_dir, logger, info)
+
+
+def run_training(
+    cfg: TrainConfig, objective: str, build: TrainerFactory = build_trainer
+) -> dict[str, Any]:
+    """The train stage: logger, the trainer ``build`` makes, fit, outputs (any world size)."""
     info = init_distributed(cfg.device)
     logger: RunLogger = NullLogger()
     try:
         if cfg.num_threads > 0:
             torch.set_num_threads(cfg.num_threads)
-        model_cfg = resolve_config(cfg.model)
-        torch.manual_seed(cfg.seed)
-        _, var = build_model(model_cfg)
-        if cfg.init_var:
-            var = load_official_var(cfg.init_var, model_cfg.var, model_cfg.vae)
-        vae = load_vae(cfg.tokenizer, expected=model_cfg.vae).vae
-        features = Path(cfg.features_dir)
-        train_set = FeatureDataset(features / f"{cfg.train_split}.h5")
-        val_set = FeatureDataset(features / f"{cfg.val_split}.h5", fields=("fD", "prefix"))
-        space = str(train_set.attrs.get("space"))
-        sha = file_sha256(cfg.tokenizer)
-        for ds in (train_set, val_set):
-            ds.check_compatible(vae, model_cfg.image_size, space, tokenizer_sha256=sha)
         out_dir = Path(cfg.out_dir) / objective
         if info.is_main:
             logger = open_run_logger(
@@ -408,13 +449,11 @@ def run_training(cfg: TrainConfig, objective: str) -> dict[str, Any]:
                 resume=cfg.resume and (out_dir / "ckpt").is_dir(),
                 stage="train", objective=objective,
             )  # fmt: skip
+        trainer = build(cfg, objective, out_dir, logger, info)
         logger.log_params(
-            {"objective": objective, "world_size": info.world_size, "space": space,
-             "train_frames": len(train_set), **to_dict(cfg)}
+            {"objective": objective, "world_size": info.world_size, "space": trainer.space,
+             "train_frames": len(trainer.train_set), **to_dict(cfg)}
         )  # fmt: skip
-        trainer = Trainer(
-            vae, var, model_cfg, cfg, objective, train_set, val_set, out_dir, logger, info
-        )
         metrics = trainer.finish(trainer.fit())
         logger.close("FINISHED")
         return metrics

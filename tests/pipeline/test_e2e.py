@@ -88,8 +88,9 @@ def test_dvc_repro_end_to_end_then_noop(tmp_path: Path) -> None:
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     expected = {
         "synth", "benchmarks", "list_source", "download", "preprocess", "validate", "tokenizer",
-        "tokenizer_eval", "features", "train@depthart", "train@var_tf", "scales@depthart",
-        "scales@var_tf", "evaluate@depthart", "evaluate@var_tf",
+        "tokenizer_eval", "features", "train@depthart", "train@var_tf", "train@regression",
+        "scales@depthart", "scales@var_tf", "scales@regression", "evaluate@depthart",
+        "evaluate@var_tf", "evaluate@regression",
         "evaluate_reference@constant_plane", "evaluate_reference@vertical_gradient", "register",
         "report",
     }  # fmt: skip
@@ -98,7 +99,8 @@ def test_dvc_repro_end_to_end_then_noop(tmp_path: Path) -> None:
         for o in entry.get("outs", []):
             assert (repo / o["path"]).exists(), f"{stage}: declared out {o['path']} missing"
 
-    for name in ("depthart", "var_tf", "reference_constant_plane", "reference_vertical_gradient"):
+    models = ("depthart", "var_tf", "regression")
+    for name in (*models, "reference_constant_plane", "reference_vertical_gradient"):
         metrics = json.loads((repo / "outputs" / "eval" / name / "metrics.json").read_text())
         assert set(metrics) == BENCHMARKS, name
         assert all(0 <= metrics[b]["lsq"]["abs_rel"] < 10 for b in BENCHMARKS)
@@ -108,7 +110,7 @@ def test_dvc_repro_end_to_end_then_noop(tmp_path: Path) -> None:
     table = (repo / "outputs" / "register" / "rank_table.md").read_text()
     assert "(champion)" in table and "reference:constant_plane" in table
     comparison = json.loads((repo / "outputs" / "register" / "comparison.json").read_text())
-    assert len(comparison["pairs"]) == 6  # 2 models + 2 references, every pair
+    assert len(comparison["pairs"]) == 10  # 3 models + 2 references, every pair
     readme = (repo / "README.md").read_text()
     assert (repo / "outputs" / "report" / "results.md").read_text() in readme
 
@@ -117,25 +119,30 @@ def test_dvc_repro_end_to_end_then_noop(tmp_path: Path) -> None:
     client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
     champion = client.get_model_version_by_alias("depthart", "champion")
     assert champion.tags["source"] == registry["champion_after"]  # e.g. var-tf-tiny/v1
-    assert champion.tags["objective"] in {"depthart", "var_tf"}
+    assert champion.tags["objective"] in models
     model_ranks = [r for name, r in registry["ranks"].items() if "-tiny/v" in name]
-    assert len(model_ranks) == 2 and registry["ranks"][registry["champion_after"]] == min(
+    assert len(model_ranks) == 3 and registry["ranks"][registry["champion_after"]] == min(
         model_ranks
     )
+    # the regression baseline is a registered, ranked candidate like the transformers
+    baseline = next(name for name in registry["ranks"] if name.startswith("regression-tiny/v"))
+    baseline_uri = "models:/{}/{}".format(*baseline.split("/v"))
+    scales = (repo / "models" / "regression" / "scales.csv").read_text().splitlines()
+    assert len(scales) == 2  # header + the baseline's one "scale"
 
     # the champion is a working pyfunc: image batch in, one depth map per image out
     import mlflow
     import numpy as np
 
     mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
-    try:
-        model = mlflow.pyfunc.load_model("models:/depthart@champion")
-        rgb_BHW3 = np.random.default_rng(0).integers(0, 255, (2, 40, 56, 3), dtype=np.uint8)
-        depths = model.predict({"image": list(rgb_BHW3)})  # the signature's `image` column
+    rgb_BHW3 = np.random.default_rng(0).integers(0, 255, (2, 40, 56, 3), dtype=np.uint8)
+    try:  # the champion and the regression baseline both serve through the same pyfunc
+        for uri in ("models:/depthart@champion", baseline_uri):
+            depths = mlflow.pyfunc.load_model(uri).predict({"image": list(rgb_BHW3)})
+            assert len(depths) == 2 and np.asarray(depths[0]).shape == (40, 56), uri
+            assert np.isfinite(np.asarray(depths, dtype=np.float64)).all(), uri
     finally:
         mlflow.set_tracking_uri(None)
-    assert len(depths) == 2 and np.asarray(depths[0]).shape == (40, 56)
-    assert np.isfinite(np.asarray(depths, dtype=np.float64)).all()
 
     start = time.monotonic()
     again = _run([sys.executable, "-m", "dvc", "repro"], repo, env, 300)

@@ -19,7 +19,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def test_every_section_of_params_yaml_loads() -> None:
     loaded = check_params(REPO_ROOT / "params.yaml")
     assert set(loaded) == set(SECTIONS)
-    assert loaded["register"].objectives == ("depthart", "var_tf")
+    assert loaded["register"].objectives == ("depthart", "var_tf", "regression")
 
 
 def test_unknown_key_fails_the_stage_naming_file_and_key(tmp_path: Path) -> None:

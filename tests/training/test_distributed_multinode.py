@@ -66,7 +66,7 @@ def _stage_model_trainer(setup: Path, cfg: TrainConfig, objective: str) -> Train
 
 
 @pytest.mark.slow
-def test_two_nodes_c10d_then_resume_on_one(feature_setup: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_two_nodes_c10d_then_resume_on_one(feature_setup: Path, tmp_path: Path) -> None:
     objective = "var_tf"
     # bf16 + activation checkpointing: the GPU knobs go through params.yaml to every rank
     cfg = _cfg(
