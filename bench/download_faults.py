@@ -133,22 +133,25 @@ def run_download_faults(source: Path, work: Path) -> FaultRunReport:
     )
 
 
+#: A 3-scene Hypersim-format source: the downloader tests' size (tests/helpers/servers.py).
+SMALL_SOURCE = SynthConfig(
+    n_scenes=3,
+    cameras_per_scene=1,
+    frames_per_camera=2,
+    height=16,
+    width=16,
+    val_scenes=1,
+    test_scenes=1,
+    lens_shift_scenes=1,
+    window_views=1,
+    flat_views=0,
+    excluded_frames=0,
+)
+
+
 def generate_small_source(out: Path) -> Path:
-    """A 3-scene Hypersim-format source (the downloader tests' size)."""
-    cfg = SynthConfig(
-        n_scenes=3,
-        cameras_per_scene=1,
-        frames_per_camera=2,
-        height=16,
-        width=16,
-        val_scenes=1,
-        test_scenes=1,
-        lens_shift_scenes=1,
-        window_views=1,
-        flat_views=0,
-        excluded_frames=0,
-    )
-    generate_hypersim(out, cfg)
+    """A :data:`SMALL_SOURCE` under ``out``."""
+    generate_hypersim(out, SMALL_SOURCE)
     return out
 
 

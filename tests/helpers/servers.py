@@ -20,21 +20,8 @@ from urllib.parse import unquote
 
 import pytest
 
-from depthcore.synth.hypersim import SynthConfig, generate_hypersim
-
-SMALL_SOURCE = SynthConfig(
-    n_scenes=3,
-    cameras_per_scene=1,
-    frames_per_camera=2,
-    height=16,
-    width=16,
-    val_scenes=1,
-    test_scenes=1,
-    lens_shift_scenes=1,
-    window_views=1,
-    flat_views=0,
-    excluded_frames=0,
-)
+from bench.download_faults import SMALL_SOURCE
+from depthcore.synth.hypersim import generate_hypersim
 
 
 @pytest.fixture(scope="session")
