@@ -31,12 +31,17 @@ import torch.nn.functional as F
 from depthcore.config import frozen, param
 from depthcore.data.shards import ShardDataset
 from depthcore.data.transforms import resize_depth, resize_rgb
-from depthcore.device import resolve_device
 from depthcore.errors import DataError
 from depthcore.io import atomic_path, file_sha256
 from depthcore.models import image_prefix
 from depthcore.models.checkpoint import load_vae
 from depthcore.spaces import rgb_to_model, target_to_depth3
+from depthcore.training.distributed import (
+    DistInfo,
+    barrier,
+    init_distributed,
+    shutdown_distributed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +120,70 @@ def encode_batch(vae: Any, batch: FrameBatch, device: str) -> tuple[torch.Tensor
     return fD_BChw.float().cpu(), prefix_BLC.float().cpu()
 
 
+def rank_slice(n: int, rank: int, world_size: int) -> range:
+    """The contiguous block of frames ``rank`` encodes: blocks in rank order cover 0..n-1."""
+    return range(rank * n // world_size, (rank + 1) * n // world_size)
+
+
+def _write_cache(
+    vae: Any,
+    dataset: Any,
+    path: Path,
+    indices: Sequence[int],
+    *,
+    image_size: int,
+    batch_size: int,
+    chunk_frames: int,
+    device: str,
+) -> None:
+    """Encode the frames ``indices`` of ``dataset`` into a new HDF5 file ``path`` (in order)."""
+    n = len(indices)
+    with h5py.File(path, "w") as h5:
+        created = False
+        row = 0
+        for batch in iter_frames(dataset, image_size, batch_size, indices=indices):
+            fD_BChw, prefix_BLC = encode_batch(vae, batch, device)
+            arrays = {
+                "fD": fD_BChw.numpy(),
+                "prefix": prefix_BLC.numpy(),
+                "rgb": batch.rgb.numpy(),
+                "target": batch.target.numpy(),
+                "depth": batch.depth.numpy(),
+                "mask": batch.mask.numpy(),
+            }
+            if not created:
+                for name, arr in arrays.items():
+                    chunk = (max(1, min(chunk_frames, n)), *arr.shape[1:])
+                    h5.create_dataset(name, (n, *arr.shape[1:]), arr.dtype, chunks=chunk)
+                h5.create_dataset("key", (n,), h5py.string_dtype())
+                created = True
+            b = len(batch.keys)
+            for name, arr in arrays.items():
+                h5[name][row : row + b] = arr
+            h5["key"][row : row + b] = batch.keys
+            row += b
+
+
+def _merge_parts(parts: Sequence[Path], out: Path, chunk_frames: int) -> None:
+    """Concatenate the ranks' part files, in rank order, into the new file ``out``."""
+    sources = [h5py.File(part, "r") for part in parts]
+    try:
+        n = sum(len(src["key"]) for src in sources)
+        with h5py.File(out, "w") as h5:
+            for name, first in sources[0].items():
+                shape, dtype = (n, *first.shape[1:]), first.dtype
+                chunk = (max(1, min(chunk_frames, n)), *first.shape[1:])
+                h5.create_dataset(name, shape, dtype, chunks=chunk)
+                row = 0
+                for src in sources:
+                    rows = len(src[name])
+                    h5[name][row : row + rows] = src[name][:]
+                    row += rows
+    finally:
+        for src in sources:
+            src.close()
+
+
 def build_feature_cache(
     vae: Any,
     dataset: Any,
@@ -128,46 +197,65 @@ def build_feature_cache(
     chunk_frames: int = 64,
     max_frames: int = 0,
     device: str = "cpu",
+    dist_info: DistInfo | None = None,
 ) -> int:
-    """Encode every frame of ``dataset`` and write the cache atomically; returns N."""
+    """Encode every frame of ``dataset`` and write the cache atomically; returns N.
+
+    Under ``torchrun`` each rank encodes its contiguous block of frames
+    (:func:`rank_slice`) into a part file; rank 0 joins the parts in rank order, so
+    the cache holds the frames in the same order as a single process writes them.
+    """
+    info = dist_info or DistInfo(device=device)
     n = len(dataset) if max_frames <= 0 else min(len(dataset), max_frames)
     if n == 0:
         raise DataError(f"{out_path}: split '{split}' has no frames to cache")
+    if n < info.world_size:
+        raise DataError(f"{out_path}: {n} frames cannot be shared by {info.world_size} ranks")
     vae = vae.to(device).eval()
-    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as h5:
-        created = False
-        row = 0
-        for batch in iter_frames(dataset, image_size, batch_size, limit=n):
-            fD_BChw, prefix_BLC = encode_batch(vae, batch, device)
-            arrays = {
-                "fD": fD_BChw.numpy(),
-                "prefix": prefix_BLC.numpy(),
-                "rgb": batch.rgb.numpy(),
-                "target": batch.target.numpy(),
-                "depth": batch.depth.numpy(),
-                "mask": batch.mask.numpy(),
-            }
-            if not created:
-                for name, arr in arrays.items():
-                    chunk = (min(chunk_frames, n), *arr.shape[1:])
-                    h5.create_dataset(name, (n, *arr.shape[1:]), arr.dtype, chunks=chunk)
-                h5.create_dataset("key", (n,), h5py.string_dtype())
-                created = True
-            b = len(batch.keys)
-            for name, arr in arrays.items():
-                h5[name][row : row + b] = arr
-            h5["key"][row : row + b] = batch.keys
-            row += b
-        h5.attrs.update(
-            space=space,
-            image_size=image_size,
-            patch_nums=list(vae.v_patch_nums),
-            cvae=int(vae.Cvae),
-            tokenizer_sha256=tokenizer_sha256,
-            split=split,
-        )
-    log.info("cached %d %s frames in %s", n, split, out_path)
+    out_path = Path(out_path)
+    write = functools.partial(
+        _write_cache, vae, dataset, image_size=image_size, batch_size=batch_size,
+        chunk_frames=chunk_frames, device=device,
+    )  # fmt: skip
+    attrs = {
+        "space": space,
+        "image_size": image_size,
+        "patch_nums": list(vae.v_patch_nums),
+        "cvae": int(vae.Cvae),
+        "tokenizer_sha256": tokenizer_sha256,
+        "split": split,
+    }
+    parts = [
+        out_path.with_name(f".{out_path.name}.rank{r}-of-{info.world_size}")
+        for r in range(info.world_size)
+    ]
+    if info.distributed:
+        with atomic_path(parts[info.rank]) as tmp:
+            write(tmp, rank_slice(n, info.rank, info.world_size))
+        barrier(info)
+    if info.is_main:
+        with atomic_path(out_path) as tmp:
+            if info.distributed:
+                _merge_parts(parts, tmp, chunk_frames)
+            else:
+                write(tmp, range(n))
+            with h5py.File(tmp, "a") as h5:
+                h5.attrs.update(attrs)
+        for part in parts if info.distributed else []:
+            part.unlink()
+    barrier(info)
+    log.info("cached %d %s frames in %s (%d rank(s))", n, split, out_path, info.world_size)
     return n
+
+
+_ITEM_NAMES = {
+    "fD": "fD_Chw",
+    "prefix": "prefix_LC",
+    "rgb": "rgb_3SS",
+    "target": "target_SS",
+    "depth": "depth_SS",
+    "mask": "mask_SS",
+}
 
 
 class FeatureDataset(torch.utils.data.Dataset):
@@ -254,95 +342,6 @@ class FeatureDataset(torch.utils.data.Dataset):
         return state
 
 
-@functools.lru_cache(maxsize=8)
-def _epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(n, generator=gen)
-
-
-def step_indices(
-    step: int, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1
-) -> list[int]:
-    """Frame indices of ``rank``'s slice of the global batch of ``step``.
-
-    The frames form an endless stream of seeded per-epoch permutations; the
-    global batch of step s is positions [s*B*W, (s+1)*B*W) of it, rank r takes
-    the r-th B of them. The batch depends on (seed, step, rank) only, so a
-    resumed run reads exactly what an uninterrupted one would, and the ranks
-    of a DDP job never read the same position.
-    """
-    if n <= 0:
-        raise DataError("cannot sample batches from an empty feature cache")
-    start = (step * world_size + rank) * batch_size
-    out = []
-    for p in range(start, start + batch_size):
-        out.append(int(_epoch_permutation(n, seed, p // n)[p % n]))
-    return out
-
-
-class StepBatchSampler(torch.utils.data.Sampler[list[int]]):
-    """Yields :func:`step_indices` for steps ``start_step .. end_step - 1``."""
-
-    def __init__(
-        self,
-        n: int,
-        batch_size: int,
-        seed: int,
-        start_step: int,
-        end_step: int,
-        rank: int = 0,
-        world_size: int = 1,
-    ) -> None:
-        self.args = (n, batch_size, seed, rank, world_size)
-        self.start_step, self.end_step = start_step, end_step
-
-    def __len__(self) -> int:
-        return max(0, self.end_step - self.start_step)
-
-    def __iter__(self) -> Iterator[list[int]]:
-        n, batch_size, seed, rank, world_size = self.args
-        for step in range(self.start_step, self.end_step):
-            yield step_indices(step, n, batch_size, seed, rank, world_size)
-
-
-def _batch_as_is(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return batch
-
-
-def step_loader(
-    dataset: FeatureDataset,
-    *,
-    batch_size: int,
-    seed: int,
-    start_step: int,
-    end_step: int,
-    rank: int = 0,
-    world_size: int = 1,
-    num_workers: int = 0,
-) -> torch.utils.data.DataLoader:
-    """DataLoader of the batches of steps ``start_step..end_step-1`` (batched HDF5 reads)."""
-    sampler = StepBatchSampler(
-        len(dataset), batch_size, seed, start_step, end_step, rank, world_size
-    )
-    return torch.utils.data.DataLoader(
-        dataset,
-        batch_sampler=sampler,
-        collate_fn=_batch_as_is,
-        num_workers=num_workers,
-        persistent_workers=False,
-    )
-
-
-_ITEM_NAMES = {
-    "fD": "fD_Chw",
-    "prefix": "prefix_LC",
-    "rgb": "rgb_3SS",
-    "target": "target_SS",
-    "depth": "depth_SS",
-    "mask": "mask_SS",
-}
-
-
 def _plain(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
@@ -354,27 +353,35 @@ def _plain(value: Any) -> Any:
 
 
 def run_features(cfg: FeaturesConfig) -> dict[str, int]:
-    """The features stage: cache every configured split with the frozen tokenizer."""
+    """The features stage: cache every configured split with the frozen tokenizer.
+
+    Runs alone or under ``torchrun`` (frames shared across ranks, see
+    :func:`build_feature_cache`).
+    """
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
-    device = resolve_device(cfg.device)
-    loaded = load_vae(cfg.tokenizer, map_location=device)
-    image_size = loaded.config.image_size
-    sha = file_sha256(cfg.tokenizer)
-    counts = {}
-    for split in cfg.splits:
-        dataset = ShardDataset(cfg.data_dir, split)
-        counts[split] = build_feature_cache(
-            loaded.vae,
-            dataset,
-            Path(cfg.out_dir) / f"{split}.h5",
-            image_size=image_size,
-            space=str(dataset.space),
-            split=split,
-            tokenizer_sha256=sha,
-            batch_size=cfg.batch_size,
-            chunk_frames=cfg.chunk_frames,
-            max_frames=cfg.max_frames,
-            device=device,
-        )
-    return counts
+    info = init_distributed(cfg.device)
+    try:
+        loaded = load_vae(cfg.tokenizer, map_location=info.device)
+        image_size = loaded.config.image_size
+        sha = file_sha256(cfg.tokenizer)
+        counts = {}
+        for split in cfg.splits:
+            dataset = ShardDataset(cfg.data_dir, split)
+            counts[split] = build_feature_cache(
+                loaded.vae,
+                dataset,
+                Path(cfg.out_dir) / f"{split}.h5",
+                image_size=image_size,
+                space=str(dataset.space),
+                split=split,
+                tokenizer_sha256=sha,
+                batch_size=cfg.batch_size,
+                chunk_frames=cfg.chunk_frames,
+                max_frames=cfg.max_frames,
+                device=info.device,
+                dist_info=info,
+            )
+        return counts
+    finally:
+        shutdown_distributed()

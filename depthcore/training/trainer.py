@@ -30,6 +30,7 @@ from depthcore.models import MODEL_CONFIGS, build_model, resolve_config
 from depthcore.models.checkpoint import load_model, load_official_var, load_vae, save_model
 from depthcore.spaces import INPUT_FIT
 from depthcore.tracking.logger import NullLogger, RunLogger, open_run_logger, scale_metric_name
+from depthcore.training.batches import step_loader
 from depthcore.training.distributed import (
     DistInfo,
     average_gradients,
@@ -40,7 +41,7 @@ from depthcore.training.distributed import (
     mean_over_ranks,
     shutdown_distributed,
 )
-from depthcore.training.feature_cache import FeatureDataset, step_loader
+from depthcore.training.feature_cache import FeatureDataset
 from depthcore.training.losses import prefix_variants, scale_balanced_loss
 from depthcore.training.objectives import OBJECTIVES
 from depthcore.training.precision import autocast_for, enable_tf32, prepare_transformer

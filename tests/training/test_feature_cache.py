@@ -12,15 +12,9 @@ import torch
 from depthcore.data.shards import ShardDataset
 from depthcore.errors import DataError
 from depthcore.models import create_model, image_prefix
-from depthcore.training.feature_cache import (
-    FeatureDataset,
-    build_feature_cache,
-    frame_at_size,
-    rgb_to_model,
-    step_indices,
-    step_loader,
-    target_to_depth3,
-)
+from depthcore.spaces import rgb_to_model, target_to_depth3
+from depthcore.training.batches import step_indices, step_loader
+from depthcore.training.feature_cache import FeatureDataset, build_feature_cache, frame_at_size
 from tests.helpers.frames import make_frame
 
 
