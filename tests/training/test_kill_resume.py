@@ -24,7 +24,7 @@ from bench.crash_runs import (
     train_sections,
     tree_digest,
 )
-from stages.train import FINGERPRINT
+from depthcore.training.launch import FINGERPRINT
 
 ARGS = ["stages.train", "--params", "params.yaml", "--objective", "var_tf"]
 
