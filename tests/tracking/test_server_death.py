@@ -1,0 +1,125 @@
+"""The MLflow server dies mid-training: the model is not lost, and a rerun finishes it.
+
+A real ``mlflow server`` on loopback; the train stage logs to it every step; the server
+is killed once the first checkpoint is on disk. The stage must fail in one line naming
+the tracking URI (no traceback, no hang), keep its checkpoint, and - once the server is
+back - a rerun resumes from that checkpoint, continues the same MLflow run and finishes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from depthcore.models.checkpoint import load_model
+from depthcore.training.trainer import TrainConfig
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_server(db: Path, artifacts: Path, port: int, log: Path) -> subprocess.Popen:
+    cmd = [
+        sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{db}",
+        "--artifacts-destination", str(artifacts), "--host", "127.0.0.1",
+        "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    proc = subprocess.Popen(cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                return proc
+        except OSError:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.5)
+    proc.kill()
+    pytest.fail(f"mlflow server did not come up: {log.read_text()[-2000:]}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    # the server runs uvicorn workers in child processes: end the whole group
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def test_server_death_loses_nothing_and_a_rerun_finishes(
+    feature_setup: Path, tmp_path: Path
+) -> None:
+    port = _free_port()
+    uri = f"http://127.0.0.1:{port}"
+    cfg = TrainConfig(
+        tokenizer=str(feature_setup / "vae.safetensors"),
+        features_dir=str(feature_setup / "features"), out_dir=str(tmp_path / "models"),
+        steps=400, batch_size=2, ckpt_every=3, val_frames=2, val_batch_size=2, log_every=1,
+        tracking="mlflow", tracking_uri=uri, experiment="server-death", num_threads=1,
+    )  # fmt: skip
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"train": json.loads(json.dumps(dataclasses.asdict(cfg)))}))
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING")},
+        "OMP_NUM_THREADS": "1", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "3",
+    }  # fmt: skip
+    cmd = [sys.executable, "-m", "stages.train", "--params", str(params), "--objective", "var_tf"]
+    out = tmp_path / "models" / "var_tf"
+    server = _start_server(tmp_path / "mlflow.db", tmp_path / "art", port, tmp_path / "s.log")
+    try:
+        train = subprocess.Popen(
+            cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        deadline = time.monotonic() + 240
+        while not list((out / "ckpt").glob("step_*/state.pt")):
+            assert train.poll() is None, train.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "no checkpoint within 240 s"
+            time.sleep(0.2)
+    finally:
+        _stop(server)
+    started = time.monotonic()
+    _, err = train.communicate(timeout=180)
+    assert time.monotonic() - started < 120  # fails fast, no 250 s of MLflow retries
+    assert train.returncode == 1, err[-3000:]
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and uri in errors[0], err[-3000:]
+    assert "Traceback" not in err
+    kept = sorted((out / "ckpt").glob("step_*"))
+    assert kept, "the checkpoint written before the failure must survive"
+    first_run = json.loads((out / "mlflow_run.json").read_text())["run_id"]
+
+    server = _start_server(tmp_path / "mlflow.db", tmp_path / "art", port, tmp_path / "s.log")
+    try:
+        rerun = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
+                               timeout=600)  # fmt: skip
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+        assert "resumed var_tf" in rerun.stderr
+        assert load_model(out / "model.safetensors").meta["steps"] == 400
+        run = json.loads((out / "mlflow_run.json").read_text())
+        assert run["run_id"] == first_run  # the same MLflow run, continued
+        from mlflow.tracking import MlflowClient
+
+        info = MlflowClient(uri).get_run(first_run).info
+        assert info.status == "FINISHED"
+    finally:
+        _stop(server)
