@@ -288,10 +288,15 @@ def run_predict(args: argparse.Namespace) -> int:
                 seed=args.seed + start,
             )
             for (job, rgb_HW3), result in zip(batch, results, strict=True):
+                stem = args.output / job.stem
+                before = set(stem.parent.glob(f"{stem.name}*")) if stem.parent.is_dir() else set()
                 try:
-                    write_outputs(args.output / job.stem, rgb_HW3, result, args, outputs)
+                    write_outputs(stem, rgb_HW3, result, args, outputs)
                     written += 1
                 except OSError as exc:
+                    # all of an image's files or none: drop the ones this attempt wrote
+                    for partial in set(stem.parent.glob(f"{stem.name}*")) - before:
+                        partial.unlink(missing_ok=True)
                     failures.append(f"{job.source}: cannot write outputs: {exc}")
                     _say("error: %s", failures[-1])
         bar.update(min(args.batch_size, len(jobs) - start))

@@ -117,3 +117,29 @@ def test_model_errors_are_one_clear_line(tmp_path, capsys, monkeypatch) -> None:
 def test_bad_options_exit_2(tmp_path, capsys, bad) -> None:
     code, err = _run(capsys, "a.png", "-o", str(tmp_path), *bad)
     assert code == 2 and err.startswith("error:")
+
+
+def test_a_write_failing_half_way_leaves_none_of_that_images_files(
+    tmp_path, tiny_checkpoint, capsys, monkeypatch
+) -> None:
+    """Disk full while writing an image's colour map: its .npy/.png go too, others stay."""
+    import errno
+
+    for name in ("a", "b"):
+        Image.fromarray(random_rgb(16, 20, seed=len(name))).save(tmp_path / f"{name}.png")
+    real = vis.save_rgb_png
+
+    def full_for_b(path, *args, **kwargs):
+        if path.name.startswith("b_"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(vis, "save_rgb_png", full_for_b)
+    out = tmp_path / "out"
+    code, err = _run(
+        capsys, str(tmp_path / "a.png"), str(tmp_path / "b.png"), "-o", str(out),
+        "--model", str(tiny_checkpoint),
+    )  # fmt: skip
+    assert code == 1 and "b.png: cannot write outputs" in err
+    assert (out / "a_depth.npy").is_file() and (out / "a_depth_color.png").is_file()
+    assert not list(out.glob("b*")), sorted(p.name for p in out.iterdir())
