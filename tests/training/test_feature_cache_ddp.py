@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 import yaml
 
 from depthcore.training.feature_cache import rank_slice
+from tests.helpers.torchrun import torchrun
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -52,14 +52,7 @@ def test_two_ranks_write_the_same_cache_as_one_process(
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     two = _params(tmp_path / "two.yaml", processed_dir, tokenizer, tmp_path / "two")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
-        "--master_addr", "127.0.0.1", "--master_port", str(port),
-        "-m", "stages.features", "--params", str(two),
-    ]  # fmt: skip
+    cmd = torchrun(2, "stages.features", "--params", str(two))
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "(2 rank(s))" in proc.stderr  # the frames were really shared

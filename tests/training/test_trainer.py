@@ -6,9 +6,7 @@ import csv
 import dataclasses
 import json
 import os
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ from depthcore.models.checkpoint import load_model
 from depthcore.training.distributed import DistInfo
 from depthcore.training.feature_cache import FeatureDataset
 from depthcore.training.trainer import TrainConfig, Trainer, run_training
+from tests.helpers.torchrun import torchrun
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL_VAR = {"depth": 2, "embed_dim": 64, "num_heads": 2}
@@ -115,14 +114,7 @@ def test_torchrun_two_gloo_ranks_stay_in_sync(feature_setup: Path, tmp_path: Pat
     cfg = _cfg(feature_setup, tmp_path / "models", steps=2, ckpt_every=0, device="cpu")
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"train": json.loads(json.dumps(dataclasses.asdict(cfg)))}))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
-        "--master_addr", "127.0.0.1", "--master_port", str(port),
-        "-m", "stages.train", "--params", str(params), "--objective", "depthart",
-    ]  # fmt: skip
+    cmd = torchrun(2, "stages.train", "--params", str(params), "--objective", "depthart")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
