@@ -38,7 +38,7 @@ from depthcore.data.shards import ShardDataset
 from depthcore.io import file_sha256
 from depthcore.models import build_model, resolve_config
 from depthcore.models.checkpoint import save_vae
-from depthcore.synth.hypersim import SynthConfig
+from depthcore.synth.hypersim import SynthConfig, generate_hypersim
 from depthcore.training.feature_cache import build_feature_cache
 
 REPO = Path(__file__).resolve().parents[1]
@@ -203,6 +203,25 @@ def download_sections(source: Path) -> dict:
 def preprocess_sections(raw: Path) -> dict:
     section = {"in_dir": str(raw), "out_dir": "data/processed", "resolution": [64, 64]}
     return {"preprocess": {**section, "workers": 1, "shard_size": 4}}
+
+
+def reference_data_runs(root: Path) -> tuple[Path, Path]:
+    """A :data:`SOURCE` under ``root/source`` and uninterrupted download + preprocess runs
+    of it in ``root/reference``: what every killed data run is compared with.
+
+    Returns ``(source, reference)``; the outputs are ``reference/data/{raw,processed}``.
+    """
+    source = root / "source"
+    generate_hypersim(source, SOURCE)
+    ref = root / "reference"
+    ref.mkdir()
+    raw = ref / "data/raw"
+    (ref / "params.yaml").write_text(
+        yaml.safe_dump({**download_sections(source), **preprocess_sections(raw)})
+    )
+    run_stage(["stages.download", "--params", "params.yaml"], ref)
+    run_stage(["stages.preprocess", "--params", "params.yaml"], ref)
+    return source, ref
 
 
 def train_sections(setup: Path, steps: int = 24) -> dict:

@@ -37,6 +37,7 @@ from bench.crash_runs import (
     make_train_setup,
     members_written,
     preprocess_sections,
+    reference_data_runs,
     run_stage,
     temp_folder_exists,
     train_sections,
@@ -71,16 +72,8 @@ def _pytest(*targets: str) -> tuple[int, int]:
 
 
 def _kills(work: Path, seeds: int, train_seeds: int) -> list[KillRun]:
-    source = work / "source"
-    generate_hypersim(source, SOURCE)
-    ref = work / "reference"
-    ref.mkdir()
+    source, ref = reference_data_runs(work)
     raw = ref / "data/raw"
-    (ref / "params.yaml").write_text(
-        yaml.safe_dump({**download_sections(source), **preprocess_sections(raw)})
-    )
-    run_stage(["stages.download", "--params", "params.yaml"], ref)
-    run_stage(["stages.preprocess", "--params", "params.yaml"], ref)
     runs = []
     wanted = sum(1 for _ in raw.rglob("*.hdf5"))
     ref_raw, ref_processed = tree_digest(raw), tree_digest(ref / "data/processed")

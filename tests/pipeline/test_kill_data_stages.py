@@ -11,19 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 from bench.crash_runs import (
-    SOURCE,
     download_sections,
     kill_and_rerun,
     members_written,
     preprocess_sections,
-    run_stage,
+    reference_data_runs,
     temp_folder_exists,
     tree_digest,
 )
-from depthcore.synth.hypersim import generate_hypersim
 
 SEEDS = (0, 1)
 
@@ -31,17 +28,8 @@ SEEDS = (0, 1)
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """The source, and uninterrupted download and preprocess runs."""
-    root = tmp_path_factory.mktemp("kill_reference")
-    source = root / "source"
-    generate_hypersim(source, SOURCE)
-    work = root / "work"
-    work.mkdir()
+    source, work = reference_data_runs(tmp_path_factory.mktemp("kill_reference"))
     raw = work / "data/raw"
-    (work / "params.yaml").write_text(
-        yaml.safe_dump({**download_sections(source), **preprocess_sections(raw)})
-    )
-    run_stage(["stages.download", "--params", "params.yaml"], work)
-    run_stage(["stages.preprocess", "--params", "params.yaml"], work)
     return {
         "source": source,
         "raw": raw,
