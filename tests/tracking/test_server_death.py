@@ -11,16 +11,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
+from bench.ui_screenshots import free_port, serving
 from depthcore.models.checkpoint import load_model
 from depthcore.training.trainer import TrainConfig
 
@@ -28,47 +27,21 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_server(db: Path, artifacts: Path, port: int, log: Path) -> subprocess.Popen:
+def _mlflow_server(db: Path, artifacts: Path, port: int, log: Path):  # noqa: ANN202
+    """A real ``mlflow server`` on loopback for the block (the screenshot bench's runner)."""
     cmd = [
         sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{db}",
         "--artifacts-destination", str(artifacts), "--host", "127.0.0.1",
         "--port", str(port), "--workers", "1",
     ]  # fmt: skip
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
-    proc = subprocess.Popen(cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                return proc
-        except OSError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.5)
-    proc.kill()
-    pytest.fail(f"mlflow server did not come up: {log.read_text()[-2000:]}")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    # the server runs uvicorn workers in child processes: end the whole group
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    return serving(cmd, f"http://127.0.0.1:{port}/health", log, env)
 
 
 def test_server_death_loses_nothing_and_a_rerun_finishes(
     feature_setup: Path, tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     uri = f"http://127.0.0.1:{port}"
     cfg = TrainConfig(
         tokenizer=str(feature_setup / "vae.safetensors"),
@@ -85,8 +58,7 @@ def test_server_death_loses_nothing_and_a_rerun_finishes(
     }  # fmt: skip
     cmd = [sys.executable, "-m", "stages.train", "--params", str(params), "--objective", "var_tf"]
     out = tmp_path / "models" / "var_tf"
-    server = _start_server(tmp_path / "mlflow.db", tmp_path / "art", port, tmp_path / "s.log")
-    try:
+    with _mlflow_server(tmp_path / "mlflow.db", tmp_path / "art", port, tmp_path / "s1.log"):
         train = subprocess.Popen(
             cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
@@ -95,8 +67,7 @@ def test_server_death_loses_nothing_and_a_rerun_finishes(
             assert train.poll() is None, train.communicate()[1][-3000:]
             assert time.monotonic() < deadline, "no checkpoint within 240 s"
             time.sleep(0.2)
-    finally:
-        _stop(server)
+    # the block's end stopped the server: the training logs into a dead tracking URI now
     started = time.monotonic()
     _, err = train.communicate(timeout=180)
     assert time.monotonic() - started < 120  # fails fast, no 250 s of MLflow retries
@@ -108,8 +79,7 @@ def test_server_death_loses_nothing_and_a_rerun_finishes(
     assert kept, "the checkpoint written before the failure must survive"
     first_run = json.loads((out / "mlflow_run.json").read_text())["run_id"]
 
-    server = _start_server(tmp_path / "mlflow.db", tmp_path / "art", port, tmp_path / "s.log")
-    try:
+    with _mlflow_server(tmp_path / "mlflow.db", tmp_path / "art", port, tmp_path / "s2.log"):
         rerun = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
                                timeout=600)  # fmt: skip
         assert rerun.returncode == 0, rerun.stderr[-3000:]
@@ -121,5 +91,3 @@ def test_server_death_loses_nothing_and_a_rerun_finishes(
 
         info = MlflowClient(uri).get_run(first_run).info
         assert info.status == "FINISHED"
-    finally:
-        _stop(server)
