@@ -95,10 +95,6 @@ class EvaluateConfig:
     def __post_init__(self) -> None:
         if self.num_threads < 1:
             raise ValueError(f"num_threads must be >= 1, got {self.num_threads}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.num_panels < 0:
-            raise ValueError(f"num_panels must be >= 0, got {self.num_panels}")
         if not self.alignments:
             raise ValueError("alignments must name at least one of lsq, median")
 

@@ -68,10 +68,6 @@ class BenchmarksConfig:
     height: int = param(96, ge=16)
     width: int = param(128, ge=16)
 
-    def __post_init__(self) -> None:
-        if self.images < 1 or self.height < 16 or self.width < 16:
-            raise ValueError(f"images >= 1 and a size >= 16x16 needed, got {self}")
-
 
 class Shot(NamedTuple):
     """One rendered view: its camera, the render and the tone-mapped 8-bit image."""

@@ -76,8 +76,6 @@ class SynthConfig:
     workers: int = param(1, gt=0)
 
     def __post_init__(self) -> None:
-        if min(self.n_scenes, self.cameras_per_scene, self.frames_per_camera, self.workers) < 1:
-            raise ValueError("n_scenes, cameras_per_scene, frames_per_camera, workers must be >= 1")
         if self.val_scenes + self.test_scenes >= self.n_scenes:
             raise ValueError("val_scenes + test_scenes must leave at least one training scene")
         if self.window_views + self.flat_views > self.n_scenes - self.val_scenes - self.test_scenes:

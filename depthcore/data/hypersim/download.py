@@ -92,8 +92,6 @@ class DownloadConfig:
     endpoint_url: str = ""
 
     def __post_init__(self) -> None:
-        if self.workers < 1 or self.retries < 0 or self.backoff_s < 0:
-            raise ValueError("workers must be >= 1, retries and backoff_s >= 0")
         if not self.kinds:
             raise ValueError("kinds must name at least one of color, depth, entity, metadata")
 

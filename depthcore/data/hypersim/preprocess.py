@@ -90,13 +90,9 @@ class PreprocessConfig:
         names = [f.name for f in self.folders]
         if len(set(names)) != len(names):
             raise ValueError(f"folder source names must be unique, got {names}")
-        if min(self.resolution) < 1:
-            raise ValueError(f"resolution must be positive, got {self.resolution}")
         lo, hi = self.percentiles
         if not 0.0 <= lo < hi <= 100.0:
             raise ValueError(f"percentiles must satisfy 0 <= lo < hi <= 100, got {lo}, {hi}")
-        if self.shard_size < 1 or self.workers < 1:
-            raise ValueError("shard_size and workers must be >= 1")
         if not self.splits:
             raise ValueError("splits must name at least one split")
 
