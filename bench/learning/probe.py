@@ -21,11 +21,17 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import save_file
 
 from depthcore.evaluation.alignment import align_lsq
 from depthcore.evaluation.metrics import compute_metrics
 from depthcore.evaluation.references import REFERENCE_PREDICTORS
-from depthcore.evaluation.scales import VAL_DEPTH_RANGE, prefix_ablation, validate_scales
+from depthcore.evaluation.scales import (
+    VAL_DEPTH_RANGE,
+    prefix_ablation,
+    validate_scales,
+    var_scales,
+)
 from depthcore.io import write_text_atomic
 from depthcore.models import build_model, resolve_config
 from depthcore.models.checkpoint import load_vae
@@ -75,6 +81,7 @@ def main() -> None:
     ap.add_argument("--eval-frames", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="")
+    ap.add_argument("--save", default="", help="write the trained transformer (safetensors)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     feats = Path(args.features)
@@ -96,6 +103,9 @@ def main() -> None:
         fit = trainer.fit()
         train_s = time.perf_counter() - t0
     var.eval()
+    if args.save:
+        save_file(var.state_dict(), args.save)
+    labels = [f"{pn}x{pn}" for pn in vae.v_patch_nums]
     space = str(train_set.attrs["space"])
     result: dict[str, Any] = {
         "objective": args.objective,
@@ -110,7 +120,8 @@ def main() -> None:
     for split in ("train", "val"):
         ds = FeatureDataset(feats / f"{split}.h5", fields=EVAL_FIELDS)
         kw = {"space": space, "max_frames": args.eval_frames}
-        result[f"{split}_abs_rel_K"] = [round(v, 4) for v in validate_scales(vae, var, ds, **kw)]
+        abs_rel_K = validate_scales(var_scales(vae, var, "cpu"), labels, ds, **kw)
+        result[f"{split}_abs_rel_K"] = [round(v, 4) for v in abs_rel_K]
         result[f"{split}_ablation"] = {
             k: round(v, 4) for k, v in prefix_ablation(vae, var, ds, **kw).items()
         }
