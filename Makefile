@@ -1,11 +1,13 @@
 # Two commands do all the set-up on a fresh machine:
 #   make repro   create .venv, install, run the whole pipeline (dvc repro) on the embedded data
 #   make test    create .venv, install, run the test suite
+#   make study   DepthART vs VAR-TF over seeds 0 1 2 as DVC experiments (docs/learning.md);
+#                STUDY_ARGS passes options, e.g. STUDY_ARGS="--set train.steps=2000"
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install repro test lint format
+.PHONY: install repro test lint format study
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -17,6 +19,9 @@ install: $(STAMP)
 
 repro: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro
+
+study: $(STAMP)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m bench.learning.study $(STUDY_ARGS)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

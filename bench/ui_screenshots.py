@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # run as a script: the repo's own tests package
-from tests.pipeline.test_e2e import TINY  # noqa: E402 - the end-to-end test's tiny params
+from tests.helpers.tiny_repo import TINY  # noqa: E402 - the end-to-end tests' tiny params
 
 CHROMIUM = Path("/usr/bin/chromium")
 VIEWPORT = {"width": 1280, "height": 860}

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -14,75 +11,19 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.helpers.tiny_repo import make_tiny_repo, run_checked
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 BENCHMARKS = {"nyu", "ibims", "tum", "eth3d"}
-
-# The smallest pipeline that still exercises every stage: a handful of frames, a few steps.
-TINY = {
-    "synth": {
-        "n_scenes": 4, "cameras_per_scene": 1, "frames_per_camera": 3, "height": 64,
-        "width": 64, "val_scenes": 1, "test_scenes": 1, "lens_shift_scenes": 1,
-        "window_views": 1, "flat_views": 1, "excluded_frames": 1,
-    },
-    "benchmarks": {"images": 2, "height": 48, "width": 64},
-    "tokenizer": {"steps": 3, "batch_size": 2, "eval_frames": 2},
-    "features": {"batch_size": 4},
-    "train": {
-        "steps": 3, "batch_size": 2, "warmup_steps": 0, "ckpt_every": 0, "val_frames": 2,
-        "val_batch_size": 2, "log_every": 1, "num_figures": 1,
-    },
-    "evaluate": {"num_panels": 1, "batch_size": 2},
-}  # fmt: skip
-
-
-def _copy_repo(dst: Path) -> None:
-    """Tracked and untracked-but-not-ignored files only: what a fresh clone would hold."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO_ROOT, capture_output=True, check=True,
-    ).stdout.decode().split("\0")  # fmt: skip
-    for rel in filter(None, listed):
-        src = REPO_ROOT / rel
-        if src.is_file():
-            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst / rel)
-
-
-def _tiny_params(path: Path) -> None:
-    params = yaml.safe_load(path.read_text())
-    for section, overrides in TINY.items():
-        params[section].update(overrides)
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
-
-
-def _run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float) -> str:
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f"{' '.join(cmd)} exited {proc.returncode}:\n{out[-6000:]}"
-    return out
 
 
 def test_dvc_repro_end_to_end_then_noop(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
-    _copy_repo(repo)
-    _tiny_params(repo / "params.yaml")
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING", "PREFECT_API"))
-    }
-    env.update(
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
-        PYTHONPATH=str(repo),  # the copy's depthcore, not the editable install's
-        GIT_AUTHOR_NAME="e2e", GIT_AUTHOR_EMAIL="e2e@localhost",
-        GIT_COMMITTER_NAME="e2e", GIT_COMMITTER_EMAIL="e2e@localhost",
-    )  # fmt: skip
-    _run(["git", "init", "-q"], repo, env, 60)
-    _run(["git", "add", "-A"], repo, env, 60)
-    _run(["git", "commit", "-q", "-m", "copy"], repo, env, 60)
+    env = make_tiny_repo(repo)  # a fresh-clone copy with TINY params, committed
 
     start = time.monotonic()
-    out = _run([sys.executable, "-m", "dvc", "repro"], repo, env, 600)
+    out = run_checked([sys.executable, "-m", "dvc", "repro"], repo, env, 600)
     cold_s = time.monotonic() - start
 
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
@@ -145,7 +86,7 @@ def test_dvc_repro_end_to_end_then_noop(tmp_path: Path) -> None:
         mlflow.set_tracking_uri(None)
 
     start = time.monotonic()
-    again = _run([sys.executable, "-m", "dvc", "repro"], repo, env, 300)
+    again = run_checked([sys.executable, "-m", "dvc", "repro"], repo, env, 300)
     noop_s = time.monotonic() - start
     # only the always-run source listing executes; its listing is unchanged, so nothing else
     assert re.findall(r"Running stage '([^']+)'", again) == ["list_source"], again[-3000:]
