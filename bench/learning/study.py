@@ -265,6 +265,13 @@ def plot(records: list[dict[str, Any]], objectives: list[str], png: Path) -> Non
     plt.close(fig)
 
 
+def _previous_wall(study_json: Path) -> str:
+    """``--collect-only`` re-tabulates: keep the wall time the earlier run measured."""
+    if study_json.is_file():
+        return str(json.loads(study_json.read_text())["meta"]["wall"])
+    return "not measured (--collect-only)"
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -299,7 +306,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"study: {len(args.seeds)} seeds x {args.objectives}; estimated wall time on 2 free "
           f"cores {expected / 60:.0f} min (+ up to {cold / 60:.0f} min if the data, tokenizer "
           "and features stages are not yet in DVC's run cache)", flush=True)  # fmt: skip
-    wall = "not run here (--collect-only)"
+    wall = _previous_wall(args.out / "study.json")
     if not args.collect_only:
         points = [(names[s], {"train.seed": s, **overrides}) for s in args.seeds]
         dvc_exp.queue(points, dvc_exp.stage_targets(args.objectives), repo)

@@ -13,7 +13,6 @@ The same experiments stay in DVC: ``dvc exp show``, ``dvc exp diff sweep-1 sweep
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 from bench.learning import dvc_exp
@@ -49,11 +48,6 @@ def sweep_table(
 def to_markdown(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join([*lines, *("| " + " | ".join(r) + " |" for r in rows)]) + "\n"
-
-
-def all_finite(rows: list[list[str]], first_metric_col: int) -> bool:
-    """Every metric cell parses as a finite number (a NaN metric is a broken run)."""
-    return all(math.isfinite(float(c)) for r in rows for c in r[first_metric_col:])
 
 
 def main(argv: list[str] | None = None) -> None:
