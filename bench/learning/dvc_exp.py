@@ -231,7 +231,8 @@ def show(names: list[str], repo: Path) -> dict[str, Experiment]:
             except ExperimentError as exc:
                 logs.append(f"--- {name}: no log ({exc})")
         raise ExperimentError(
-            f"experiments did not finish: {', '.join(missing)}\n" + "\n".join(logs)
+            f"no finished experiment on commit {head[:7]} named {', '.join(missing)}\n"
+            + "\n".join(logs)
         )
     return found
 

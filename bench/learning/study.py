@@ -340,4 +340,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except dvc_exp.ExperimentError as exc:
+        sys.exit(f"study: {exc}")

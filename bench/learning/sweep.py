@@ -13,6 +13,7 @@ The same experiments stay in DVC: ``dvc exp show``, ``dvc exp diff sweep-1 sweep
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from bench.learning import dvc_exp
@@ -96,4 +97,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except dvc_exp.ExperimentError as exc:
+        sys.exit(f"sweep: {exc}")
