@@ -6,12 +6,15 @@ Generates a few synthetic Hypersim scene zips in a temporary folder, then prints
   with ``Range`` support: bytes fetched against total zip bytes (the selective ratio;
   for HTTP the bytes the server actually sent, central directories and local headers
   included) and MB/s;
-* the preprocessing throughput (frames/s, with ``--preprocess-workers``, default 1 2 4
-  worker processes) next to the rate of just opening and reading the colour, depth
-  and entity datasets with h5py, and their ratio; medians of ``--repeats`` runs.
+* the preprocessing throughput (frames per CPU second and per wall second, with
+  ``--preprocess-workers``, default 1 2 4 worker processes) next to the rate of just
+  opening and reading the colour, depth and entity datasets with h5py (the baseline)
+  and with depthcore's reader, all timed in interleaved rounds; ratios to the h5py
+  read of the same round, medians of ``--repeats`` rounds.
 
-``--raw DIR`` skips the synth and download steps and measures an existing download
-folder (e.g. frames at Hypersim's real 1024 x 768, which take minutes to render).
+``--raw DIR [DIR ...]`` skips the synth and download steps and measures existing
+download folders one after the other (e.g. frames at Hypersim's real 1024 x 768,
+which take minutes to render, and frames at the default size).
 
 The synthetic zips hold colour, tone-mapped preview, depth, entity id and camera
 normals per frame; a real Hypersim zip holds about thirty members per frame (the
@@ -20,7 +23,7 @@ is an upper bound of what a real scene gives.
 
     python bench/bench_data.py --scenes 4 --cameras 2 --frames 6 --height 96 --width 128
     python bench/bench_data.py --scenes 4 --cameras 1 --frames 4 --height 768 --width 1024 \
-        --keep /tmp/raw_1024      # then: python bench/bench_data.py --raw /tmp/raw_1024
+        --keep /tmp/raw_1024      # then: python bench/bench_data.py --raw /tmp/raw_1024 /tmp/raw
 """
 
 from __future__ import annotations
@@ -28,22 +31,30 @@ from __future__ import annotations
 import argparse
 import http.server
 import logging
-import os
 import re
+import resource
 import shutil
 import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
+import pandas as pd
 
 from depthcore.data.hypersim.download import DownloadConfig, download, select_members
-from depthcore.data.hypersim.preprocess import PreprocessConfig, list_scenes, preprocess
-from depthcore.data.hypersim.reader import find_frames
+from depthcore.data.hypersim.plan import list_scenes
+from depthcore.data.hypersim.preprocess import PreprocessConfig, preprocess
+from depthcore.data.hypersim.reader import (
+    FrameId,
+    find_frames,
+    read_color,
+    read_distance,
+    read_entity,
+)
 from depthcore.data.hypersim.zipremote import read_central_directory
 from depthcore.synth.hypersim import SynthConfig, generate_hypersim
 
@@ -120,57 +131,90 @@ def _timed_download(source: str, out: Path, workers: int) -> tuple[float, int]:
 
 
 def _cpu_seconds() -> float:
-    """CPU seconds of this process and of its finished (reaped) children, e.g. workers."""
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
+    """CPU seconds of this process and of its finished (reaped) children, e.g. workers.
+
+    getrusage counts in microseconds (os.times in 10 ms clock ticks: too coarse here).
+    """
+    own, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def _h5py_rate(raw: Path) -> tuple[int, float, float]:
-    """Frames, wall and CPU seconds to open and fully read colour, depth and entity of all."""
-    frames = [f for scene in list_scenes(raw) for f in find_frames(raw, scene)]
-    start, cpu = time.perf_counter(), _cpu_seconds()
-    for f in frames:
+def _all_frames(raw: Path) -> list[FrameId]:
+    return [f for scene in list_scenes(raw) for f in find_frames(raw, scene)]
+
+
+def _h5py_read(raw: Path) -> None:
+    """The baseline: open and fully read colour, depth and entity of every frame (h5py File)."""
+    for f in _all_frames(raw):
         for path in (f.color_path(raw), f.depth_path(raw), f.entity_path(raw)):
             with h5py.File(path, "r") as h5:
                 h5["dataset"][()]
-    return len(frames), time.perf_counter() - start, _cpu_seconds() - cpu
+
+
+def _reader_read(raw: Path) -> None:
+    """The same reads through depthcore's reader (low-level h5py, checks included)."""
+    for f in _all_frames(raw):
+        read_color(f.color_path(raw))
+        read_distance(f.depth_path(raw))
+        read_entity(f.entity_path(raw))
+
+
+def _timed(fn: Callable[[], object]) -> tuple[float, float]:
+    """Wall and CPU seconds (worker processes included) of one call."""
+    start, cpu = time.perf_counter(), _cpu_seconds()
+    fn()
+    return time.perf_counter() - start, _cpu_seconds() - cpu
 
 
 def preprocess_rates(raw: Path, tmp: Path, args: argparse.Namespace) -> None:
-    """Print the h5py read rate and preprocessing rate per worker count (medians).
+    """Print read and preprocessing rates of one download folder, timed in interleaved rounds.
 
-    Wall rates and CPU rates (frames per CPU second, workers included): on a shared
-    machine the CPU figure is the robust one; wall rates show the gain from workers.
+    Each round reads every frame with h5py (the baseline), then with depthcore's reader,
+    then preprocesses with each worker count, so all of them see the same machine load.
+    Rates are frames per wall second and per CPU second (workers included): on a shared
+    machine the CPU figure is the robust one; the wall rate shows the gain from workers.
+    Ratios are against the h5py read of the same round; medians over rounds.
     """
-    reads = [_h5py_rate(raw) for _ in range(args.repeats)]
-    n = reads[0][0]
-    read_wall = n / statistics.median(wall for _, wall, _ in reads)
-    read_cpu = n / statistics.median(cpu for _, _, cpu in reads)
-    print(
-        f"h5py read (colour+depth+entity): {n} frames, {read_wall:.1f} frames/s wall, "
-        f"{read_cpu:.1f} frames per CPU s"
-    )
-    for workers in args.preprocess_workers:
-        walls, cpus = [], []
-        for rep in range(args.repeats):
+    frames = _all_frames(raw)
+    n = len(frames)
+    with h5py.File(frames[0].color_path(raw), "r") as h5:
+        height, width = h5["dataset"].shape[:2]
+    names = ["h5py read", "reader read"] + [
+        f"preprocess workers={w}" for w in args.preprocess_workers
+    ]
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+    kept = 0
+    for rep in range(args.repeats):
+        runs["h5py read"].append(_timed(lambda: _h5py_read(raw)))
+        runs["reader read"].append(_timed(lambda: _reader_read(raw)))
+        for workers in args.preprocess_workers:
             cfg = PreprocessConfig(
                 in_dir=str(raw),
                 out_dir=str(tmp / f"processed_{workers}_{rep}"),
                 resolution=tuple(args.resolution),
                 workers=workers,
             )
-            start, cpu = time.perf_counter(), _cpu_seconds()
-            stats = preprocess(cfg)
-            walls.append(time.perf_counter() - start)
-            cpus.append(_cpu_seconds() - cpu)
+            runs[f"preprocess workers={workers}"].append(_timed(lambda cfg=cfg: preprocess(cfg)))
+            kept = len(pd.read_csv(Path(cfg.out_dir) / "stats.csv"))
             shutil.rmtree(cfg.out_dir)
-        wall_rate, cpu_rate = n / statistics.median(walls), n / statistics.median(cpus)
+    print(
+        f"{raw}: {n} frames at {height}x{width} -> {args.resolution[0]}x{args.resolution[1]} "
+        f"({kept} kept), median of {args.repeats} interleaved rounds"
+    )
+    base = runs["h5py read"]
+    for name in names:
+        wall = n / statistics.median(w for w, _ in runs[name])
+        cpu = n / statistics.median(c for _, c in runs[name])
+        x_cpu = [b[1] / r[1] for b, r in zip(base, runs[name], strict=True)]
+        x_wall = [b[0] / r[0] for b, r in zip(base, runs[name], strict=True)]
         print(
-            f"preprocess workers={workers}: {n} frames ({len(stats)} kept), "
-            f"{wall_rate:.1f} frames/s wall = {wall_rate / read_wall:.2f}x the read rate, "
-            f"{cpu_rate:.1f} frames per CPU s = {cpu_rate / read_cpu:.2f}x (wall runs "
-            + " ".join(f"{r:.2f}" for r in walls)
-            + " s; tables and shard assembly included)"
+            f"  {name:22s}: {cpu:7.1f} frames/CPU s = {statistics.median(x_cpu):.2f}x read, "
+            f"{wall:7.1f} frames/s wall = {statistics.median(x_wall):.2f}x read "
+            f"(rounds, x read CPU: {' '.join(f'{x:.2f}' for x in x_cpu)}; "
+            f"wall: {' '.join(f'{x:.2f}' for x in x_wall)})"
         )
 
 
@@ -185,7 +229,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workers", type=int, default=2, help="render and download workers")
     ap.add_argument("--preprocess-workers", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--raw", type=Path, default=None, help="measure this download folder")
+    ap.add_argument("--raw", type=Path, nargs="+", default=None, help="measure these folders")
     ap.add_argument("--keep", type=Path, default=None, help="copy the download folder here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -193,7 +237,8 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench_data_") as tmp_name:
         tmp = Path(tmp_name)
         if args.raw is not None:
-            preprocess_rates(args.raw, tmp, args)
+            for raw in args.raw:
+                preprocess_rates(raw, tmp, args)
             return
         synth = SynthConfig(
             out_dir=str(tmp / "src"),

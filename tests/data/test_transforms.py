@@ -8,13 +8,16 @@ import pytest
 from depthcore.data.transforms import (
     Normalisation,
     apply_normalisation,
+    area_overlaps,
     area_weights,
     fit_normalisation,
     infill_nearest,
     invert_normalisation,
     normalise_depth,
+    percentiles_of,
     resize_depth,
     resize_rgb,
+    select_ranks,
     valid_depth_mask,
 )
 
@@ -23,6 +26,83 @@ def test_area_weights_by_hand() -> None:
     np.testing.assert_allclose(area_weights(4, 2), [[0.5, 0.5, 0, 0], [0, 0, 0.5, 0.5]])
     # 3 -> 2: each output covers 1.5 input pixels.
     np.testing.assert_allclose(area_weights(3, 2), [[2 / 3, 1 / 3, 0], [0, 1 / 3, 2 / 3]])
+
+
+def test_area_overlaps_are_area_weights_in_whole_numbers() -> None:
+    assert area_overlaps(3, 2).tolist() == [[2, 1, 0], [0, 1, 2]]  # in units of 1/2 pixel
+    for n_in, n_out in [(768, 64), (96, 64), (128, 64), (5, 11), (7, 3)]:
+        overlaps = area_overlaps(n_in, n_out)
+        assert (overlaps.sum(axis=1) == n_in).all()
+        np.testing.assert_allclose(overlaps / n_in, area_weights(n_in, n_out), rtol=1e-12)
+
+
+def _exact_area_mean(rgb_HW3: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The area average in integers, rounded half to even (the definition)."""
+    H, W = rgb_HW3.shape[:2]
+    rows = np.tensordot(area_overlaps(H, size[0]), rgb_HW3.astype(np.int64), axes=(1, 0))
+    num = np.moveaxis(np.tensordot(rows, area_overlaps(W, size[1]), axes=(1, 1)), -1, 1)
+    quot, rem = np.divmod(num, H * W)
+    return quot + ((2 * rem > H * W) | ((2 * rem == H * W) & (quot % 2 == 1)))
+
+
+def _float64_area_mean(rgb_HW3: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The previous resize: float64 weight products, then np.round (not a tie-safe sum)."""
+    rows = np.tensordot(area_weights(rgb_HW3.shape[0], size[0]), rgb_HW3.astype(float), (1, 0))
+    out = np.moveaxis(np.tensordot(rows, area_weights(rgb_HW3.shape[1], size[1]), (1, 1)), -1, 1)
+    return np.round(out)
+
+
+@pytest.mark.parametrize(
+    "shape, size",
+    [((768, 1024), (64, 64)), ((96, 128), (64, 64)), ((480, 640), (256, 256)), ((5, 7), (11, 3))],
+)
+def test_resize_rgb_is_the_exact_area_average(shape, size) -> None:
+    rng = np.random.default_rng(0)
+    rgb_HW3 = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    rgb_HW3[: shape[0] // 4] = 255  # a saturated band: sums at the top of the range
+    out = resize_rgb(rgb_HW3, size)
+    assert out.dtype == np.uint8 and out.shape == (*size, 3) and out.flags.c_contiguous
+    np.testing.assert_array_equal(out, _exact_area_mean(rgb_HW3, size))
+    # Against the float64 products it replaced: equal except at exact .5 ties, by <= 1.
+    H, W = shape
+    rows = np.tensordot(area_overlaps(H, size[0]), rgb_HW3.astype(np.int64), axes=(1, 0))
+    num = np.moveaxis(np.tensordot(rows, area_overlaps(W, size[1]), axes=(1, 1)), -1, 1)
+    tie = 2 * (num % (H * W)) == H * W
+    differ = out != _float64_area_mean(rgb_HW3, size)
+    assert not (differ & ~tie).any()
+    assert np.abs(out.astype(int) - _float64_area_mean(rgb_HW3, size)).max() <= 1
+
+
+def test_resize_rgb_refuses_non_uint8() -> None:
+    with pytest.raises(ValueError, match="uint8"):
+        resize_rgb(np.zeros((4, 4, 3), np.float32), (2, 2))
+
+
+def test_percentiles_of_equals_numpy_bit_for_bit() -> None:
+    rng = np.random.default_rng(0)
+    qs = (0.0, 2.0, 33.3, 50.0, 90.0, 98.0, 100.0)
+    for n in (1, 2, 3, 10, 4097, 70_000, 300_000):  # above 65,536: the bracketed selection
+        for values in (
+            rng.normal(size=n),
+            rng.integers(0, 5, n).astype(np.float64),  # many ties
+            np.sort(rng.lognormal(size=n))[::-1].copy(),
+            np.full(n, 2.5),
+        ):
+            for q in (qs, (90.0,), (2.0, 98.0)):
+                assert percentiles_of(values.copy(), q) == list(np.percentile(values, q)), (n, q)
+
+
+def test_select_ranks_when_the_strided_sample_misleads() -> None:
+    # Every sampled position holds 0, the rest is large: the sample's bracket misses the
+    # 90th percentile, so the whole array is partitioned; the answer stays exact.
+    n = 200_000
+    values = np.arange(n, dtype=np.float64) + 1.0
+    values[:: n // 4096] = 0.0
+    k = int(0.9 * (n - 1))
+    assert select_ranks(values.copy(), [k, k + 1]) == np.sort(values)[[k, k + 1]].tolist()
+    assert percentiles_of(values.copy(), (90.0,)) == [np.percentile(values, 90.0)]
+    with pytest.raises(ValueError, match="float64"):
+        percentiles_of(values.astype(np.float32), (90.0,))
 
 
 def test_resize_rgb_area_average() -> None:

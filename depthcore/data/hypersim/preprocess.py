@@ -2,8 +2,10 @@
 
 The official split file decides each frame's split; frames outside the public
 release and frames failing the quality filters are listed in ``dropped.csv`` with
-the reason. Scenes are processed in parallel processes, each into its own scratch
-file; the shards are then assembled in key order, so the output does not depend
+the reason. Frames are prepared in jobs of up to ``JOB_FRAMES`` consecutive frames
+of one scene, in worker processes when asked; the jobs run in key order and their
+results come back in that order (at most two jobs per worker in flight), so the
+parent writes them straight into the final shards and the output does not depend
 on the number of workers. The whole output folder appears atomically.
 
 ``folders`` adds folder datasets (:mod:`depthcore.data.folder`) next to Hypersim, or
@@ -17,10 +19,12 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
-import shutil
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,9 +33,10 @@ import pandas as pd
 
 from depthcore.config import frozen, param, to_dict
 from depthcore.data import folder as folder_data
-from depthcore.data.hypersim.reader import FrameId, find_frames, load_frame
+from depthcore.data.hypersim.plan import frame_ident, list_scenes, plan_frames, runs
+from depthcore.data.hypersim.reader import FrameId, load_frame
 from depthcore.data.hypersim.tables import camera_matrix, load_camera_table, load_split_table
-from depthcore.data.shards import FrameArrays, ShardWriter, read_frame
+from depthcore.data.shards import FrameArrays, ShardWriter
 from depthcore.data.transforms import infill_nearest, normalise_depth, resize_depth, resize_rgb
 from depthcore.errors import DataError
 from depthcore.io import atomic_path
@@ -44,6 +49,9 @@ STATS_COLUMNS = (
     "rgb_min", "rgb_max", "norm_a", "norm_b",
 )  # fmt: skip
 DROPPED_COLUMNS = ("key", "scene", "camera", "frame", "split", "reason", "value", "detail")
+# Frames per job: small enough that a job's prepared frames are cheap to hold and send
+# back, large enough that per-job costs (pickling, scheduling) stay small.
+JOB_FRAMES = 32
 
 
 @frozen
@@ -99,27 +107,28 @@ class PreprocessConfig:
 
 @dataclass(frozen=True)
 class SceneJob:
-    """Everything a worker needs for one scene (picklable)."""
+    """Consecutive frames of one scene, in key order: everything a worker needs (picklable)."""
 
     in_dir: str
     scene: str
     frames: tuple[tuple[FrameId, str], ...]  # (frame, split), sorted
     M_cam_from_uv: np.ndarray
-    scratch: str
     cfg: PreprocessConfig
 
     def items(self) -> Iterator[tuple[dict[str, Any], Callable[[], RawFrame]]]:
         for frame, split in self.frames:
-            yield _ident(frame, split), _HypersimLoader(self.in_dir, frame, self.M_cam_from_uv)
+            yield (
+                frame_ident(frame, split),
+                _loader(self.in_dir, frame, self.M_cam_from_uv, self.cfg),
+            )
 
 
 @dataclass(frozen=True)
 class FolderJob:
-    """One folder dataset, processed like a scene (picklable)."""
+    """Consecutive frames (by name) of one folder dataset, processed like a scene (picklable)."""
 
-    scene: str  # the source name: key prefix and scratch folder
+    scene: str  # the source name: key prefix
     frames: tuple[tuple[int, folder_data.FolderFrame], ...]  # (index in manifest, frame)
-    scratch: str
     cfg: PreprocessConfig
 
     def items(self) -> Iterator[tuple[dict[str, Any], Callable[[], RawFrame]]]:
@@ -142,10 +151,19 @@ class _HypersimLoader:
     in_dir: str
     frame: FrameId
     M_cam_from_uv: np.ndarray
+    depth_size: tuple[int, int] | None = None  # nearest-resize the depth while loading
 
     def __call__(self) -> RawFrame:
-        raw = load_frame(self.in_dir, self.frame, self.M_cam_from_uv)
+        raw = load_frame(self.in_dir, self.frame, self.M_cam_from_uv, self.depth_size)
         return raw.rgb_HW3, raw.depth_HW, raw.valid_HW
+
+
+def _loader(
+    in_dir: str, frame: FrameId, M_cam_from_uv: np.ndarray, cfg: PreprocessConfig
+) -> _HypersimLoader:
+    """Nearest depth resizing picks pixels, so the reader converts only those."""
+    depth_size = cfg.resolution if cfg.depth_resize == "nearest" else None
+    return _HypersimLoader(in_dir, frame, M_cam_from_uv, depth_size)
 
 
 @dataclass(frozen=True)
@@ -157,8 +175,8 @@ class _FolderLoader:
 
 
 @dataclass
-class SceneResult:
-    stats: list[dict[str, Any]]  # one per kept frame, shard/index still scratch-relative
+class JobResult:
+    kept: list[tuple[dict[str, Any], FrameArrays]]  # (stats row less shard/index, arrays)
     dropped: list[dict[str, Any]]
 
 
@@ -171,8 +189,7 @@ def prepare_frame(
     for a frame the filters drop. Filters look at the resized frame, i.e. at exactly
     what is stored and later validated.
     """
-    loader = _HypersimLoader(str(in_dir), frame, M_cam_from_uv)
-    return prepare_raw(loader(), frame.key, cfg)
+    return prepare_raw(_loader(str(in_dir), frame, M_cam_from_uv, cfg)(), frame.key, cfg)
 
 
 def prepare_raw(
@@ -225,139 +242,80 @@ def prepare_raw(
     return arrays, stats
 
 
-def _ident(frame: FrameId, split: str) -> dict[str, Any]:
-    return {
-        "key": frame.key,
-        "scene": frame.scene,
-        "camera": frame.camera,
-        "frame": frame.frame,
-        "split": split,
-    }
-
-
-def _skip(frame: FrameId, reason: str, detail: str) -> dict[str, Any]:
-    return {**_ident(frame, ""), "reason": reason, "value": float("nan"), "detail": detail}
-
-
-def process_scene(job: SceneJob | FolderJob) -> SceneResult:
-    """Worker: prepare every frame of one scene into ``job.scratch`` (one uncompressed shard)."""
-    H, W = job.cfg.resolution
-    n_frames = len(job.frames)
-    result = SceneResult(stats=[], dropped=[])
-    writer = ShardWriter(
-        job.scratch,
-        shard_size=max(n_frames, 1),
-        space=job.cfg.space,
-        height=H,
-        width=W,
-        compression=None,  # scratch is read once, right away
-    )
-    with writer:
-        for ident, load in job.items():
-            arrays, info = prepare_raw(load(), ident["key"], job.cfg)
-            if arrays is None:
-                result.dropped.append({**ident, **info})
-                continue
-            _, index = writer.add(arrays)
-            result.stats.append({**ident, "index": index, **info})
+def process_job(job: SceneJob | FolderJob) -> JobResult:
+    """Worker: prepare the frames of one job, in order."""
+    result = JobResult(kept=[], dropped=[])
+    for ident, load in job.items():
+        arrays, info = prepare_raw(load(), ident["key"], job.cfg)
+        if arrays is None:
+            result.dropped.append({**ident, **info})
+        else:
+            result.kept.append(({**ident, **info}, arrays))
     return result
 
 
-def list_scenes(in_dir: str | Path) -> list[str]:
-    """Scene folders (those with an ``images`` subfolder) of a download, sorted."""
-    root = Path(in_dir)
-    if not root.is_dir():
-        raise DataError(f"{root}: input folder not found")
-    return sorted(p.name for p in root.iterdir() if (p / "images").is_dir())
-
-
-def plan_frames(
-    in_dir: str | Path, scenes: list[str], split_table: pd.DataFrame, splits: tuple[str, ...]
-) -> tuple[dict[str, list[tuple[FrameId, str]]], list[dict[str, Any]]]:
-    """Assign each on-disk frame its official split; list the ones to skip and why."""
-    wanted = split_table[split_table["scene_name"].isin(scenes)]
-    lookup = {
-        (r.scene_name, r.camera_name, int(r.frame_id)): r for r in wanted.itertuples(index=False)
-    }
-    plan: dict[str, list[tuple[FrameId, str]]] = {}
-    skipped: list[dict[str, Any]] = []
-    for scene in scenes:
-        frames = find_frames(in_dir, scene)
-        if not frames:  # a broken download (e.g. kinds without colour): say so, do not skip
-            raise DataError(
-                f"{Path(in_dir) / scene}: empty scene, no frame.IIII.color.hdf5 under "
-                "images/scene_cam_XX_final_hdf5"
-            )
-        todo = []
-        for frame in frames:
-            row = lookup.get((frame.scene, frame.camera, frame.frame))
-            if row is None:
-                detail = f"not listed in {split_table.attrs.get('source', 'the split table')}"
-                skipped.append(_skip(frame, "not_in_split_table", detail))
-            elif not row.included_in_public_release:
-                detail = row.exclude_reason or "not public"
-                skipped.append(_skip(frame, "not_in_public_release", detail))
-            elif row.split_partition_name in splits:
-                todo.append((frame, row.split_partition_name))
-        if todo:
-            plan[scene] = todo
-    return plan, skipped
-
-
-def _assemble(
-    out: Path, results: dict[str, SceneResult], scratch: Path, cfg: PreprocessConfig
-) -> pd.DataFrame:
-    """Copy scratch frames into the final shards, split by split in key order."""
+def _write_shards(
+    out: Path, results: Iterable[JobResult], cfg: PreprocessConfig
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """Write the kept frames, which arrive in key order, into each split's shards."""
     H, W = cfg.resolution
-    rows = [(scene, s) for scene, res in results.items() for s in res.stats]
-    stats_rows = []
-    for split in cfg.splits:
-        (out / split).mkdir(parents=True, exist_ok=True)
-        chosen = sorted((r for r in rows if r[1]["split"] == split), key=lambda r: r[1]["key"])
-        writer = ShardWriter(
-            out / split, shard_size=cfg.shard_size, space=cfg.space, height=H, width=W
-        )
-        with writer:
-            for scene, stat in chosen:
-                arrays = read_frame(scratch / scene / "shard_00000.h5", stat["index"])
-                name, index = writer.add(arrays)
-                stats_rows.append({**stat, "shard": f"{split}/{name}", "index": index})
-    return pd.DataFrame(stats_rows, columns=list(STATS_COLUMNS))
+    rows: dict[str, list[dict[str, Any]]] = {split: [] for split in cfg.splits}
+    dropped: list[dict[str, Any]] = []
+    with ExitStack() as stack:
+        writers = {}
+        for split in cfg.splits:
+            (out / split).mkdir(parents=True, exist_ok=True)
+            writer = ShardWriter(
+                out / split, shard_size=cfg.shard_size, space=cfg.space, height=H, width=W
+            )
+            writers[split] = stack.enter_context(writer)
+        for result in results:
+            dropped += result.dropped
+            for stat, arrays in result.kept:
+                name, index = writers[stat["split"]].add(arrays)
+                split = stat["split"]
+                rows[split].append({**stat, "shard": f"{split}/{name}", "index": index})
+    stats = [row for split in cfg.splits for row in rows[split]]
+    return pd.DataFrame(stats, columns=list(STATS_COLUMNS)), dropped
 
 
-def folder_jobs(cfg: PreprocessConfig, scratch: Path) -> list[FolderJob]:
-    """A job per configured folder source, with the frames of the requested splits."""
+def folder_jobs(cfg: PreprocessConfig) -> list[FolderJob]:
+    """Jobs for each configured folder source, over its frames of the requested splits."""
     jobs = []
     for source in cfg.folders:
         frames = folder_data.read_manifest(source.root).frames
-        chosen = tuple((i, f) for i, f in enumerate(frames) if f.split in cfg.splits)
+        chosen = [(i, f) for i, f in enumerate(frames) if f.split in cfg.splits]
         if not chosen:
             splits = list(cfg.splits)
             raise DataError(f"{source.root}: no frames of splits {splits} in its manifest")
-        jobs.append(FolderJob(source.name, chosen, str(scratch / source.name), cfg))
+        chosen.sort(key=lambda item: item[1].name)  # key order
+        jobs += [FolderJob(source.name, run, cfg) for run in runs(chosen, JOB_FRAMES)]
     return jobs
 
 
-def _run_jobs(jobs: list[SceneJob | FolderJob], workers: int) -> dict[str, SceneResult]:
-    """Process the scenes, in worker processes when asked; results in job order."""
+def run_jobs(jobs: list[SceneJob | FolderJob], workers: int) -> Iterator[JobResult]:
+    """Results of ``jobs`` in job order, from worker processes when asked.
+
+    At most two jobs per worker are pending, so the prepared frames held in memory
+    stay bounded whatever the dataset size.
+    """
     if workers == 1 or len(jobs) <= 1:
-        outputs: Iterable[SceneResult] = map(process_scene, jobs)
-        return _collect(jobs, outputs)
+        yield from map(process_job, jobs)
+        return
     # fork (as torch DataLoader workers do): workers run numpy/scipy/h5py only, and a
     # fresh interpreter per worker would pay ~1-4 s of imports on a small machine.
     ctx = multiprocessing.get_context("fork")
+    todo = iter(jobs)
     with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx) as pool:
-        return _collect(jobs, pool.map(process_scene, jobs))
-
-
-def _collect(
-    jobs: list[SceneJob | FolderJob], outputs: Iterable[SceneResult]
-) -> dict[str, SceneResult]:
-    results = {}
-    for job, res in zip(jobs, outputs, strict=True):
-        log.info("%s: kept %d, dropped %d", job.scene, len(res.stats), len(res.dropped))
-        results[job.scene] = res
-    return results
+        pending = deque(pool.submit(process_job, job) for job in islice(todo, 2 * workers))
+        try:
+            while pending:
+                result = pending.popleft().result()
+                pending.extend(pool.submit(process_job, job) for job in islice(todo, 1))
+                yield result
+        finally:  # an error here or in the consumer: do not start the queued jobs
+            for future in pending:
+                future.cancel()
 
 
 def preprocess(cfg: PreprocessConfig) -> pd.DataFrame:
@@ -368,30 +326,23 @@ def preprocess(cfg: PreprocessConfig) -> pd.DataFrame:
     """
     plan, skipped, cameras = _plan_hypersim(cfg) if cfg.hypersim else ({}, [], None)
     log.info("%d scenes, %d frames to prepare", len(plan), sum(map(len, plan.values())))
+    jobs: list[SceneJob | FolderJob] = [
+        SceneJob(str(cfg.in_dir), scene, run, camera_matrix(cameras, scene), cfg)
+        for scene, frames in plan.items()
+        for run in runs(frames, JOB_FRAMES)
+    ]
+    jobs += folder_jobs(cfg)
+    clash = sorted({j.scene for j in jobs if isinstance(j, FolderJob)} & set(plan))
+    if clash:
+        raise DataError(f"preprocess.folders: name(s) {clash} clash with Hypersim scenes")
+    # Keys are "<scene>/...", so sorting jobs by "<scene>/" (stable: runs stay in order)
+    # puts every split's frames in key order.
+    jobs.sort(key=lambda job: job.scene + "/")
     with atomic_path(cfg.out_dir) as out:
         out.mkdir(parents=True)
-        scratch = out / ".scratch"
-        jobs: list[SceneJob | FolderJob] = [
-            SceneJob(
-                in_dir=str(cfg.in_dir),
-                scene=scene,
-                frames=tuple(frames),
-                M_cam_from_uv=camera_matrix(cameras, scene),
-                scratch=str(scratch / scene),
-                cfg=cfg,
-            )
-            for scene, frames in plan.items()
-        ]
-        jobs += folder_jobs(cfg, scratch)
-        clash = sorted({j.scene for j in jobs if isinstance(j, FolderJob)} & set(plan))
-        if clash:
-            raise DataError(f"preprocess.folders: name(s) {clash} clash with Hypersim scenes")
-        results = _run_jobs(jobs, cfg.workers)
-        stats = _assemble(out, results, scratch, cfg)
-        if scratch.exists():
-            shutil.rmtree(scratch)
-        dropped = [d for res in results.values() for d in res.dropped] + skipped
-        dropped_df = pd.DataFrame(dropped, columns=list(DROPPED_COLUMNS))
+        with closing(run_jobs(jobs, cfg.workers)) as results:
+            stats, dropped = _write_shards(out, results, cfg)
+        dropped_df = pd.DataFrame(dropped + skipped, columns=list(DROPPED_COLUMNS))
         dropped_df = dropped_df.sort_values("key", kind="stable").reset_index(drop=True)
         stats.to_csv(out / "stats.csv", index=False)
         dropped_df.to_csv(out / "dropped.csv", index=False)

@@ -15,8 +15,10 @@ import yaml
 from torch.utils.data import DataLoader
 
 from depthcore.config import ConfigError, from_dict
+from depthcore.data.hypersim import preprocess as preprocess_module
 from depthcore.data.hypersim.preprocess import (
     FilterConfig,
+    FolderSourceConfig,
     PreprocessConfig,
     prepare_frame,
     preprocess,
@@ -26,6 +28,7 @@ from depthcore.data.hypersim.tables import camera_matrix, load_camera_table
 from depthcore.data.shards import ShardDataset, shard_files
 from depthcore.data.transforms import Normalisation, invert_normalisation
 from depthcore.errors import DataError
+from depthcore.synth.folder import generate_folder
 from stages.preprocess import main as stage_main
 from tests.helpers.hypersim_files import write_frame, write_h5
 
@@ -113,6 +116,40 @@ def test_one_and_two_workers_give_identical_arrays(hypersim_dir, tmp_path: Path)
             assert a1[name] == a2[name]
         else:
             assert a1[name].tobytes() == a2[name].tobytes(), name
+
+
+def test_jobs_of_two_frames_in_three_workers_give_the_same_sorted_shards(
+    hypersim_dir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw = hypersim_dir()
+    stats1 = preprocess(_cfg(raw, tmp_path / "w1", workers=1))
+    monkeypatch.setattr(preprocess_module, "JOB_FRAMES", 2)  # 9 jobs, some crossing splits
+    stats3 = preprocess(_cfg(raw, tmp_path / "w3", workers=3))
+    pd.testing.assert_frame_equal(stats1, stats3)
+    a1, a3 = _arrays(tmp_path / "w1"), _arrays(tmp_path / "w3")
+    assert a1.keys() == a3.keys()
+    for name in a1:
+        same = (
+            a1[name] == a3[name]
+            if name.endswith("/key")
+            else a1[name].tobytes() == a3[name].tobytes()
+        )
+        assert same, name
+    for _, rows in stats3.groupby("split", sort=False):
+        assert rows["key"].tolist() == sorted(rows["key"])
+        assert rows["index"].tolist() == [i % 5 for i in range(len(rows))]  # shard_size 5
+
+
+def test_folder_frames_are_stored_in_key_order(tmp_path: Path) -> None:
+    own = generate_folder(tmp_path / "own", ["train"] * 6, seed=3, height=24, width=32)
+    manifest = yaml.safe_load((own / "manifest.yaml").read_text())
+    manifest["frames"] = manifest["frames"][::-1]  # listed backwards
+    (own / "manifest.yaml").write_text(yaml.safe_dump(manifest))
+    folders = (FolderSourceConfig(name="own", root=str(own)),)
+    cfg = _cfg(tmp_path / "absent", tmp_path / "out", hypersim=False, folders=folders)
+    stats = preprocess(cfg)
+    assert len(stats) >= 4 and stats["key"].tolist() == sorted(stats["key"])
+    assert stats["frame"].tolist() == sorted(stats["frame"], reverse=True)  # manifest rows
 
 
 def test_shard_dataset_items(processed) -> None:
