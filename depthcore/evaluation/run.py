@@ -87,14 +87,11 @@ class EvaluateConfig:
     alignments: tuple[Alignment, ...] = ("lsq", "median")
     batch_size: int = param(4, gt=0)
     num_panels: int = param(2, ge=0)
-    num_threads: int = param(
-        1, ge=0
-    )  # torch intra-op threads, fixed so results do not depend on the host
+    # torch intra-op threads, fixed so results do not depend on the host (no 0 = "all")
+    num_threads: int = param(1, ge=1)
     seed: int = 0  # the predictor's sampling seed
 
     def __post_init__(self) -> None:
-        if self.num_threads < 1:
-            raise ValueError(f"num_threads must be >= 1, got {self.num_threads}")
         if not self.alignments:
             raise ValueError("alignments must name at least one of lsq, median")
 

@@ -156,6 +156,10 @@ def test_config_and_predictor_lookup_fail_loudly() -> None:
         from_dict(EvaluateConfig, {"benchmarks": {"nyu": {"root": "x", "max_image": 3}}})
     with pytest.raises(ConfigError, match="alignments"):
         from_dict(EvaluateConfig, {"alignments": ["lsq", "mean"]})
+    # One check, the declared bound: 0 (torch's "all threads") would make results host-dependent.
+    with pytest.raises(ConfigError, match=r"evaluate\.num_threads: 0 out of range: must be >= 1"):
+        from_dict(EvaluateConfig, {"num_threads": 0}, "evaluate")
+    assert from_dict(EvaluateConfig, {"num_threads": 1}, "evaluate").num_threads == 1
     with pytest.raises(DepthcoreError, match="constant_plane"):
         load_depth_model("reference:constant")
     assert isinstance(load_depth_model("reference:vertical_gradient"), VerticalGradient)
