@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> None:
         f"median of {args.repeats} interleaved rounds"
     )
     for n in names:
-        print(f"{n:9s}: wall {wall[n]:8.3f} s, CPU {cpu[n]:8.3f} s per step")
+        each = " ".join(f"{c:.2f}" for _, c in runs[n])
+        print(f"{n:9s}: wall {wall[n]:8.3f} s, CPU {cpu[n]:8.3f} s per step (CPU runs {each})")
     print(
         f"DepthART / teacher forcing: {wall['depthart'] / wall['var_tf']:.2f} (wall), "
         f"{cpu['depthart'] / cpu['var_tf']:.2f} (CPU)"
