@@ -272,8 +272,8 @@ def _write_shards(
         for result in results:
             dropped += result.dropped
             for stat, arrays in result.kept:
-                name, index = writers[stat["split"]].add(arrays)
                 split = stat["split"]
+                name, index = writers[split].add(arrays)
                 rows[split].append({**stat, "shard": f"{split}/{name}", "index": index})
     stats = [row for split in cfg.splits for row in rows[split]]
     return pd.DataFrame(stats, columns=list(STATS_COLUMNS)), dropped
