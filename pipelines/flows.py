@@ -59,6 +59,7 @@ STAGES: tuple[str, ...] = (
     "tokenizer",
     "tokenizer_eval",
     "features",
+    "pretrain",
     "train",
     "scales",
     "evaluate",

@@ -23,6 +23,7 @@ SECTIONS: dict[str, str] = {
     "validate": "depthcore.data.hypersim.validate:ValidateConfig",
     "tokenizer": "depthcore.training.tokenizer:TokenizerConfig",
     "features": "depthcore.training.feature_cache:FeaturesConfig",
+    "pretrain": "depthcore.training.pretrain:PretrainConfig",
     "train": "depthcore.training.trainer:TrainConfig",
     "evaluate": "depthcore.evaluation.run:EvaluateConfig",
     "register": "depthcore.tracking.registry:RegisterConfig",

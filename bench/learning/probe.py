@@ -7,6 +7,13 @@ val frames, and the seconds spent. The numbers in docs/learning.md come from it,
     python -m bench.learning.probe --features data/features \\
         --tokenizer models/tokenizer/vae.safetensors --objective var_tf --steps 500 \\
         --set prefix_embed=type --set init_adaln_gamma=1.0 --out outputs/learning/e1.json
+
+The pretraining objective runs here too (``--objective rgb_next_scale --prefix image``,
+``--save`` its weights), and ``--init`` starts a depth objective from such weights::
+
+    python -m bench.learning.probe ... --objective rgb_next_scale --train steps=300 \
+        --save outputs/learning/pre.safetensors
+    python -m bench.learning.probe ... --objective depthart --init outputs/learning/pre.safetensors
 """
 
 from __future__ import annotations
@@ -21,7 +28,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 
 from depthcore.evaluation.alignment import align_lsq
 from depthcore.evaluation.metrics import compute_metrics
@@ -32,10 +38,18 @@ from depthcore.evaluation.scales import (
     validate_scales,
     var_scales,
 )
-from depthcore.io import write_text_atomic
+from depthcore.io import file_sha256, write_text_atomic
 from depthcore.models import build_model, resolve_config
-from depthcore.models.checkpoint import load_vae
+from depthcore.models.checkpoint import load_pretrained_var, load_vae
 from depthcore.training.feature_cache import FeatureDataset
+from depthcore.training.losses import prefix_variants
+from depthcore.training.objectives import OBJECTIVES
+from depthcore.training.pretrain import (
+    PREFIX_MODES,
+    RGB_NEXT_SCALE,
+    PretrainConfig,
+    PretrainTrainer,
+)
 from depthcore.training.trainer import TrainConfig, Trainer
 
 EVAL_FIELDS = ("prefix", "rgb", "depth", "mask")
@@ -71,44 +85,71 @@ def reference_abs_rel(ds: FeatureDataset, n: int) -> dict[str, float]:
     return out
 
 
+@torch.no_grad()
+def rgb_token_report(trainer: PretrainTrainer, ds: FeatureDataset, n: int) -> dict[str, Any]:
+    """Teacher-forced per-scale CE and token accuracy of the RGB tokens on the first ``n``
+    frames, with the real / zeroed / other-image prefix (the copy path at work or not)."""
+    batch = ds.get_batch(list(range(min(n, len(ds)))))
+    prefix_BLC, fRGB_BChw = trainer.loss_inputs(batch)
+    out: dict[str, Any] = {}
+    trainer.var.eval()
+    for name, variant_BLC in prefix_variants(prefix_BLC).items():
+        loss = trainer.loss_fn(trainer.vae, trainer.var, variant_BLC, fRGB_BChw)
+        acc = (loss.logits_BLV.argmax(-1) == loss.target_BL).float().mean().item()
+        out[name] = {
+            "ce_K": [round(v, 3) for v in loss.per_scale_loss.tolist()],
+            "acc": round(acc, 4),
+        }
+    trainer.var.train()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--features", required=True, help="feature-cache dir (train.h5, val.h5)")
     ap.add_argument("--tokenizer", required=True)
-    ap.add_argument("--objective", default="var_tf", choices=["depthart", "var_tf"])
+    ap.add_argument("--objective", default="var_tf", choices=[*OBJECTIVES, RGB_NEXT_SCALE])
+    ap.add_argument("--prefix", default="image", choices=PREFIX_MODES, help="rgb_next_scale")
+    ap.add_argument("--init", default="", help="var.safetensors to start from (pretrained)")
+    ap.add_argument("--save", default="", help="write the trained model here (safetensors)")
     ap.add_argument("--train", nargs="*", default=[], help="TrainConfig key=value")
     ap.add_argument("--set", nargs="*", default=[], help="VARConfig key=value")
     ap.add_argument("--eval-frames", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="")
-    ap.add_argument("--save", default="", help="write the trained transformer (safetensors)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     feats = Path(args.features)
     train_kw = {"steps": 500, "batch_size": 8, "warmup_steps": 30, **_parse_sets(args.train)}
     if "betas" in train_kw:
         train_kw["betas"] = tuple(train_kw["betas"])
+    pretraining = args.objective == RGB_NEXT_SCALE
+    if pretraining:
+        train_kw["prefix"] = args.prefix
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = TrainConfig(
+        cfg = (PretrainConfig if pretraining else TrainConfig)(
             tokenizer=args.tokenizer, features_dir=str(feats), out_dir=tmp, tracking="none",
             resume=False, figures=False, ckpt_every=0, val_frames=args.eval_frames, **train_kw,
         )  # fmt: skip
         model_cfg = resolve_config(cfg.model, var=_parse_sets(args.set))
         torch.manual_seed(cfg.seed)
         _, var = build_model(model_cfg)
+        if args.init:
+            load_pretrained_var(args.init, var, model_cfg, file_sha256(cfg.tokenizer))
         vae = load_vae(cfg.tokenizer, expected=model_cfg.vae).vae
-        train_set = FeatureDataset(feats / "train.h5")
-        trainer = Trainer(vae, var, model_cfg, cfg, args.objective, train_set, None, tmp)
+        trainer_cls = PretrainTrainer if pretraining else Trainer
+        train_set = FeatureDataset(feats / "train.h5", fields=trainer_cls.fields)
+        trainer = trainer_cls(vae, var, model_cfg, cfg, args.objective, train_set, None, tmp)
         t0 = time.perf_counter()
         fit = trainer.fit()
         train_s = time.perf_counter() - t0
+        if args.save:
+            trainer.save_model(Path(args.save))
     var.eval()
-    if args.save:
-        save_file(var.state_dict(), args.save)
-    labels = [f"{pn}x{pn}" for pn in vae.v_patch_nums]
     space = str(train_set.attrs["space"])
     result: dict[str, Any] = {
         "objective": args.objective,
+        "init": args.init,
         "train": {k: v for k, v in dataclasses.asdict(cfg).items() if k in train_kw or k == "lr"},
         "var": _parse_sets(args.set),
         "train_frames": len(train_set),
@@ -117,7 +158,11 @@ def main() -> None:
         "last_step": {k: round(v, 4) for k, v in fit["last"].items()},
         "ms_per_step": round(fit["ms_per_step"], 1),
     }
-    for split in ("train", "val"):
+    for split in ("train", "val") if pretraining else ():
+        ds = FeatureDataset(feats / f"{split}.h5", fields=PretrainTrainer.fields)
+        result[f"{split}_rgb_tokens"] = rgb_token_report(trainer, ds, args.eval_frames)
+    labels = [f"{pn}x{pn}" for pn in vae.v_patch_nums]
+    for split in () if pretraining else ("train", "val"):
         ds = FeatureDataset(feats / f"{split}.h5", fields=EVAL_FIELDS)
         kw = {"space": space, "max_frames": args.eval_frames}
         abs_rel_K = validate_scales(var_scales(vae, var, "cpu"), labels, ds, **kw)

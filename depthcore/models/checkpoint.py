@@ -224,6 +224,29 @@ def load_model(
     return LoadedModel(vae.to(map_location), var.to(map_location), cfg, meta)
 
 
+def load_pretrained_var(
+    path: str | Path, var: DepthVAR, expected: ModelConfig, tokenizer_sha256: str = ""
+) -> dict[str, Any]:
+    """Copy the transformer weights of a :func:`save_model` file (the pretrain stage's) into
+    ``var``; returns the file's meta.
+
+    Strict: the file's model config must equal ``expected`` and every tensor must match by
+    key and shape, else :class:`CheckpointError` naming the file. Weights pretrained on
+    another tokenizer's codes are refused too (``meta.tokenizer_sha256``, when recorded):
+    their embeddings and logits index another codebook.
+    """
+    path = Path(path)
+    loaded = load_model(path, expected=expected)
+    trained_on = loaded.meta.get("tokenizer_sha256", "")
+    if tokenizer_sha256 and trained_on and trained_on != tokenizer_sha256:
+        raise CheckpointError(
+            f"{path}: pretrained with tokenizer sha256 {trained_on[:12]}..., but this run's "
+            f"tokenizer is {tokenizer_sha256[:12]}...; rerun the pretrain stage"
+        )
+    _strict_load(var, loaded.var.state_dict(), path, "the pretrained 'var.' tensors")
+    return loaded.meta
+
+
 def save_module(
     path: str | Path, kind: str, module: nn.Module, cfg: Any, meta: Mapping[str, Any] | None
 ) -> None:

@@ -4,7 +4,8 @@
 resumes from the last checkpoint instead of starting over. A persisted folder also
 outlives a change of params or inputs, whose checkpoints must not be resumed:
 ``ckpt/run_fingerprint.json`` records what the checkpoints were trained from (the
-train section, the objective, the tokenizer's and ``init_var``'s hashes, the feature
+train section, the objective, the hashes of the tokenizer, ``init_var`` and
+``init_pretrain`` (the pretrain stage's weights), the feature
 caches' sizes and times), and checkpoints of another fingerprint are removed first.
 """
 
@@ -42,6 +43,9 @@ def run_fingerprint(cfg: TrainConfig, objective: str) -> dict[str, Any]:
         "train": to_dict(cfg),
         "tokenizer_sha256": _sha256_or_missing(cfg.tokenizer),
         "init_var_sha256": _sha256_or_missing(cfg.init_var) if cfg.init_var else "",
+        "init_pretrain_sha256": (
+            _sha256_or_missing(cfg.init_pretrain) if cfg.init_pretrain else ""
+        ),
         "features": {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in features},
     }
 

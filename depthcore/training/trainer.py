@@ -27,7 +27,13 @@ from depthcore.config import frozen, param, to_dict
 from depthcore.errors import CheckpointError, DataError
 from depthcore.io import atomic_path, file_sha256, write_text_atomic
 from depthcore.models import MODEL_CONFIGS, build_model, resolve_config
-from depthcore.models.checkpoint import load_model, load_official_var, load_vae, save_model
+from depthcore.models.checkpoint import (
+    load_model,
+    load_official_var,
+    load_pretrained_var,
+    load_vae,
+    save_model,
+)
 from depthcore.spaces import INPUT_FIT
 from depthcore.tracking.logger import NullLogger, RunLogger, open_run_logger, scale_metric_name
 from depthcore.training.batches import step_loader
@@ -95,6 +101,8 @@ class TrainConfig:
     tracking_uri: str = "sqlite:///mlflow.db"  # MLFLOW_TRACKING_URI overrides
     experiment: str = "depthart"
     init_var: str = ""  # official var_d16.pth to start from ("" = random init)
+    # the pretrain stage's var.safetensors to start from (after init_var); not regression's
+    init_pretrain: str = ""
     resume: bool = True  # continue from the newest checkpoint in <out>/<objective>/ckpt
     device: str = "auto"  # auto | cpu | cuda
     num_threads: int = param(0, ge=0)  # torch intra-op threads; 0 = torch default
@@ -127,6 +135,10 @@ class Trainer:
 
     #: The objectives this trainer knows, by name (the loss function of each).
     objectives: Mapping[str, Callable[..., Any]] = OBJECTIVES
+    #: The feature-cache fields :meth:`loss_inputs` reads (train and validation sets).
+    fields: tuple[str, ...] = ("fD", "prefix")
+    #: The names :meth:`finish` writes under ``out_dir``.
+    model_file, metrics_file = "model.safetensors", "train_metrics.json"
 
     def __init__(
         self,
@@ -174,10 +186,14 @@ class Trainer:
             warmup_steps=c.warmup_steps, step_size=c.step_size, gamma=c.gamma, min_lr=c.min_lr,
         )  # fmt: skip
 
+    def loss_inputs(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(prefix_BLC, f_BChw) of a batch: the image prefix and the features to tokenise."""
+        prefix_BLC = batch["prefix_LC"].to(self.device, non_blocking=True)
+        return prefix_BLC, batch["fD_Chw"].to(self.device, non_blocking=True)
+
     def batch_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         """The training loss on one batch (with grad) and the scalars it logs besides."""
-        prefix_BLC = batch["prefix_LC"].to(self.device, non_blocking=True)
-        fD_BChw = batch["fD_Chw"].to(self.device, non_blocking=True)
+        prefix_BLC, fD_BChw = self.loss_inputs(batch)
         loss_fn = self.loss_fn
         if self.step < self.cfg.tf_warmup_steps:
             loss_fn = OBJECTIVES["var_tf"]
@@ -198,8 +214,7 @@ class Trainer:
         The transformer adds the real/zeroed/other-image prefix ablation
         (``val_loss_<variant>_prefix``): a model that ignores the image scores the same.
         """
-        prefix_BLC = batch["prefix_LC"].to(self.device)
-        fD_BChw = batch["fD_Chw"].to(self.device)
+        prefix_BLC, fD_BChw = self.loss_inputs(batch)
         losses = {
             f"val_loss_{name}_prefix": float(self.loss_fn(self.vae, self.var, v_BLC, fD_BChw).loss)
             for name, v_BLC in prefix_variants(prefix_BLC).items()
@@ -393,7 +408,7 @@ class Trainer:
         val_loss = self.validate()
         if not self.dist.is_main:
             return {}
-        self.save_model(self.out_dir / "model.safetensors")
+        self.save_model(self.out_dir / self.model_file)
         metrics = {
             "objective": self.objective,
             "space": self.space,
@@ -405,7 +420,7 @@ class Trainer:
             "ms_per_step": fit_result["ms_per_step"],
             "val_loss": val_loss,
         }
-        write_text_atomic(self.out_dir / "train_metrics.json", json.dumps(metrics, indent=2) + "\n")
+        write_text_atomic(self.out_dir / self.metrics_file, json.dumps(metrics, indent=2) + "\n")
         return metrics
 
 
@@ -414,41 +429,63 @@ TrainerFactory = Callable[[TrainConfig, str, Path, RunLogger, DistInfo], Trainer
 
 
 def build_trainer(
-    cfg: TrainConfig, objective: str, out_dir: Path, logger: RunLogger, info: DistInfo
+    cfg: TrainConfig,
+    objective: str,
+    out_dir: Path,
+    logger: RunLogger,
+    info: DistInfo,
+    trainer_cls: type[Trainer] = Trainer,
 ) -> Trainer:
-    """The transformer's trainer: DepthVAR over the frozen tokenizer, on the feature cache."""
+    """The transformer's trainer: DepthVAR over the frozen tokenizer, on the feature cache.
+
+    Starts from ``init_var`` (official weights), then from ``init_pretrain`` (the pretrain
+    stage's weights) when given; ``trainer_cls`` picks the objective family (pretraining).
+    """
     model_cfg = resolve_config(cfg.model)
     torch.manual_seed(cfg.seed)
     _, var = build_model(model_cfg)
     if cfg.init_var:
         var = load_official_var(cfg.init_var, model_cfg.var, model_cfg.vae)
+    sha = file_sha256(cfg.tokenizer)
+    if cfg.init_pretrain:
+        load_pretrained_var(cfg.init_pretrain, var, model_cfg, tokenizer_sha256=sha)
     vae = load_vae(cfg.tokenizer, expected=model_cfg.vae).vae
     features = Path(cfg.features_dir)
-    train_set = FeatureDataset(features / f"{cfg.train_split}.h5")
-    val_set = FeatureDataset(features / f"{cfg.val_split}.h5", fields=("fD", "prefix"))
+    fields = trainer_cls.fields
+    train_set = FeatureDataset(features / f"{cfg.train_split}.h5", fields=fields)
+    val_set = FeatureDataset(features / f"{cfg.val_split}.h5", fields=fields)
     space = str(train_set.attrs.get("space"))
-    sha = file_sha256(cfg.tokenizer)
     for ds in (train_set, val_set):
         ds.check_compatible(vae, model_cfg.image_size, space, tokenizer_sha256=sha)
-    return Trainer(vae, var, model_cfg, cfg, objective, train_set, val_set, out_dir, logger, info)
+    return trainer_cls(
+        vae, var, model_cfg, cfg, objective, train_set, val_set, out_dir, logger, info
+    )
 
 
 def run_training(
-    cfg: TrainConfig, objective: str, build: TrainerFactory = build_trainer
+    cfg: TrainConfig,
+    objective: str,
+    build: TrainerFactory = build_trainer,
+    out_dir: Path | None = None,
+    stage: str = "train",
 ) -> dict[str, Any]:
-    """The train stage: logger, the trainer ``build`` makes, fit, outputs (any world size)."""
+    """The train stage: logger, the trainer ``build`` makes, fit, outputs (any world size).
+
+    Writes under ``out_dir`` (default ``<cfg.out_dir>/<objective>``); ``stage`` names the
+    MLflow run (``<stage>-<objective>``) and its stage tag (the pretrain stage reuses this).
+    """
     info = init_distributed(cfg.device)
     logger: RunLogger = NullLogger()
     try:
         if cfg.num_threads > 0:
             torch.set_num_threads(cfg.num_threads)
-        out_dir = Path(cfg.out_dir) / objective
+        out_dir = Path(cfg.out_dir) / objective if out_dir is None else Path(out_dir)
         if info.is_main:
             logger = open_run_logger(
                 cfg.tracking, out_dir=out_dir, tracking_uri=cfg.tracking_uri,
-                experiment=cfg.experiment, run_name=f"train-{objective}",
+                experiment=cfg.experiment, run_name=f"{stage}-{objective}",
                 resume=cfg.resume and (out_dir / "ckpt").is_dir(),
-                stage="train", objective=objective,
+                stage=stage, objective=objective,
             )  # fmt: skip
         trainer = build(cfg, objective, out_dir, logger, info)
         logger.log_params(

@@ -24,6 +24,10 @@ TINY = {
     "benchmarks": {"images": 2, "height": 48, "width": 64},
     "tokenizer": {"steps": 3, "batch_size": 2, "eval_frames": 2},
     "features": {"batch_size": 4},
+    "pretrain": {
+        "steps": 3, "batch_size": 2, "warmup_steps": 0, "ckpt_every": 0, "val_frames": 2,
+        "val_batch_size": 2, "log_every": 1,
+    },
     "train": {
         "steps": 3, "batch_size": 2, "warmup_steps": 0, "ckpt_every": 0, "val_frames": 2,
         "val_batch_size": 2, "log_every": 1, "num_figures": 1,

@@ -17,7 +17,9 @@ import pytest
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-TRAINING = {"tokenizer", "features", "train@depthart", "train@var_tf", "train@regression"}
+TRAINING = {
+    "tokenizer", "features", "pretrain", "train@depthart", "train@var_tf", "train@regression",
+}  # fmt: skip
 ALWAYS_CHANGED = {"list_source"}  # dvc.yaml `always_changed`: listed by every dvc status
 
 

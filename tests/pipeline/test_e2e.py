@@ -29,9 +29,9 @@ def test_dvc_repro_end_to_end_then_noop(tmp_path: Path) -> None:
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     expected = {
         "synth", "benchmarks", "list_source", "download", "preprocess", "validate", "tokenizer",
-        "tokenizer_eval", "features", "train@depthart", "train@var_tf", "train@regression",
-        "scales@depthart", "scales@var_tf", "scales@regression", "evaluate@depthart",
-        "evaluate@var_tf", "evaluate@regression",
+        "tokenizer_eval", "features", "pretrain", "train@depthart", "train@var_tf",
+        "train@regression", "scales@depthart", "scales@var_tf", "scales@regression",
+        "evaluate@depthart", "evaluate@var_tf", "evaluate@regression",
         "evaluate_reference@constant_plane", "evaluate_reference@vertical_gradient", "register",
         "report",
     }  # fmt: skip

@@ -1,0 +1,114 @@
+"""Pretraining the transformer on next-scale modelling of the RGB frames' own tokens.
+
+Why (docs/learning.md, issue 15): a from-scratch transformer spends its whole CPU budget
+learning the depth codes' marginals before it reads the image prefix; the official
+DepthART starts from VAR d16 pretrained on ImageNet. This stage gives ours a start of its
+own: teacher-forced next-scale cross-entropy whose TARGETS are the RGB frame's own
+multi-scale tokens (the frozen VQ-VAE's quantisation of the RGB features), shared by
+both depth objectives through ``train.init_pretrain``.
+
+``prefix`` picks what the transformer sees before the token sequence:
+
+- ``zero``: the prefix is zeroed, i.e. plain unconditional VAR next-scale modelling of RGB;
+- ``image``: the real image prefix. The prefix at scale k holds the cumulative RGB f_hat
+  after scale k, so the targets of scale k can be read off the prefix at the matching
+  scale and position: a copy task that trains exactly the prefix-to-sequence attention
+  path that the depth objectives learn too slowly.
+
+The RGB features are not in the feature cache (whose format stays as it is); they are
+recomputed per batch from the cached ``rgb`` with the frozen encoder, the same call the
+features stage makes to build the prefix, so prefix and targets agree token for token.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from depthcore.config import frozen, param
+from depthcore.models.vqvae import VQVAE
+from depthcore.spaces import rgb_to_model
+from depthcore.training.launch import claim_checkpoints, run_fingerprint
+from depthcore.training.teacher_forcing import teacher_forcing_loss
+from depthcore.training.trainer import TrainConfig, Trainer, build_trainer, run_training
+
+#: The pretraining objective's name (its loss is teacher forcing on the RGB tokens).
+RGB_NEXT_SCALE = "rgb_next_scale"
+PREFIX_MODES = ("zero", "image")
+
+
+@frozen
+class PretrainConfig(TrainConfig):
+    """``pretrain`` section of params.yaml: the train section's fields plus ``prefix``.
+
+    ``out_dir`` is the stage's folder itself (``models/pretrain``), not a parent of one
+    folder per objective.
+    """
+
+    out_dir: str = "models/pretrain"
+    prefix: Literal["zero", "image"] = param("image", choices=PREFIX_MODES)
+
+
+@torch.no_grad()
+def rgb_features(vae: VQVAE, rgb_B3SS: torch.Tensor) -> torch.Tensor:
+    """The frozen encoder's continuous features (B, Cvae, h, w) of a uint8 RGB batch.
+
+    ``vae.f_to_idxBl`` of these are the RGB frame's own multi-scale tokens; the cached
+    prefix is the bicubic-resized cumulative f_hat of the same decomposition.
+    """
+    return vae.encode_features(rgb_to_model(rgb_B3SS))
+
+
+class PretrainTrainer(Trainer):
+    """The :class:`Trainer` loop, checkpoints and logging on RGB next-scale targets.
+
+    Only the batch's inputs differ from depth training: the features to tokenise are the
+    RGB frame's, and the prefix is the real one or zeros (``cfg.prefix``). The validation
+    ablation (real / zeroed / other-image prefix) then tells whether the copy path works.
+    """
+
+    objectives = {RGB_NEXT_SCALE: teacher_forcing_loss}
+    fields = ("prefix", "rgb")
+    model_file, metrics_file = "var.safetensors", "pretrain_metrics.json"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.cfg, PretrainConfig):
+            raise TypeError(f"PretrainTrainer needs a PretrainConfig, got {type(self.cfg)}")
+        self.prefix_mode = self.cfg.prefix
+
+    def loss_inputs(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(prefix_BLC, fRGB_BChw): the prefix of ``cfg.prefix`` and the RGB features."""
+        prefix_BLC = batch["prefix_LC"].to(self.device, non_blocking=True)
+        if self.prefix_mode == "zero":
+            prefix_BLC = torch.zeros_like(prefix_BLC)
+        rgb_B3SS = batch["rgb_3SS"].to(self.device, non_blocking=True)
+        return prefix_BLC, rgb_features(self.vae, rgb_B3SS).float()
+
+    def meta(self) -> dict[str, Any]:
+        """The depth trainer's meta plus the prefix mode and the tokenizer it pretrained on."""
+        return {
+            **super().meta(),
+            "prefix": self.prefix_mode,
+            "tokenizer_sha256": self.tokenizer_sha256,
+        }
+
+    @property
+    def tokenizer_sha256(self) -> str:
+        return str(self.train_set.attrs.get("tokenizer_sha256", ""))
+
+
+#: The pretrain stage's :data:`~depthcore.training.trainer.TrainerFactory`.
+build_pretrain_trainer = functools.partial(build_trainer, trainer_cls=PretrainTrainer)
+
+
+def run_pretraining(cfg: PretrainConfig) -> dict[str, Any]:
+    """The pretrain stage: claim (or clear) its checkpoints, train, write
+    ``<out_dir>/var.safetensors`` and ``<out_dir>/pretrain_metrics.json``."""
+    out_dir = Path(cfg.out_dir)
+    if cfg.resume:
+        claim_checkpoints(out_dir / "ckpt", run_fingerprint(cfg, RGB_NEXT_SCALE))
+    return run_training(cfg, RGB_NEXT_SCALE, build_pretrain_trainer, out_dir, stage="pretrain")
