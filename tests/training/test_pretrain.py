@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from bench.crash_runs import dvc_removed_outs
 from depthcore.errors import CheckpointError
 from depthcore.models import build_model, image_prefix, resolve_config
 from depthcore.models.checkpoint import load_model, save_model
@@ -157,3 +158,9 @@ def test_bad_pretrain_files_fail_naming_the_file(feature_setup: Path, tmp_path: 
     save_model(foreign, vae, var, model_cfg, {"tokenizer_sha256": "0" * 64})
     with pytest.raises(CheckpointError, match=f"{foreign}: pretrained with tokenizer"):
         build(foreign)
+
+
+def test_pretrain_checkpoints_are_persisted_and_its_weights_are_not() -> None:
+    removed = dvc_removed_outs("pretrain")
+    assert "models/pretrain/ckpt" not in removed  # a killed pretrain resumes
+    assert "models/pretrain/var.safetensors" in removed
