@@ -50,6 +50,9 @@ class PretrainConfig(TrainConfig):
 
     out_dir: str = "models/pretrain"
     prefix: Literal["zero", "image"] = param("image", choices=PREFIX_MODES)
+    # 0: write the initial weights (init_var's, or the seeded random init) untrained, for
+    # profiles that start from pretrained weights of their own (d16: var_d16.pth)
+    steps: int = param(300, ge=0)
 
 
 @torch.no_grad()

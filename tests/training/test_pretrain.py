@@ -164,3 +164,14 @@ def test_pretrain_checkpoints_are_persisted_and_its_weights_are_not() -> None:
     removed = dvc_removed_outs("pretrain")
     assert "models/pretrain/ckpt" not in removed  # a killed pretrain resumes
     assert "models/pretrain/var.safetensors" in removed
+
+
+def test_zero_steps_write_the_initial_weights(feature_setup: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pretrain"
+    metrics = run_pretraining(PretrainConfig(**{**BASE, **_paths(feature_setup, out), "steps": 0}))
+    assert metrics["steps"] == 0
+    torch.manual_seed(0)
+    _, var = build_model(resolve_config("tiny"))
+    written = load_model(out / "var.safetensors").var.state_dict()
+    for name, w in var.state_dict().items():
+        assert torch.equal(written[name], w), name
