@@ -36,6 +36,8 @@ class KVCache:
 
     def __init__(self, depth: int) -> None:
         self.layers = [LayerKV() for _ in range(depth)]
+        # DepthVAR's local image path (B, L, C) for the depth tokens still to come, or None
+        self.local_BLC: torch.Tensor | None = None
 
     def detached(self) -> KVCache:
         """A cache over the same keys/values without their graph (for a no-grad rollout)."""
@@ -43,6 +45,8 @@ class KVCache:
         for mine, theirs in zip(out.layers, self.layers, strict=True):
             if theirs.k_BHlc is not None:
                 mine.k_BHlc, mine.v_BHlc = theirs.k_BHlc.detach(), theirs.v_BHlc.detach()
+        if self.local_BLC is not None:
+            out.local_BLC = self.local_BLC.detach()
         return out
 
     def repeat_batch(self, repeats: int) -> None:
@@ -51,6 +55,8 @@ class KVCache:
             if layer.k_BHlc is not None:
                 layer.k_BHlc = layer.k_BHlc.repeat_interleave(repeats, dim=0)
                 layer.v_BHlc = layer.v_BHlc.repeat_interleave(repeats, dim=0)
+        if self.local_BLC is not None:
+            self.local_BLC = self.local_BLC.repeat_interleave(repeats, dim=0)
 
     @property
     def length(self) -> int:

@@ -93,6 +93,12 @@ class VARConfig:
     # gamma rows scaled by 1e-5, bias 0); init_residual_gain sets the gamma bias instead
     # (1.0: plain pre-LN blocks). Measured slower from scratch; kept for experiments.
     init_residual_gain: float = 0.0
+    # A direct local path from the image: every depth token also adds a projection of
+    # the image token at its own scale and position (an extra Linear, absent from the
+    # official model, which reaches the image only through attention). From scratch on
+    # CPU budgets attention has not found the aligned prefix token before the steps run
+    # out (docs/learning.md); this path gives every depth query its pixel's colour tokens.
+    prefix_local: bool = False
 
     def __post_init__(self) -> None:
         if self.embed_dim % self.num_heads:

@@ -22,7 +22,7 @@ from depthcore.models.blocks import AdaLNBeforeHead, AdaLNSelfAttn, KVCache
 from depthcore.models.configs import VARConfig
 
 #: Top-level names of the optional parameters the official checkpoint does not have.
-EXTRA_KEYS = ("prefix_type_emb", "prefix_word_embed")
+EXTRA_KEYS = ("prefix_type_emb", "prefix_word_embed", "prefix_local")
 
 
 class DepthVAR(nn.Module):
@@ -56,6 +56,8 @@ class DepthVAR(nn.Module):
             self.prefix_type_emb = nn.Parameter(torch.empty(1, 1, self.C))
         if cfg.prefix_embed == "own":
             self.prefix_word_embed = nn.Linear(Cvae, self.C)
+        if cfg.prefix_local:
+            self.prefix_local = nn.Linear(Cvae, self.C)
         dpr = [cfg.drop_path_rate * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
         self.blocks = nn.ModuleList(
             AdaLNSelfAttn(
@@ -150,13 +152,27 @@ class DepthVAR(nn.Module):
         type_11C = getattr(self, "prefix_type_emb", None)
         return x_BLC if type_11C is None else x_BLC + type_11C
 
-    def embed_depth(self, cond_BD: torch.Tensor, x_BlCv: torch.Tensor | None) -> torch.Tensor:
-        """SOS + depth inputs (B, l, Cvae) -> (B, first_l + l, C)."""
+    def local_path(self, prefix_BLCv: torch.Tensor) -> torch.Tensor | None:
+        """The image's contribution (B, L, C) to the depth tokens at the same positions
+        (``VARConfig.prefix_local``), or None when the model reaches the image by attention only."""
+        layer = getattr(self, "prefix_local", None)
+        return None if layer is None else layer(prefix_BLCv.float())
+
+    def embed_depth(
+        self,
+        cond_BD: torch.Tensor,
+        x_BlCv: torch.Tensor | None,
+        local_BLC: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """SOS + depth inputs (B, l, Cvae) -> (B, first_l + l, C), plus the local image path."""
         B = cond_BD.shape[0]
         sos_BlC = cond_BD.unsqueeze(1).expand(B, self.first_l, -1) + self.pos_start
         if x_BlCv is not None and x_BlCv.shape[1] > 0:
             sos_BlC = torch.cat((sos_BlC, self.word_embed(x_BlCv.float())), dim=1)
-        return self._add_pos(sos_BlC, 0)
+        x_BlC = self._add_pos(sos_BlC, 0)
+        if local_BLC is not None:
+            x_BlC = x_BlC + local_BLC[:, : x_BlC.shape[1]]
+        return x_BlC
 
     def prefix_attn_bias(self, n_depth: int) -> torch.Tensor:
         """(1, 1, L + n, L + n) additive mask for L image tokens then n depth tokens."""
@@ -200,7 +216,8 @@ class DepthVAR(nn.Module):
             raise ValueError("forward needs an image prefix or depth inputs")
         ref = prefix_BLCv if prefix_BLCv is not None else x_BlCv
         cond_BD = self.null_cond(ref.shape[0], ref.device)
-        depth_BlC = self.embed_depth(cond_BD, x_BlCv)
+        local_BLC = None if prefix_BLCv is None else self.local_path(prefix_BLCv)
+        depth_BlC = self.embed_depth(cond_BD, x_BlCv, local_BLC)
         n = depth_BlC.shape[1]
         if n > self.L:
             raise ValueError(f"{n} depth tokens given, the model holds at most {self.L}")
@@ -214,7 +231,9 @@ class DepthVAR(nn.Module):
         """First inference step: feed [image prefix, SOS]; logits (B, first_l, V)."""
         B = prefix_BLCv.shape[0]
         cond_BD = self.null_cond(B, prefix_BLCv.device)
-        x_BLC = torch.cat((self.embed_prefix(prefix_BLCv), self.embed_depth(cond_BD, None)), 1)
+        cache.local_BLC = self.local_path(prefix_BLCv)
+        depth_BlC = self.embed_depth(cond_BD, None, cache.local_BLC)
+        x_BLC = torch.cat((self.embed_prefix(prefix_BLCv), depth_BlC), 1)
         attn_bias = self.prefix_attn_bias(self.first_l)
         return self._run(x_BLC, cond_BD, attn_bias, cache, self.first_l)
 
@@ -229,6 +248,8 @@ class DepthVAR(nn.Module):
             raise ValueError(f"scale {si} needs {end - start} tokens, got {next_BlCv.shape[1]}")
         cond_BD = self.null_cond(next_BlCv.shape[0], next_BlCv.device)
         x_BlC = self._add_pos(self.word_embed(next_BlCv.float()), start)
+        if cache.local_BLC is not None:
+            x_BlC = x_BlC + cache.local_BLC[:, start:end]
         return self._run(x_BlC, cond_BD, None, cache, end - start)
 
     def fill_prefix(self, prefix_BLCv: torch.Tensor, cache: KVCache) -> None:
@@ -242,6 +263,7 @@ class DepthVAR(nn.Module):
         if cache.length:
             raise ValueError(f"fill_prefix needs an empty cache, this one holds {cache.length}")
         cond_BD = self.null_cond(prefix_BLCv.shape[0], prefix_BLCv.device)
+        cache.local_BLC = self.local_path(prefix_BLCv)
         x_BLC = self.embed_prefix(prefix_BLCv)
         for block, layer in zip(self.blocks, cache.layers, strict=True):
             x_BLC = block(x_BLC, cond_BD, None, layer)
@@ -257,7 +279,7 @@ class DepthVAR(nn.Module):
             raise ValueError(f"the cache must hold the {self.L} prefix tokens, it holds {L0}")
         B = cache.layers[0].k_BHlc.shape[0]
         cond_BD = self.null_cond(B, cache.layers[0].k_BHlc.device)
-        depth_BlC = self.embed_depth(cond_BD, x_BlCv)
+        depth_BlC = self.embed_depth(cond_BD, x_BlCv, cache.local_BLC)
         n = depth_BlC.shape[1]
         depth_nn = self.attn_bias_for_masking[0, 0, :n, :n]
         attn_bias = torch.cat((depth_nn.new_zeros(n, L0), depth_nn), 1).view(1, 1, n, L0 + n)

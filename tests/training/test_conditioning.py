@@ -14,33 +14,33 @@ from depthcore.models import build_model, resolve_config
 from depthcore.models.checkpoint import load_vae, save_vae
 from depthcore.models.generate import GREEDY, generate
 from depthcore.training.feature_cache import FeatureDataset, build_feature_cache
+from depthcore.training.tokenizer import TokenizerConfig, load_training_images, train_vqvae
 from depthcore.training.trainer import TrainConfig, Trainer
 
 #: a small transformer with the official layout and initialisation
 SMALL_VAR = {"embed_dim": 128, "num_heads": 2}
 EVAL_FIELDS = ("fD", "prefix", "rgb", "depth", "mask")
 
-
-# Fails today: the model keeps one argmax map for every image (docs/learning.md, section 4).
-# strict: once a recipe makes the model condition on the image, this xfail must be removed.
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.xfail(strict=True, reason="transformer ignores the image prefix (issue 15)"),
-]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def fitted(processed_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple:
     """A var_tf model fitted for 100 steps on 4 training frames, and those frames' cache.
 
-    The settings of ``bench.learning.overfit``, which memorises 8 frames in ~80 steps.
+    The tokenizer is trained first (briefly, on the 12 frames): a random VQ-VAE maps
+    different depth maps to near-identical tokens, which leaves nothing to condition on.
+    The transformer gets the settings of ``bench.learning.overfit`` (memorises 8 frames
+    in ~80 steps).
     """
     root = tmp_path_factory.mktemp("conditioning")
     torch.manual_seed(0)
     model_cfg = resolve_config("tiny", var=SMALL_VAR)
     vae, var = build_model(model_cfg)
-    save_vae(root / "vae.safetensors", vae)
     ds = ShardDataset(processed_dir, "train")
+    tok_cfg = TokenizerConfig(steps=150, batch_size=8, lr=2e-3)
+    train_vqvae(vae, load_training_images(ds, image_size=64), tok_cfg)
+    save_vae(root / "vae.safetensors", vae)
     cache = root / "train.h5"
     build_feature_cache(
         vae.eval(), ds, cache, image_size=64, space=ds.space, split="train",
