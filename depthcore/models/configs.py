@@ -155,7 +155,9 @@ MODEL_CONFIGS: dict[str, ModelConfig] = {
             share_quant_resi=4,
             v_patch_nums=(1, 2, 3, 4, 6, 8),
         ),
-        var=VARConfig(depth=4, embed_dim=256, num_heads=4, num_classes=1),
+        # 128 wide: twice the steps per CPU second of 256, which the from-scratch
+        # transformer needs more than width; the local image path (docs/learning.md)
+        var=VARConfig(depth=4, embed_dim=128, num_heads=4, num_classes=1, prefix_local=True),
         image_size=64,
     ),
     # The paper's model: the official VAR tokenizer and var_d16 sizes at 256 px.

@@ -16,6 +16,7 @@ import math
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
 from depthcore.models.blocks import AdaLNBeforeHead, AdaLNSelfAttn, KVCache
@@ -156,7 +157,10 @@ class DepthVAR(nn.Module):
         """The image's contribution (B, L, C) to the depth tokens at the same positions
         (``VARConfig.prefix_local``), or None when the model reaches the image by attention only."""
         layer = getattr(self, "prefix_local", None)
-        return None if layer is None else layer(prefix_BLCv.float())
+        if layer is None:
+            return None
+        with torch.autocast(prefix_BLCv.device.type, enabled=False):  # tiny matmul: keep fp32
+            return F.linear(prefix_BLCv.float(), layer.weight.float(), layer.bias.float())
 
     def embed_depth(
         self,

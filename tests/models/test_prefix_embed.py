@@ -12,7 +12,7 @@ from depthcore.models import build_model, resolve_config
 from depthcore.models.checkpoint import load_official_var
 from depthcore.training.losses import prefix_variants, scale_balanced_loss
 
-SMALL = {"depth": 2, "embed_dim": 64, "num_heads": 2}
+SMALL = {"depth": 2, "embed_dim": 64, "num_heads": 2, "prefix_local": False}  # official layout
 
 
 def _official_file(tmp_path: Path) -> tuple[Path, dict[str, torch.Tensor]]:

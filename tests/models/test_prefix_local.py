@@ -13,7 +13,7 @@ from depthcore.models.generate import GREEDY, SamplingConfig, rollout
 from depthcore.training.objectives import OBJECTIVES
 from tests.helpers.models import tiny_batch
 
-SMALL = {"depth": 2, "embed_dim": 64, "num_heads": 2}
+SMALL = {"depth": 2, "embed_dim": 64, "num_heads": 2, "prefix_local": False}  # official layout
 
 
 @pytest.fixture(scope="module")
