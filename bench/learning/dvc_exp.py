@@ -11,6 +11,7 @@ experiment's git commit.
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 import subprocess
@@ -49,6 +50,18 @@ class Experiment:
     rev: str
     params: dict[str, Any]
     metrics: dict[str, Any]
+
+
+def add_queue_options(ap: argparse.ArgumentParser, name_prefix: str) -> None:
+    """The options the sweep and the study share: names, parallelism, timeout, collect-only."""
+    ap.add_argument("--name-prefix", default=name_prefix)
+    ap.add_argument("--jobs", type=int, default=1, help="experiments at once (2 cores: 1)")
+    ap.add_argument("--timeout-h", type=float, default=4.0)
+    ap.add_argument(
+        "--collect-only",
+        action="store_true",
+        help="tabulate the finished experiments of these names, run nothing",
+    )
 
 
 def stage_targets(objectives: tuple[str, ...] | list[str]) -> list[str]:

@@ -284,14 +284,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--objectives", nargs="+", default=list(dvc_exp.DEFAULT_OBJECTIVES))
     ap.add_argument("--out", type=Path, default=Path("docs/learning"))
-    ap.add_argument("--name-prefix", default="study")
-    ap.add_argument("--jobs", type=int, default=1, help="experiments at once (2 cores: 1)")
-    ap.add_argument("--timeout-h", type=float, default=4.0)
-    ap.add_argument(
-        "--collect-only",
-        action="store_true",
-        help="tabulate the finished experiments of these names, run nothing",
-    )
+    dvc_exp.add_queue_options(ap, "study")
     args = ap.parse_args(argv)
     repo = Path.cwd()
     params_file = repo / "params.yaml"

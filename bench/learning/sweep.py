@@ -67,15 +67,8 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="dvc exp run targets (default: scales@ and evaluate@ each objective)",
     )
-    ap.add_argument("--name-prefix", default="sweep")
-    ap.add_argument("--jobs", type=int, default=1, help="experiments at once (2 cores: 1)")
-    ap.add_argument("--timeout-h", type=float, default=4.0)
     ap.add_argument("--out", type=Path, default=None, help="also write the table here")
-    ap.add_argument(
-        "--collect-only",
-        action="store_true",
-        help="tabulate the finished experiments of these names, run nothing",
-    )
+    dvc_exp.add_queue_options(ap, "sweep")
     args = ap.parse_args(argv)
     repo = Path.cwd()
     try:

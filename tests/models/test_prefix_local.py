@@ -51,12 +51,9 @@ def test_the_path_changes_the_depth_logits(batch) -> None:
 
 
 def test_cached_generation_equals_the_parallel_pass(batch) -> None:
+    """Cached steps add the path at their own positions; per-image repeats copy it
+    with the prefix's keys/values (test_generate checks the default layout greedily)."""
     vae, var, prefix, _ = batch
-    cached = rollout(vae, var, prefix, GREEDY, use_cache=True)
-    plain = rollout(vae, var, prefix, GREEDY, use_cache=False)
-    for a, b in zip(cached.idx_Bl, plain.idx_Bl, strict=True):
-        assert torch.equal(a, b)
-    # per-image repeats copy the local path with the prefix's keys/values
     sampling = SamplingConfig(num_samples=1, top_k=0, top_p=1.0)
     gen = torch.Generator().manual_seed(0)
     rep = rollout(vae, var, prefix, sampling, repeats=3, generator=gen)
