@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from depthcore.config import load_section
 from depthcore.training.launch import TRAINERS, train_objective
-from depthcore.training.trainer import TrainConfig
+from depthcore.training.train_config import TrainConfig
 from stages.common import run_stage, stage_args
 
 

@@ -33,7 +33,7 @@ from depthcore.errors import CheckpointError, DataError, DepthcoreError
 from depthcore.models import create_model, resolve_config
 from depthcore.models.checkpoint import load_model, save_model
 from depthcore.predict.predictor import checkpoint_in_model_dir, load_rgb
-from depthcore.training.trainer import TrainConfig
+from depthcore.training.train_config import TrainConfig
 
 SEED = 1101
 VARIANTS = 48

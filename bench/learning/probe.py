@@ -50,7 +50,8 @@ from depthcore.training.pretrain import (
     PretrainConfig,
     PretrainTrainer,
 )
-from depthcore.training.trainer import TrainConfig, Trainer
+from depthcore.training.train_config import TrainConfig
+from depthcore.training.trainer import Trainer
 
 EVAL_FIELDS = ("prefix", "rgb", "depth", "mask")
 

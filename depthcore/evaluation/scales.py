@@ -28,7 +28,7 @@ from depthcore.models.regression import REGRESSION_KIND, load_regression
 from depthcore.spaces import rgb_to_model
 from depthcore.training.feature_cache import FeatureDataset
 from depthcore.training.losses import prefix_variants
-from depthcore.training.trainer import TrainConfig
+from depthcore.training.train_config import TrainConfig
 from depthcore.viz import save_strip_figure
 
 #: Aligned validation predictions are clipped to this depth range (metres).

@@ -33,7 +33,8 @@ from depthcore.models.vqvae import VQVAE
 from depthcore.spaces import rgb_to_model
 from depthcore.training.launch import claim_checkpoints, run_fingerprint
 from depthcore.training.teacher_forcing import teacher_forcing_loss
-from depthcore.training.trainer import TrainConfig, Trainer, build_trainer, run_training
+from depthcore.training.train_config import TrainConfig
+from depthcore.training.trainer import Trainer, build_trainer, run_training
 
 #: The pretraining objective's name (its loss is teacher forcing on the RGB tokens).
 RGB_NEXT_SCALE = "rgb_next_scale"

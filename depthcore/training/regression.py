@@ -27,7 +27,8 @@ from depthcore.spaces import rgb_to_model
 from depthcore.tracking.logger import RunLogger
 from depthcore.training.distributed import DistInfo
 from depthcore.training.feature_cache import FeatureDataset
-from depthcore.training.trainer import TrainConfig, Trainer
+from depthcore.training.train_config import TrainConfig
+from depthcore.training.trainer import Trainer
 
 #: The objective name of the baseline (its folder under ``train.out_dir``, its registry tag).
 REGRESSION = "regression"

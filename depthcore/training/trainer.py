@@ -18,15 +18,15 @@ import shutil
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from tqdm import tqdm
 
-from depthcore.config import frozen, param, to_dict
+from depthcore.config import to_dict
 from depthcore.errors import CheckpointError, DataError
 from depthcore.io import atomic_path, file_sha256, write_text_atomic
-from depthcore.models import MODEL_CONFIGS, build_model, resolve_config
+from depthcore.models import build_model, resolve_config
 from depthcore.models.checkpoint import (
     load_model,
     load_official_var,
@@ -52,64 +52,9 @@ from depthcore.training.losses import prefix_variants, scale_balanced_loss
 from depthcore.training.objectives import OBJECTIVES
 from depthcore.training.precision import autocast_for, enable_tf32, prepare_transformer
 from depthcore.training.schedule import lr_at
+from depthcore.training.train_config import RESUME_KEYS, TrainConfig
 
 log = logging.getLogger(__name__)
-
-#: Config keys that must agree between a checkpoint and the run resuming from it.
-RESUME_KEYS = (
-    "model", "batch_size", "lr", "betas", "weight_decay", "schedule", "warmup_steps",
-    "step_size", "gamma", "min_lr", "grad_clip", "seed", "loss_weighting",
-    "tf_warmup_steps",
-)  # fmt: skip
-
-
-@frozen
-class TrainConfig:
-    """``train`` section of params.yaml (the objective comes from the command line)."""
-
-    model: str = param("tiny", choices=MODEL_CONFIGS)  # MODEL_CONFIGS name
-    tokenizer: str = "models/tokenizer/vae.safetensors"  # frozen VQ-VAE (save_vae file)
-    features_dir: str = "features"  # <features_dir>/<split>.h5 from the features stage
-    out_dir: str = "models"  # writes <out_dir>/<objective>/...
-    train_split: str = "train"
-    val_split: str = "val"
-    steps: int = param(300, gt=0)
-    batch_size: int = param(16, gt=0)  # per process
-    lr: float = param(1e-3, gt=0)
-    betas: tuple[float, float] = param((0.9, 0.999), ge=0, lt=1)
-    weight_decay: float = param(0.01, ge=0)  # on matrices only (not biases, norms, gains)
-    schedule: Literal["constant", "step", "cosine"] = "cosine"
-    warmup_steps: int = param(0, ge=0)
-    step_size: int = param(
-        5000, gt=0
-    )  # step schedule: decay every step_size steps (official: 5000)
-    gamma: float = param(0.8, gt=0, le=1)  # step schedule factor (official: 0.8)
-    min_lr: float = param(0.0, ge=0)  # cosine floor
-    grad_clip: float = param(1.0, ge=0)  # max global grad norm; 0 disables
-    loss_weighting: Literal["token", "scale"] = "token"  # token: VAR's; scale: each scale equal
-    tf_warmup_steps: int = param(0, ge=0)  # first steps of a non-var_tf objective, teacher-forced
-    seed: int = 0
-    ckpt_every: int = param(100, ge=0)  # steps between checkpoints; 0 = only at the end
-    keep_ckpts: int = param(2, gt=0)  # newest checkpoints kept
-    val_every: int = param(0, ge=0)  # steps between validation losses; 0 = only at the end
-    val_frames: int = param(16, ge=0)  # validation frames (0 = all); also the scales stage's
-    val_batch_size: int = param(8, gt=0)
-    log_every: int = param(10, gt=0)  # steps between logged losses
-    figures: bool = True  # scales stage: per-scale refinement PNGs of the first val frames
-    num_figures: int = param(2, ge=0)
-    tracking: Literal["mlflow", "csv", "none"] = "mlflow"
-    tracking_uri: str = "sqlite:///mlflow.db"  # MLFLOW_TRACKING_URI overrides
-    experiment: str = "depthart"
-    init_var: str = ""  # official var_d16.pth to start from ("" = random init)
-    # the pretrain stage's var.safetensors to start from (after init_var); not regression's
-    init_pretrain: str = ""
-    resume: bool = True  # continue from the newest checkpoint in <out>/<objective>/ckpt
-    device: str = "auto"  # auto | cpu | cuda
-    num_threads: int = param(0, ge=0)  # torch intra-op threads; 0 = torch default
-    num_workers: int = param(0, ge=0)  # DataLoader workers
-    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast forward, fp32 master weights
-    compile: bool = False  # torch.compile the transformer's parallel (gradient) pass
-    grad_checkpointing: bool = False  # recompute block activations in backward (saves memory)
 
 
 def _param_groups(var: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:

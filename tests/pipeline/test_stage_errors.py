@@ -12,7 +12,7 @@ import pytest
 from depthcore.config import ConfigError, from_dict
 from depthcore.data.hypersim.preprocess import PreprocessConfig
 from depthcore.errors import DEBUG_ENV
-from depthcore.training.trainer import TrainConfig
+from depthcore.training.train_config import TrainConfig
 from stages.common import run_stage
 from stages.train import main as train_main
 

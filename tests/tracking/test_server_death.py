@@ -21,7 +21,7 @@ import yaml
 
 from bench.ui_screenshots import free_port, serving
 from depthcore.models.checkpoint import load_model
-from depthcore.training.trainer import TrainConfig
+from depthcore.training.train_config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

@@ -15,7 +15,8 @@ from depthcore.models.checkpoint import load_vae, save_vae
 from depthcore.models.generate import GREEDY, generate
 from depthcore.training.feature_cache import FeatureDataset, build_feature_cache
 from depthcore.training.tokenizer import TokenizerConfig, load_training_images, train_vqvae
-from depthcore.training.trainer import TrainConfig, Trainer
+from depthcore.training.train_config import TrainConfig
+from depthcore.training.trainer import Trainer
 
 #: the default tiny transformer (its local image path included), with 2 heads
 SMALL_VAR = {"num_heads": 2}

@@ -18,7 +18,8 @@ import yaml
 from depthcore.models import build_model, resolve_config
 from depthcore.models.checkpoint import load_model, load_vae
 from depthcore.training.feature_cache import FeatureDataset
-from depthcore.training.trainer import TrainConfig, Trainer
+from depthcore.training.train_config import TrainConfig
+from depthcore.training.trainer import Trainer
 from tests.training.test_trainer import _cfg
 
 REPO = Path(__file__).resolve().parents[2]
