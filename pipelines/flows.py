@@ -21,7 +21,6 @@ against dvc.yaml before any stage starts.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections import deque
@@ -37,7 +36,7 @@ from prefect.states import Completed, State
 from depthcore.config import ConfigError, from_dict, frozen, load_section, read_params
 from depthcore.tracking.registry import RegisterConfig
 from pipelines.artifacts import headline_markdown, per_scale_markdown
-from pipelines.overrides import resolve_overrides, set_param_args
+from pipelines.overrides import dvc_env, resolve_overrides, set_param_args
 from pipelines.report import (
     StageReport,
     check_stage_names,
@@ -106,12 +105,10 @@ def _dvc(args: list[str], repo: str, label: str) -> str:
     logger.info("%s$ dvc %s", repo, " ".join(args))
     tail: deque[str] = deque(maxlen=40)
     lines: list[str] = []
-    # stage commands say `python`: make it this interpreter (the project's environment)
-    path = os.pathsep.join((str(Path(sys.executable).parent), os.environ.get("PATH", "")))
     with subprocess.Popen(
         cmd,
         cwd=repo,
-        env={**os.environ, "PATH": path},
+        env=dvc_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -13,6 +13,8 @@ from __future__ import annotations
 import copy
 import importlib
 import json
+import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,17 @@ from stages.params import SECTIONS
 
 #: Sections read outside depthcore (the deployment's own) -> "module:Class".
 EXTRA_SECTIONS: dict[str, str] = {"schedule": "pipelines.flows:ScheduleConfig"}
+
+
+def dvc_env() -> dict[str, str]:
+    """The environment to run ``dvc`` in: this interpreter's directory first on PATH.
+
+    Stage commands say ``python -m stages...``; a run started as ``.venv/bin/python ...``
+    without the environment activated must still run them with the project's interpreter
+    (DVC's queue workers included), not whichever ``python`` PATH finds first.
+    """
+    path = os.pathsep.join((str(Path(sys.executable).parent), os.environ.get("PATH", "")))
+    return {**os.environ, "PATH": path}
 
 
 def _set(data: dict[str, Any], key: str, value: Any) -> None:

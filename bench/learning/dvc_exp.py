@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from depthcore.config import ConfigError
-from pipelines.overrides import resolve_overrides, set_param_args
+from pipelines.overrides import dvc_env, resolve_overrides, set_param_args
 
 #: What ``dvc exp run`` reproduces for a transformer comparison: the two trainings, their
 #: per-scale curves and their benchmark evaluations (no regression baseline, no register).
@@ -139,7 +139,7 @@ def dvc(args: list[str], repo: Path) -> str:
     blocked) until the whole queue had run."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         code = subprocess.run(
-            [sys.executable, "-m", "dvc", *args], cwd=repo, stdout=out, stderr=err
+            [sys.executable, "-m", "dvc", *args], cwd=repo, env=dvc_env(), stdout=out, stderr=err
         ).returncode
         out.seek(0)
         err.seek(0)
