@@ -26,6 +26,7 @@ from tqdm import tqdm
 from depthcore import viz as vis
 from depthcore.errors import DEBUG_ENV, CheckpointError, DataError, DepthcoreError, run_guarded
 from depthcore.io import atomic_path
+from depthcore.models.generate import DECODINGS, sampling_for
 from depthcore.predict import metric
 from depthcore.predict.predictor import DepthPredictor, DepthResult, load_rgb
 from depthcore.spaces import normalised_to_depth
@@ -93,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fov", type=float, default=60.0, help="horizontal FoV in degrees for the PLY")
     p.add_argument("--scales", action="store_true", help="write the per-scale strip figure")
     p.add_argument("--samples", type=int, default=0, help="N sampled rollouts: mean + std map")
+    p.add_argument(
+        "--decoding",
+        choices=DECODINGS,
+        default="expected",
+        help="token choice: expected (deterministic), sample (official DepthART), greedy",
+    )
     p.add_argument("--seed", type=int, default=0, help="sampling seed (same seed, same output)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--batch-size", type=int, default=4, help="images per forward pass")
@@ -175,10 +182,21 @@ def _glob_base(pattern: str) -> Path:
 
 
 def load_predictor(
-    model: str | None, device: str, fit: str | None, seed: int, precision: str = "fp32"
+    model: str | None,
+    device: str,
+    fit: str | None,
+    seed: int,
+    precision: str = "fp32",
+    decoding: str = "expected",
 ) -> DepthPredictor:
     """The predictor named by ``--model``, or the champion of the local/default registry."""
-    options = {"device": device, "fit": fit, "seed": seed, "precision": precision}
+    options = {
+        "device": device,
+        "fit": fit,
+        "seed": seed,
+        "precision": precision,
+        "sampling": sampling_for(decoding, seed),
+    }
     if model is not None:
         return load_model_uri(model, **options)
     uri = os.environ.get("MLFLOW_TRACKING_URI")
@@ -260,7 +278,9 @@ def run_predict(args: argparse.Namespace) -> int:
     jobs, failures = expand_inputs(args.inputs, args.recursive)
     for line in failures:
         _say("error: %s", line)
-    predictor = load_predictor(args.model, args.device, args.fit, args.seed, args.precision)
+    predictor = load_predictor(
+        args.model, args.device, args.fit, args.seed, args.precision, args.decoding
+    )
     _say(
         "model space %s on %s (%s); outputs are affine-invariant: `depthart align` makes metres",
         predictor.space, predictor.device, args.precision,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from depthcore.config import load_section
 from depthcore.evaluation.run import EvaluateConfig, run_evaluation
+from depthcore.models.generate import sampling_for
 from depthcore.predict.predictor import load_depth_model
 from stages.common import run_stage, stage_args
 
@@ -31,7 +32,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     def body() -> None:
         cfg = load_section("evaluate", EvaluateConfig, args.params)
-        run_evaluation(cfg, load_depth_model(args.model, seed=cfg.seed), args.model, args.out)
+        sampling = sampling_for(cfg.decoding, cfg.seed)
+        model = load_depth_model(args.model, seed=cfg.seed, sampling=sampling)
+        run_evaluation(cfg, model, args.model, args.out)
 
     run_stage("evaluate", body)
 

@@ -41,6 +41,7 @@ from depthcore.evaluation.scales import (
 from depthcore.io import file_sha256, write_text_atomic
 from depthcore.models import build_model, resolve_config
 from depthcore.models.checkpoint import load_pretrained_var, load_vae
+from depthcore.models.generate import DECODINGS, sampling_for
 from depthcore.training.feature_cache import FeatureDataset
 from depthcore.training.losses import prefix_variants
 from depthcore.training.objectives import OBJECTIVES
@@ -117,6 +118,7 @@ def main() -> None:
     ap.add_argument("--set", nargs="*", default=[], help="VARConfig key=value")
     ap.add_argument("--eval-frames", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--decoding", default="expected", choices=DECODINGS, help="val generation")
     ap.add_argument("--out", default="")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -158,6 +160,7 @@ def main() -> None:
         "loss_ema": fit["loss_ema"],
         "last_step": {k: round(v, 4) for k, v in fit["last"].items()},
         "ms_per_step": round(fit["ms_per_step"], 1),
+        "decoding": args.decoding,
     }
     for split in ("train", "val") if pretraining else ():
         ds = FeatureDataset(feats / f"{split}.h5", fields=PretrainTrainer.fields)
@@ -166,11 +169,11 @@ def main() -> None:
     for split in () if pretraining else ("train", "val"):
         ds = FeatureDataset(feats / f"{split}.h5", fields=EVAL_FIELDS)
         kw = {"space": space, "max_frames": args.eval_frames}
-        abs_rel_K = validate_scales(var_scales(vae, var, "cpu"), labels, ds, **kw)
+        sampling = sampling_for(args.decoding)
+        abs_rel_K = validate_scales(var_scales(vae, var, "cpu", sampling), labels, ds, **kw)
         result[f"{split}_abs_rel_K"] = [round(v, 4) for v in abs_rel_K]
-        result[f"{split}_ablation"] = {
-            k: round(v, 4) for k, v in prefix_ablation(vae, var, ds, **kw).items()
-        }
+        ablation = prefix_ablation(vae, var, ds, sampling=sampling, **kw)
+        result[f"{split}_ablation"] = {k: round(v, 4) for k, v in ablation.items()}
         result[f"{split}_references"] = {
             k: round(v, 4) for k, v in reference_abs_rel(ds, args.eval_frames).items()
         }

@@ -90,6 +90,9 @@ class EvaluateConfig:
     # torch intra-op threads, fixed so results do not depend on the host (no 0 = "all")
     num_threads: int = param(1, ge=1)
     seed: int = 0  # the predictor's sampling seed
+    # token choice at each scale: expected (default: deterministic, the limit of the
+    # official averaging), sample (the official top-k 900 / top-p 0.9 / 5 samples), greedy
+    decoding: Literal["greedy", "sample", "expected"] = "expected"
 
     def __post_init__(self) -> None:
         if not self.alignments:

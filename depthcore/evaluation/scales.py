@@ -23,7 +23,7 @@ from depthcore.evaluation.alignment import align_lsq
 from depthcore.evaluation.metrics import compute_metrics
 from depthcore.io import atomic_path, write_text_atomic
 from depthcore.models.checkpoint import checkpoint_kind, load_model
-from depthcore.models.generate import GREEDY, generate
+from depthcore.models.generate import SamplingConfig, generate, sampling_for
 from depthcore.models.regression import REGRESSION_KIND, load_regression
 from depthcore.spaces import rgb_to_model
 from depthcore.training.feature_cache import FeatureDataset
@@ -41,12 +41,16 @@ ScalePredictor = Callable[[dict[str, torch.Tensor]], np.ndarray]
 
 
 def var_scales(
-    vae: torch.nn.Module, var: torch.nn.Module, device: torch.device | str
+    vae: torch.nn.Module,
+    var: torch.nn.Module,
+    device: torch.device | str,
+    sampling: SamplingConfig,
 ) -> ScalePredictor:
-    """The transformer's scales: greedy generation from the cached image prefix."""
+    """The transformer's scales: generation from the cached image prefix."""
 
     def predict(batch: dict[str, torch.Tensor]) -> np.ndarray:
-        gen = generate(vae, var, batch["prefix_LC"].to(device), sampling=GREEDY, return_scales=True)
+        prefix_BLC = batch["prefix_LC"].to(device)
+        gen = generate(vae, var, prefix_BLC, sampling=sampling, return_scales=True)
         return gen.scales_K_B1HW[:, :, 0].float().cpu().numpy()
 
     return predict
@@ -119,6 +123,7 @@ def prefix_ablation(
     val_set: FeatureDataset,
     *,
     space: str,
+    sampling: SamplingConfig,
     max_frames: int = 16,
     device: torch.device | str = "cpu",
 ) -> dict[str, float]:
@@ -136,7 +141,7 @@ def prefix_ablation(
     batch = val_set.get_batch(list(range(n)))
     out: dict[str, float] = {}
     for name, prefix_BLC in prefix_variants(batch["prefix_LC"].to(device)).items():
-        pred_BHW = generate(vae, var, prefix_BLC, sampling=GREEDY).pred_B1HW[:, 0]
+        pred_BHW = generate(vae, var, prefix_BLC, sampling=sampling).pred_B1HW[:, 0]
         pred_BHW = pred_BHW.float().cpu()
         if name == "real":
             out["pred_spread"] = float(pred_BHW.std(dim=0).mean())
@@ -172,6 +177,7 @@ def run_scales(cfg: TrainConfig, objective: str) -> dict[str, Any]:
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     device = resolve_device(cfg.device)
+    sampling = sampling_for(cfg.val_decoding, cfg.seed)
     out_dir = Path(cfg.out_dir) / objective
     checkpoint = out_dir / "model.safetensors"
     if checkpoint_kind(checkpoint) == REGRESSION_KIND:
@@ -182,7 +188,7 @@ def run_scales(cfg: TrainConfig, objective: str) -> dict[str, Any]:
         loaded = None
     else:
         loaded = load_model(checkpoint, map_location=device)
-        predict = var_scales(loaded.vae.eval(), loaded.var.eval(), device)
+        predict = var_scales(loaded.vae.eval(), loaded.var.eval(), device, sampling)
         patch_nums = list(loaded.vae.v_patch_nums)
         labels = [f"{pn}x{pn}" for pn in patch_nums]
     val_set = FeatureDataset(
@@ -199,8 +205,8 @@ def run_scales(cfg: TrainConfig, objective: str) -> dict[str, Any]:
         ablation = None  # the regression baseline has no image prefix to ablate
         if loaded is not None:
             ablation = prefix_ablation(
-                loaded.vae, loaded.var, val_set, space=space, max_frames=cfg.val_frames,
-                device=device,
+                loaded.vae, loaded.var, val_set, space=space, sampling=sampling,
+                max_frames=cfg.val_frames, device=device,
             )  # fmt: skip
     write_scales_csv(out_dir / "scales.csv", patch_nums, abs_rel_K)
     first, last = abs_rel_K[0], abs_rel_K[-1]
@@ -213,6 +219,7 @@ def run_scales(cfg: TrainConfig, objective: str) -> dict[str, Any]:
         "val_abs_rel_per_scale": abs_rel_K,
         "prefix_ablation": ablation,
         "patch_nums": patch_nums,
+        "decoding": "one pass" if loaded is None else sampling.decoding,
         "config": to_dict(cfg),
     }
     write_text_atomic(out_dir / "scales.json", json.dumps(summary, indent=2) + "\n")

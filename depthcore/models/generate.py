@@ -7,6 +7,7 @@ greedy, KV-cached pass to find the model's own tokens.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -17,15 +18,22 @@ from depthcore.models.prefix import fhats_to_prefix
 from depthcore.models.var import DepthVAR
 from depthcore.models.vqvae import VQVAE
 
+#: The decoding names params.yaml uses (``evaluate.decoding``, ``train.val_decoding``).
+DECODINGS = ("greedy", "sample", "expected")
+
 
 @frozen
 class SamplingConfig:
     """How each scale's tokens are chosen.
 
-    ``greedy``: argmax (VAR-TF baseline, DepthART's training rollout). Otherwise the
-    official DepthART sampling: ``num_samples`` tokens per position drawn after top-k and
-    top-p (nucleus) filtering, their code embeddings averaged. ``seed`` seeds the
-    generator when the caller passes none.
+    ``greedy``: argmax (DepthART's training rollout). ``expected``: the exact mean
+    code embedding under the top-k/top-p filtered distribution, the limit of the
+    official averaging as ``num_samples`` grows: deterministic, and where the model
+    is unsure between codes it feeds their probability-weighted mean instead of one
+    guess, so uncertain fine scales add little instead of a wrong residual (measured
+    in docs/learning.md). Otherwise the official DepthART sampling: ``num_samples``
+    tokens per position drawn after top-k and top-p (nucleus) filtering, their code
+    embeddings averaged. ``seed`` seeds the generator when the caller passes none.
     """
 
     greedy: bool = False
@@ -33,13 +41,35 @@ class SamplingConfig:
     top_p: float = 0.90
     num_samples: int = 5
     seed: int = 0
+    expected: bool = False
 
     def __post_init__(self) -> None:
         if self.top_k < 0 or not 0.0 < self.top_p <= 1.0 or self.num_samples < 1:
             raise ValueError(f"invalid sampling settings: {self}")
+        if self.greedy and self.expected:
+            raise ValueError("greedy and expected decoding exclude each other")
+
+    @property
+    def decoding(self) -> str:
+        """The name in :data:`DECODINGS` (what evaluation records)."""
+        return "greedy" if self.greedy else "expected" if self.expected else "sample"
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether the choice draws random numbers (needs a generator to be reproducible)."""
+        return not (self.greedy or self.expected)
 
 
 GREEDY = SamplingConfig(greedy=True, num_samples=1)
+EXPECTED = SamplingConfig(expected=True, num_samples=1)
+
+
+def sampling_for(decoding: str, seed: int = 0) -> SamplingConfig:
+    """The :class:`SamplingConfig` a params.yaml decoding name stands for."""
+    if decoding not in DECODINGS:
+        raise ValueError(f"unknown decoding {decoding!r}; choose from {', '.join(DECODINGS)}")
+    named = {"greedy": GREEDY, "expected": EXPECTED, "sample": SamplingConfig()}[decoding]
+    return dataclasses.replace(named, seed=seed)
 
 
 @dataclass
@@ -87,7 +117,11 @@ def choose_tokens(
     sampling: SamplingConfig,
     generator: torch.Generator | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(idx_Bl, h_BlCv): chosen tokens and the code embedding fed forward (mean of samples)."""
+    """(idx_Bl, h_BlCv): chosen tokens and the code embedding fed forward.
+
+    ``h_BlCv`` is the chosen code's embedding (greedy), the mean over the samples
+    (sampling) or the probability-weighted mean (expected; ``idx_Bl`` is then the argmax).
+    """
     embedding = vae.quantize.embedding
     if sampling.greedy:
         idx_Bl = logits_BlV.argmax(dim=-1)
@@ -95,6 +129,9 @@ def choose_tokens(
     B, l, V = logits_BlV.shape
     logits_NV = logits_BlV.reshape(-1, V).float()
     probs_NV = filter_top_k_top_p(logits_NV, sampling.top_k, sampling.top_p).softmax(-1)
+    if sampling.expected:
+        h_NCv = probs_NV.to(embedding.weight.dtype) @ embedding.weight
+        return logits_BlV.argmax(dim=-1), h_NCv.view(B, l, -1)
     idx_NS = torch.multinomial(
         probs_NV, sampling.num_samples, replacement=True, generator=generator
     )
@@ -248,7 +285,7 @@ def generate(
     ``repeats=N`` gives N rollouts per image (B * N rows, see :func:`rollout`). The
     decoder runs in the transformer's prepared precision (:func:`prepare_for_inference`).
     """
-    if generator is None and not sampling.greedy:
+    if generator is None and sampling.stochastic:
         generator = torch.Generator(device=prefix_BLC.device).manual_seed(sampling.seed)
     result = rollout(
         vae,

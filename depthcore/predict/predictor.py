@@ -37,7 +37,13 @@ from depthcore.device import resolve_device
 from depthcore.errors import CheckpointError, DataError, DepthcoreError
 from depthcore.evaluation.references import REFERENCE_PREDICTORS, DepthModel
 from depthcore.models.checkpoint import checkpoint_kind, load_model
-from depthcore.models.generate import SamplingConfig, encode_image, generate, prepare_for_inference
+from depthcore.models.generate import (
+    EXPECTED,
+    SamplingConfig,
+    encode_image,
+    generate,
+    prepare_for_inference,
+)
 from depthcore.models.regression import REGRESSION_KIND, load_regression
 from depthcore.spaces import DEFAULT_NEAR_FAR_RATIO, INPUT_FIT, normalised_to_depth, rgb_to_model
 
@@ -168,8 +174,10 @@ class DepthPredictor:
         ``vae=None``: ``var`` is the regression baseline, RGB in [-1, 1] to the
         normalised map in one deterministic pass (no tokens, so no sampling).
 
-        ``sampling`` defaults to the official DepthART setting (top-k 900, top-p 0.9,
-        5 samples averaged per token); ``seed`` (default ``sampling.seed``) makes every
+        ``sampling`` defaults to expected decoding (the exact mean code embedding
+        under the top-k 900 / top-p 0.9 distribution, what ``evaluate.decoding``
+        scores by default); ``SamplingConfig()`` is the official DepthART sampling
+        (5 samples averaged per token); ``seed`` (default ``sampling.seed``) makes every
         call reproducible; ``near_far_ratio`` fixes the depth convention of
         :func:`normalised_to_depth`; ``precision="bf16"`` runs the transformer and the
         VQ-VAE convolutions in bf16 (about 2-3x faster on a CPU with AVX512-BF16; the
@@ -190,7 +198,7 @@ class DepthPredictor:
         self.space = space
         self.image_size = int(image_size)
         self.fit: Fit = fit
-        self.sampling = sampling if sampling is not None else SamplingConfig()
+        self.sampling = sampling if sampling is not None else EXPECTED
         self.seed = self.sampling.seed if seed is None else seed
         self.near_far_ratio = near_far_ratio
 
@@ -239,6 +247,7 @@ class DepthPredictor:
             "resize": "area (depthcore.data.transforms.resize_rgb)",
             "size": [self.image_size, self.image_size],
             "output": "S x S in the model space; callers resample bilinearly to the GT size",
+            "decoding": "one pass" if self.vae is None else self.sampling.decoding,
         }
 
     def model_input(self, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, list[ContentBox]]:
@@ -348,8 +357,8 @@ class DepthPredictor:
         prefix_BLC = encode_image(self.vae, rgb_B3SS, self.dtype)
         sampling = self.sampling
         n = max(samples, 1)
-        if samples > 0 and getattr(sampling, "greedy", False):
-            sampling = dataclasses.replace(sampling, greedy=False)
+        if samples > 0 and not sampling.stochastic:  # N rollouts must differ: sample
+            sampling = dataclasses.replace(sampling, greedy=False, expected=False)
         generator = torch.Generator(device=self.device).manual_seed(seed)
         gen = generate(
             self.vae,

@@ -48,6 +48,8 @@ class TrainConfig:
     val_every: int = param(0, ge=0)  # steps between validation losses; 0 = only at the end
     val_frames: int = param(16, ge=0)  # validation frames (0 = all); also the scales stage's
     val_batch_size: int = param(8, gt=0)
+    # how the scales stage decodes tokens: greedy | sample | expected (as evaluate.decoding)
+    val_decoding: Literal["greedy", "sample", "expected"] = "expected"
     log_every: int = param(10, gt=0)  # steps between logged losses
     figures: bool = True  # scales stage: per-scale refinement PNGs of the first val frames
     num_figures: int = param(2, ge=0)

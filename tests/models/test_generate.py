@@ -8,12 +8,14 @@ import pytest
 import torch
 
 from depthcore.models.generate import (
+    EXPECTED,
     GREEDY,
     SamplingConfig,
     choose_tokens,
     filter_top_k_top_p,
     generate,
     rollout,
+    sampling_for,
 )
 from tests.helpers.models import tiny_batch
 
@@ -91,8 +93,45 @@ def test_samples_are_averaged_in_embedding_space(batch) -> None:
     )
 
 
+def test_expected_decoding_is_the_filtered_mean_embedding(batch) -> None:
+    """By hand: probabilities 0.6/0.3/0.1; top-p 0.85 drops the 0.1 code and renormalises."""
+    vae, _, _, _ = batch
+    logits = torch.full((1, 1, vae.vocab_size), -1e4)
+    logits[0, 0, 2], logits[0, 0, 5], logits[0, 0, 9] = math.log(0.6), math.log(0.3), math.log(0.1)
+    codes = vae.quantize.embedding.weight.detach()
+    with torch.no_grad():
+        idx, h = choose_tokens(vae, logits, SamplingConfig(expected=True, top_p=1.0), None)
+        _, h_p = choose_tokens(vae, logits, SamplingConfig(expected=True, top_p=0.85), None)
+    assert int(idx) == 2  # the reported token is the argmax
+    torch.testing.assert_close(h[0, 0], 0.6 * codes[2] + 0.3 * codes[5] + 0.1 * codes[9])
+    torch.testing.assert_close(h_p[0, 0], (0.6 * codes[2] + 0.3 * codes[5]) / 0.9)
+
+
+def test_expected_generation_is_deterministic_and_its_own(batch) -> None:
+    vae, var, prefix, _ = batch
+    a = generate(vae, var, prefix, sampling=EXPECTED, return_scales=True)
+    b = generate(vae, var, prefix, sampling=sampling_for("expected", seed=3), use_cache=False)
+    torch.testing.assert_close(a.pred_B1HW, b.pred_B1HW, rtol=0, atol=1e-5)  # seed-free
+    g = generate(vae, var, prefix, sampling=GREEDY).pred_B1HW
+    assert not torch.allclose(a.pred_B1HW, g, atol=1e-3)
+
+
+def test_decoding_names() -> None:
+    assert sampling_for("greedy") == GREEDY and sampling_for("expected", 0) == EXPECTED
+    assert sampling_for("sample", seed=4) == SamplingConfig(seed=4)
+    assert [sampling_for(n).decoding for n in ("greedy", "sample", "expected")] == [
+        "greedy",
+        "sample",
+        "expected",
+    ]
+    with pytest.raises(ValueError, match="unknown decoding 'mean'"):
+        sampling_for("mean")
+
+
 def test_invalid_sampling_settings_are_refused() -> None:
     with pytest.raises(ValueError):
         SamplingConfig(top_p=0.0)
     with pytest.raises(ValueError):
         SamplingConfig(num_samples=0)
+    with pytest.raises(ValueError, match="exclude each other"):
+        SamplingConfig(greedy=True, expected=True)

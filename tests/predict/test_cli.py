@@ -81,9 +81,12 @@ def test_every_output_format_reads_back(tmp_path, tiny_checkpoint, capsys) -> No
 
 
 def test_seed_determinism(tmp_path, tiny_checkpoint, capsys) -> None:
+    """Sampling: same seed, same bytes; another seed, another map. Expected: seed-free."""
     Image.fromarray(random_rgb(16, 16)).save(tmp_path / "a.png")
     depths = {}
-    for run, seed in (("x", "3"), ("y", "3"), ("z", "4")):
+    runs = [("x", "3", "sample"), ("y", "3", "sample"), ("z", "4", "sample")]
+    runs += [("e3", "3", "expected"), ("e4", "4", "expected")]
+    for run, seed, decoding in runs:
         code, err = _run(
             capsys,
             str(tmp_path / "a.png"),
@@ -93,6 +96,8 @@ def test_seed_determinism(tmp_path, tiny_checkpoint, capsys) -> None:
             str(tiny_checkpoint),
             "--seed",
             seed,
+            "--decoding",
+            decoding,
             "--outputs",
             "npy",
         )
@@ -100,6 +105,8 @@ def test_seed_determinism(tmp_path, tiny_checkpoint, capsys) -> None:
         depths[run] = np.load(tmp_path / run / "a_depth.npy")
     assert np.array_equal(depths["x"], depths["y"])
     assert not np.array_equal(depths["x"], depths["z"])
+    assert np.array_equal(depths["e3"], depths["e4"])
+    assert not np.array_equal(depths["e3"], depths["x"])
 
 
 def test_model_errors_are_one_clear_line(tmp_path, capsys, monkeypatch) -> None:

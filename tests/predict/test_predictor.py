@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from depthcore.errors import CheckpointError, DataError, DepthcoreError
+from depthcore.models.generate import SamplingConfig
 from depthcore.predict.predictor import DepthPredictor
 from tests.helpers.checkpoints import random_rgb
 
@@ -60,11 +61,17 @@ def test_samples_give_mean_and_std(predictor) -> None:
 
 
 def test_seed_determinism(predictor) -> None:
+    """Official sampling: the seed fixes the map. Expected decoding (default): no seed needed."""
+    sampler = DepthPredictor.from_pretrained(predictor_path(predictor), sampling=SamplingConfig())
     rgb = random_rgb(24, 32, seed=5)
-    a, b = predictor(rgb, seed=7), predictor(rgb, seed=7)
-    c = predictor(rgb, seed=8)
+    a, b = sampler(rgb, seed=7), sampler(rgb, seed=7)
+    c = sampler(rgb, seed=8)
     assert np.array_equal(a.depth, b.depth)
     assert not np.array_equal(a.pred, c.pred)
+    assert predictor.sampling.decoding == "expected"
+    e7, e8 = predictor(rgb, seed=7), predictor(rgb, seed=8)
+    assert np.array_equal(e7.pred, e8.pred)
+    assert not np.array_equal(e7.pred, a.pred)
 
 
 def test_missing_or_foreign_checkpoint(tmp_path) -> None:
