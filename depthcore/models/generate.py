@@ -74,11 +74,19 @@ def sampling_for(decoding: str, seed: int = 0) -> SamplingConfig:
 
 @dataclass
 class Rollout:
-    """Tokens (argmax or first sample) per scale, the final f_hat and optional per-scale f_hats."""
+    """What a rollout chose and built.
+
+    ``idx_Bl``: tokens (argmax or first sample) per scale; ``h_K``: the code
+    embedding maps (B, Cvae, pn, pn) it fed forward; ``x_BlCv``: the transformer
+    input those choices make (scales 2..K, as ``idxBl_to_var_input`` for greedy
+    tokens); the final f_hat and optional per-scale f_hats.
+    """
 
     idx_Bl: list[torch.Tensor]
     f_hat_BChw: torch.Tensor
     fhats_K: list[torch.Tensor] | None
+    h_K: list[torch.Tensor]
+    x_BlCv: torch.Tensor
 
 
 @dataclass
@@ -234,6 +242,7 @@ def rollout(
     autocast = autocast_for(prefix_BLCv.device, model_dtype(var))
     inputs: list[torch.Tensor] = []
     idx_all: list[torch.Tensor] = []
+    h_all: list[torch.Tensor] = []
     fhats: list[torch.Tensor] | None = [] if keep_fhats else None
     next_BlCv: torch.Tensor | None = None
     for si, pn in enumerate(var.patch_nums):
@@ -251,12 +260,13 @@ def rollout(
         idx_Bl, h_BlCv = choose_tokens(vae, logits_BlV.float(), sampling, generator)
         idx_all.append(idx_Bl)
         h_BChw = h_BlCv.transpose(1, 2).reshape(B, vae.Cvae, pn, pn)
+        h_all.append(h_BChw)
         f_hat, next_BChw = vae.get_next_autoregressive_input(si, SN, f_hat, h_BChw)
         if fhats is not None:
             fhats.append(f_hat.clone())
         next_BlCv = next_BChw.flatten(2).transpose(1, 2)
         inputs.append(next_BlCv)
-    return Rollout(idx_all, f_hat, fhats)
+    return Rollout(idx_all, f_hat, fhats, h_all, torch.cat(inputs[:-1], dim=1))
 
 
 def decode_depth(

@@ -13,7 +13,7 @@ from depthcore.models import MODEL_CONFIGS
 RESUME_KEYS = (
     "model", "batch_size", "lr", "betas", "weight_decay", "schedule", "warmup_steps",
     "step_size", "gamma", "min_lr", "grad_clip", "seed", "loss_weighting",
-    "tf_warmup_steps",
+    "tf_warmup_steps", "rollout",
 )  # fmt: skip
 
 
@@ -42,6 +42,9 @@ class TrainConfig:
     grad_clip: float = param(1.0, ge=0)  # max global grad norm; 0 disables
     loss_weighting: Literal["token", "scale"] = "token"  # token: VAR's; scale: each scale equal
     tf_warmup_steps: int = param(0, ge=0)  # first steps of a non-var_tf objective, teacher-forced
+    # DepthART's own-prediction rollout: greedy (the paper's argmax tokens) or expected
+    # (the mean code embeddings the default evaluation decodes with; depthart.py)
+    rollout: Literal["greedy", "expected"] = "greedy"
     seed: int = 0
     ckpt_every: int = param(100, ge=0)  # steps between checkpoints; 0 = only at the end
     keep_ckpts: int = param(2, gt=0)  # newest checkpoints kept

@@ -11,6 +11,7 @@ global batch and gradients are averaged (see :mod:`depthcore.training.distribute
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import pickle
@@ -104,6 +105,8 @@ class Trainer:
             )
         self.cfg, self.objective, self.model_cfg = cfg, objective, model_cfg
         self.loss_fn = self.objectives[objective]
+        if objective == "depthart" and cfg.rollout != "greedy":
+            self.loss_fn = functools.partial(self.loss_fn, rollout_decoding=cfg.rollout)
         self.dist = dist_info or DistInfo()
         self.device = torch.device(self.dist.device)
         self.vae = None if vae is None else vae.to(self.device).eval().requires_grad_(False)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from depthcore.models import VQVAE, create_model, image_prefix
-from depthcore.models.generate import GREEDY, rollout
+from depthcore.models.generate import EXPECTED, GREEDY, rollout
 from depthcore.training.losses import scale_cross_entropy
 from depthcore.training.objectives import OBJECTIVES, depthart_targets
 from tests.helpers.models import tiny_batch
@@ -140,3 +140,37 @@ def test_depthart_shared_prefix_pass_keeps_loss_and_gradients(batch) -> None:
     assert abs(float(losses[0] - losses[1])) <= 1e-6
     assert grads[0].shape == grads[1].shape
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
+
+
+def test_rollout_inputs_and_embeddings_match_the_tokens_for_greedy(batch) -> None:
+    """Greedy: x_BlCv is the teacher-forcing input of its tokens, h_K their code maps."""
+    vae, var, prefix, fD = batch
+    own = rollout(vae, var, prefix, GREEDY, use_cache=True)
+    torch.testing.assert_close(own.x_BlCv, vae.idxBl_to_var_input(own.idx_Bl), rtol=0, atol=1e-6)
+    for got, want in zip(
+        depthart_targets(vae, fD, own.h_K), depthart_targets(vae, fD, own.idx_Bl), strict=True
+    ):
+        assert torch.equal(got, want)
+
+
+def test_expected_rollout_trains_on_the_mean_embeddings(batch) -> None:
+    """rollout="expected": inputs and residual targets come from the mean code embeddings
+    (recomputed here without the cache and by hand from the quantiser), and differ from the
+    greedy ones."""
+    vae, var, prefix, fD = batch
+    with torch.no_grad():
+        own = rollout(vae, var, prefix, EXPECTED, use_cache=False)
+        quant = vae.quantize
+        f_rest, targets = fD.clone(), []
+        for si in range(len(vae.v_patch_nums)):
+            targets.append(quant.nearest_code(quant.residual_at_scale(si, f_rest)))
+            f_rest = f_rest - quant.upsample_phi(si, own.h_K[si])
+        want = scale_cross_entropy(
+            var(prefix, own.x_BlCv), torch.cat(targets, dim=1), var.begin_ends
+        )
+        got = OBJECTIVES["depthart"](vae, var, prefix, fD, rollout_decoding="expected")
+        greedy = OBJECTIVES["depthart"](vae, var, prefix, fD)
+    torch.testing.assert_close(got.loss, want.loss, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(got.loss, greedy.loss)
+    with pytest.raises(ValueError, match="rollout must be 'greedy' or 'expected'"):
+        OBJECTIVES["depthart"](vae, var, prefix, fD, rollout_decoding="sample")
