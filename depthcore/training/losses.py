@@ -44,6 +44,52 @@ def scale_balanced_loss(ce_BL: torch.Tensor, begin_ends: list[tuple[int, int]]) 
     return torch.stack([ce_BL[:, s:e].mean() for s, e in begin_ends]).mean()
 
 
+def expected_embedding_error(
+    logits_BLV: torch.Tensor, target_BL: torch.Tensor, codes_VC: torch.Tensor
+) -> torch.Tensor:
+    """Per-token squared distance between the predicted mean code embedding and the target's.
+
+    Cross-entropy scores a near miss (a code close to the target in feature space)
+    like a far one; this term scores what expected decoding feeds forward, the
+    probability-weighted mean code, against the target code. Divided by the mean
+    squared code norm, so its weight does not depend on the codebook's scale. The
+    codebook is frozen: gradients reach the logits only.
+    """
+    codes_VC = codes_VC.detach().float()
+    mean_BLC = logits_BLV.float().softmax(-1) @ codes_VC
+    err_BL = (mean_BLC - codes_VC[target_BL]).pow(2).sum(-1)
+    return err_BL / codes_VC.pow(2).sum(-1).mean().clamp_min(1e-12)
+
+
+def training_loss(
+    out: LossOutput,
+    begin_ends: list[tuple[int, int]],
+    weighting: str,
+    codes_VC: torch.Tensor | None = None,
+    embed_weight: float = 0.0,
+) -> torch.Tensor:
+    """The scalar to minimise: CE weighted per token (VAR's) or per scale, plus
+    ``embed_weight`` x :func:`expected_embedding_error` under the same weighting."""
+    if weighting not in ("token", "scale"):
+        raise ValueError(f"loss weighting must be 'token' or 'scale', got {weighting!r}")
+
+    def reduce(per_token_BL: torch.Tensor) -> torch.Tensor:
+        return (
+            per_token_BL.mean()
+            if weighting == "token"
+            else scale_balanced_loss(per_token_BL, begin_ends)
+        )
+
+    loss = out.loss if weighting == "token" else reduce(out.ce_BL)
+    if embed_weight > 0:
+        if codes_VC is None:
+            raise ValueError("embed_weight > 0 needs the codebook (codes_VC)")
+        loss = loss + embed_weight * reduce(
+            expected_embedding_error(out.logits_BLV, out.target_BL, codes_VC)
+        )
+    return loss
+
+
 #: The image prefixes of the conditioning check: the frame's own, all zeros, the next frame's.
 PREFIX_VARIANTS = ("real", "zero", "other")
 

@@ -13,7 +13,7 @@ from depthcore.models import MODEL_CONFIGS
 RESUME_KEYS = (
     "model", "batch_size", "lr", "betas", "weight_decay", "schedule", "warmup_steps",
     "step_size", "gamma", "min_lr", "grad_clip", "seed", "loss_weighting",
-    "tf_warmup_steps", "rollout",
+    "tf_warmup_steps", "rollout", "embed_loss_weight",
 )  # fmt: skip
 
 
@@ -45,6 +45,8 @@ class TrainConfig:
     # DepthART's own-prediction rollout: greedy (the paper's argmax tokens) or expected
     # (the mean code embeddings the default evaluation decodes with; depthart.py)
     rollout: Literal["greedy", "expected"] = "greedy"
+    # + this x the mean code embedding's squared error (losses.expected_embedding_error)
+    embed_loss_weight: float = param(0.0, ge=0)
     seed: int = 0
     ckpt_every: int = param(100, ge=0)  # steps between checkpoints; 0 = only at the end
     keep_ckpts: int = param(2, gt=0)  # newest checkpoints kept

@@ -49,7 +49,7 @@ from depthcore.training.distributed import (
     shutdown_distributed,
 )
 from depthcore.training.feature_cache import FeatureDataset
-from depthcore.training.losses import prefix_variants, scale_balanced_loss
+from depthcore.training.losses import prefix_variants, training_loss
 from depthcore.training.objectives import OBJECTIVES
 from depthcore.training.precision import autocast_for, enable_tf32, prepare_transformer
 from depthcore.training.schedule import lr_at
@@ -146,9 +146,10 @@ class Trainer:
         if self.step < self.cfg.tf_warmup_steps:
             loss_fn = OBJECTIVES["var_tf"]
         out = loss_fn(self.vae, self.var, prefix_BLC, fD_BChw)
-        loss = out.loss
-        if self.cfg.loss_weighting == "scale":
-            loss = scale_balanced_loss(out.ce_BL, self.var.begin_ends)
+        loss = training_loss(
+            out, self.var.begin_ends, self.cfg.loss_weighting,
+            self.vae.quantize.embedding.weight, self.cfg.embed_loss_weight,
+        )  # fmt: skip
         with torch.no_grad():
             acc = (out.logits_BLV.argmax(-1) == out.target_BL).float().mean().item()
         scalars = {"acc": acc}
