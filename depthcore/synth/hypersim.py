@@ -36,9 +36,10 @@ import h5py
 import numpy as np
 from PIL import Image
 
-from depthcore.config import frozen, param
+from depthcore.config import RangeError, frozen, param
 from depthcore.data.hypersim.tables import CAMERA_FILE, SPLIT_COLUMNS, SPLIT_FILE
 from depthcore.io import atomic_path, write_text_atomic
+from depthcore.synth.closeups import add_clutter, sample_closeup_camera
 from depthcore.synth.primitives import Rect
 from depthcore.synth.render import Camera, Render, Scene, default_M_cam_from_uv, render
 from depthcore.synth.scenes import Style, make_room, sample_camera
@@ -55,6 +56,12 @@ class SynthConfig:
     ``lens_shift_scenes`` scenes get off-centre intrinsics, all get a focal length
     jittered by up to ``focal_jitter``; ``window_views``/``flat_views``/``excluded_frames``
     are the deliberately bad frames of the module docstring; ``workers`` processes render.
+
+    ``closeup_cameras`` of each scene's cameras (the last ones) look down at a furniture
+    top from 0.4-1.2 m, and small objects then stand on the tops: the room cameras all
+    look across the room from eye height, so without them a model never sees the
+    close-range, downward views of counters and desks that real Hypersim trajectories
+    (and desk benchmarks such as TUM) have. 0 renders exactly what it did before.
     """
 
     out_dir: str = "data/source/hypersim"
@@ -74,8 +81,14 @@ class SynthConfig:
     flat_views: int = param(1, ge=0)
     excluded_frames: int = param(2, ge=0)
     workers: int = param(1, gt=0)
+    closeup_cameras: int = param(0, ge=0)
 
     def __post_init__(self) -> None:
+        if self.closeup_cameras > self.cameras_per_scene:
+            raise RangeError(
+                "closeup_cameras",
+                f"{self.closeup_cameras} exceeds cameras_per_scene ({self.cameras_per_scene})",
+            )
         if self.val_scenes + self.test_scenes >= self.n_scenes:
             raise ValueError("val_scenes + test_scenes must leave at least one training scene")
         if self.window_views + self.flat_views > self.n_scenes - self.val_scenes - self.test_scenes:
@@ -145,8 +158,10 @@ def _special_camera(scene: Scene, M: np.ndarray, rng: np.random.Generator, kind:
 def _frames(
     cfg: SynthConfig, index: int, scene: Scene, M: np.ndarray, rng: np.random.Generator
 ) -> list[_Frame]:
-    """Every frame of one scene with its camera; the special views go last in ``cam_00``."""
+    """Every frame of one scene with its camera; the special views go last in ``cam_00``
+    (even when it is a close-up camera), the close-up cameras last of all."""
     n_train = cfg.n_scenes - cfg.val_scenes - cfg.test_scenes
+    first_closeup = cfg.cameras_per_scene - cfg.closeup_cameras
     frames = []
     for c in range(cfg.cameras_per_scene):
         for f in range(cfg.frames_per_camera):
@@ -156,7 +171,10 @@ def _frames(
                 kind = "window" if scene.openings else "flat_wall"  # no open window: a wall
             elif last and cfg.window_views <= index < cfg.window_views + cfg.flat_views:
                 kind = "flat_wall"
-            cam = sample_camera(rng, scene, M)
+            if c >= first_closeup:
+                cam = sample_closeup_camera(rng, scene, M)
+            else:
+                cam = sample_camera(rng, scene, M)
             if kind != "normal":
                 cam = _special_camera(scene, M, rng, kind)
             frames.append(_Frame(f"cam_{c:02d}", f, cam, kind))
@@ -311,6 +329,8 @@ def _make_scene(
     units = _UNITS[int(rng.integers(len(_UNITS)))]
     M = scene_M_cam_from_uv(cfg, rng, lens_shift)
     scene = make_room(rng, cfg.style)
+    if cfg.closeup_cameras:  # own stream: the room and its other draws stay as without
+        scene = add_clutter(np.random.default_rng([cfg.seed, index, 1]), scene)
     frames = _frames(cfg, index, scene, M, rng)
     _write_scene_zip(out / f"{name}.zip", name, scene, frames, cfg, units, rng)
     split_rows: list[dict[str, object]] = []

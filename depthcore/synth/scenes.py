@@ -5,6 +5,8 @@ Styles differ in the depth statistics a model must cope with:
 small cluttered rooms, ``tum`` desk close-ups (0.4-3 m), ``eth3d`` large halls
 with far depth and open ceilings/ends (no surface -> inf in that format), and
 ``ibims`` rooms whose wall/floor/table planes are labelled for plane metrics.
+:mod:`depthcore.synth.closeups` adds small things on the furniture tops of a room
+and cameras looking down at them from close (the training source's close-ups).
 """
 
 from __future__ import annotations
@@ -287,7 +289,7 @@ def make_room(rng: np.random.Generator, style: Style = "hypersim") -> Scene:
     return _room(rng, style)
 
 
-def _inside(obj: Primitive, p_3: np.ndarray, margin: float) -> bool:
+def inside(obj: Primitive, p_3: np.ndarray, margin: float) -> bool:
     """Whether ``p_3`` is within ``margin`` of the inside of a solid object."""
     if isinstance(obj, Sphere):
         return bool(np.linalg.norm(p_3 - np.asarray(obj.center)) < obj.radius + margin)
@@ -313,7 +315,7 @@ def sample_camera(
     eye = lo
     for _ in range(100):
         eye = rng.uniform(lo, hi)
-        if not any(_inside(obj, eye, 0.3) for obj in scene.objects):
+        if not any(inside(obj, eye, 0.3) for obj in scene.objects):
             break
     min_range = 0.5 if scene.style == "tum" else 1.5  # no views into a nearby wall
     for _ in range(20):
