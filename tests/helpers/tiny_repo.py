@@ -20,6 +20,7 @@ TINY = {
         "n_scenes": 4, "cameras_per_scene": 1, "frames_per_camera": 3, "height": 64,
         "width": 64, "val_scenes": 1, "test_scenes": 1, "lens_shift_scenes": 1,
         "window_views": 1, "flat_views": 1, "excluded_frames": 1,
+        "closeup_cameras": 0,  # its one camera per scene stays a room view
     },
     "benchmarks": {"images": 2, "height": 48, "width": 64},
     "tokenizer": {"steps": 3, "batch_size": 2, "eval_frames": 2},
