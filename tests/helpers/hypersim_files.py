@@ -10,6 +10,22 @@ import numpy as np
 import pytest
 
 from depthcore.data.hypersim.reader import FrameId
+from depthcore.synth.hypersim import SynthConfig
+
+#: A 4-scene embedded source that renders in about a second (synth tests).
+SMALL_SYNTH = SynthConfig(
+    n_scenes=4,
+    cameras_per_scene=2,
+    frames_per_camera=2,
+    height=24,
+    width=32,
+    val_scenes=1,
+    test_scenes=1,
+    lens_shift_scenes=2,
+    window_views=1,
+    flat_views=1,
+    excluded_frames=1,
+)
 
 SRC_H, SRC_W = 24, 32
 M_DEFAULT = "0.5773502886169104,0.0,0.0,0.0,0.4330127164626828,0.0,0.0,0.0,-1.0"

@@ -21,6 +21,7 @@ from depthcore.synth.hypersim import SynthConfig, generate_hypersim
 from depthcore.synth.primitives import Box, Cylinder, Sphere
 from depthcore.synth.render import Scene, default_M_cam_from_uv
 from depthcore.synth.scenes import STYLES, inside, make_room
+from tests.helpers.hypersim_files import SMALL_SYNTH
 
 M = default_M_cam_from_uv(32, 24)
 
@@ -99,19 +100,7 @@ def test_closeup_camera_looks_down_at_a_top_from_close(style: str) -> None:
         assert any(0.4 - 1e-6 <= d <= 1.2 + 1e-6 for d in hits), (style, seed)
 
 
-SMALL = SynthConfig(
-    n_scenes=4,
-    cameras_per_scene=2,
-    frames_per_camera=2,
-    height=24,
-    width=32,
-    val_scenes=1,
-    test_scenes=1,
-    lens_shift_scenes=1,
-    window_views=1,
-    flat_views=1,
-    excluded_frames=1,
-)
+SMALL = SMALL_SYNTH
 
 
 def _views(zip_path: Path, camera: str) -> tuple[list[float], np.ndarray]:

@@ -14,21 +14,10 @@ import pytest
 
 from depthcore.config import ConfigError, from_dict
 from depthcore.synth.hypersim import SPLIT_COLUMNS, SynthConfig, generate_hypersim
+from tests.helpers.hypersim_files import SMALL_SYNTH
 
 REAL_TABLES = Path(__file__).resolve().parents[2] / "depthcore" / "resources" / "hypersim"
-SMALL = SynthConfig(
-    n_scenes=4,
-    cameras_per_scene=2,
-    frames_per_camera=2,
-    height=24,
-    width=32,
-    val_scenes=1,
-    test_scenes=1,
-    lens_shift_scenes=2,
-    window_views=1,
-    flat_views=1,
-    excluded_frames=1,
-)
+SMALL = SMALL_SYNTH
 
 
 @pytest.fixture(scope="module")
