@@ -22,8 +22,8 @@ from depthcore.config import to_dict
 from depthcore.io import file_sha256, write_text_atomic
 from depthcore.training.objectives import OBJECTIVES
 from depthcore.training.regression import REGRESSION, build_regression_trainer
+from depthcore.training.runner import build_trainer, run_training
 from depthcore.training.train_config import TrainConfig
-from depthcore.training.trainer import build_trainer, run_training
 
 log = logging.getLogger(__name__)
 FINGERPRINT = "run_fingerprint.json"

@@ -32,9 +32,10 @@ from depthcore.config import frozen, param
 from depthcore.models.vqvae import VQVAE
 from depthcore.spaces import rgb_to_model
 from depthcore.training.launch import claim_checkpoints, run_fingerprint
+from depthcore.training.runner import build_trainer, run_training
 from depthcore.training.teacher_forcing import teacher_forcing_loss
 from depthcore.training.train_config import TrainConfig
-from depthcore.training.trainer import Trainer, build_trainer, run_training
+from depthcore.training.trainer import Trainer
 
 #: The pretraining objective's name (its loss is teacher forcing on the RGB tokens).
 RGB_NEXT_SCALE = "rgb_next_scale"
@@ -105,7 +106,7 @@ class PretrainTrainer(Trainer):
         return str(self.train_set.attrs.get("tokenizer_sha256", ""))
 
 
-#: The pretrain stage's :data:`~depthcore.training.trainer.TrainerFactory`.
+#: The pretrain stage's :data:`~depthcore.training.runner.TrainerFactory`.
 build_pretrain_trainer = functools.partial(build_trainer, trainer_cls=PretrainTrainer)
 
 

@@ -93,7 +93,7 @@ def regression_datasets(
 def build_regression_trainer(
     cfg: TrainConfig, objective: str, out_dir: Path, logger: RunLogger, info: DistInfo
 ) -> RegressionTrainer:
-    """The ``train@regression`` trainer (a :data:`~depthcore.training.trainer.TrainerFactory`).
+    """The ``train@regression`` trainer (a :data:`~depthcore.training.runner.TrainerFactory`).
 
     ``train.model`` names the baseline too: ``REGRESSION_CONFIGS[train.model]`` has the
     transformer's ``image_size``.

@@ -26,27 +26,21 @@ from tqdm import tqdm
 
 from depthcore.config import to_dict
 from depthcore.errors import CheckpointError, DataError
-from depthcore.io import atomic_path, file_sha256, write_text_atomic
-from depthcore.models import build_model, resolve_config
+from depthcore.io import atomic_path, write_text_atomic
 from depthcore.models.checkpoint import (
     load_model,
-    load_official_var,
-    load_pretrained_var,
-    load_vae,
     save_model,
 )
 from depthcore.spaces import INPUT_FIT
-from depthcore.tracking.logger import NullLogger, RunLogger, open_run_logger, scale_metric_name
+from depthcore.tracking.logger import NullLogger, RunLogger, scale_metric_name
 from depthcore.training.batches import step_loader
 from depthcore.training.distributed import (
     DistInfo,
     average_gradients,
     barrier,
     broadcast_parameters,
-    init_distributed,
     max_divergence,
     mean_over_ranks,
-    shutdown_distributed,
 )
 from depthcore.training.feature_cache import FeatureDataset
 from depthcore.training.losses import prefix_variants, training_loss
@@ -371,81 +365,3 @@ class Trainer:
         }
         write_text_atomic(self.out_dir / self.metrics_file, json.dumps(metrics, indent=2) + "\n")
         return metrics
-
-
-#: Builds the trainer of one objective: (cfg, objective, out_dir, logger, dist) -> Trainer.
-TrainerFactory = Callable[[TrainConfig, str, Path, RunLogger, DistInfo], Trainer]
-
-
-def build_trainer(
-    cfg: TrainConfig,
-    objective: str,
-    out_dir: Path,
-    logger: RunLogger,
-    info: DistInfo,
-    trainer_cls: type[Trainer] = Trainer,
-) -> Trainer:
-    """The transformer's trainer: DepthVAR over the frozen tokenizer, on the feature cache.
-
-    Starts from ``init_var`` (official weights), then from ``init_pretrain`` (the pretrain
-    stage's weights) when given; ``trainer_cls`` picks the objective family (pretraining).
-    """
-    model_cfg = resolve_config(cfg.model)
-    torch.manual_seed(cfg.seed)
-    _, var = build_model(model_cfg)
-    if cfg.init_var:
-        var = load_official_var(cfg.init_var, model_cfg.var, model_cfg.vae)
-    sha = file_sha256(cfg.tokenizer)
-    if cfg.init_pretrain:
-        load_pretrained_var(cfg.init_pretrain, var, model_cfg, tokenizer_sha256=sha)
-    vae = load_vae(cfg.tokenizer, expected=model_cfg.vae).vae
-    features = Path(cfg.features_dir)
-    fields = trainer_cls.fields
-    train_set = FeatureDataset(features / f"{cfg.train_split}.h5", fields=fields)
-    val_set = FeatureDataset(features / f"{cfg.val_split}.h5", fields=fields)
-    space = str(train_set.attrs.get("space"))
-    for ds in (train_set, val_set):
-        ds.check_compatible(vae, model_cfg.image_size, space, tokenizer_sha256=sha)
-    return trainer_cls(
-        vae, var, model_cfg, cfg, objective, train_set, val_set, out_dir, logger, info
-    )
-
-
-def run_training(
-    cfg: TrainConfig,
-    objective: str,
-    build: TrainerFactory = build_trainer,
-    out_dir: Path | None = None,
-    stage: str = "train",
-) -> dict[str, Any]:
-    """The train stage: logger, the trainer ``build`` makes, fit, outputs (any world size).
-
-    Writes under ``out_dir`` (default ``<cfg.out_dir>/<objective>``); ``stage`` names the
-    MLflow run (``<stage>-<objective>``) and its stage tag (the pretrain stage reuses this).
-    """
-    info = init_distributed(cfg.device)
-    logger: RunLogger = NullLogger()
-    try:
-        if cfg.num_threads > 0:
-            torch.set_num_threads(cfg.num_threads)
-        out_dir = Path(cfg.out_dir) / objective if out_dir is None else Path(out_dir)
-        if info.is_main:
-            logger = open_run_logger(
-                cfg.tracking, out_dir=out_dir, tracking_uri=cfg.tracking_uri,
-                experiment=cfg.experiment, run_name=f"{stage}-{objective}",
-                resume=cfg.resume and (out_dir / "ckpt").is_dir(),
-                stage=stage, objective=objective,
-            )  # fmt: skip
-        trainer = build(cfg, objective, out_dir, logger, info)
-        logger.log_params(
-            {"objective": objective, "world_size": info.world_size, "space": trainer.space,
-             "train_frames": len(trainer.train_set), **to_dict(cfg)}
-        )  # fmt: skip
-        metrics = trainer.finish(trainer.fit())
-        logger.close("FINISHED")
-        return metrics
-    except BaseException:
-        logger.close("FAILED")
-        raise
-    finally:
-        shutdown_distributed()

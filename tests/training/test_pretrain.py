@@ -24,8 +24,8 @@ from depthcore.training.pretrain import (
     build_pretrain_trainer,
     run_pretraining,
 )
+from depthcore.training.runner import build_trainer
 from depthcore.training.train_config import TrainConfig
-from depthcore.training.trainer import build_trainer
 
 BASE = dict(
     steps=2, batch_size=2, ckpt_every=0, val_frames=2, val_batch_size=2, tracking="none",

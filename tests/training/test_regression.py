@@ -22,8 +22,8 @@ from depthcore.training.regression import (
     build_regression_trainer,
     masked_l1,
 )
+from depthcore.training.runner import run_training
 from depthcore.training.train_config import TrainConfig
-from depthcore.training.trainer import run_training
 
 
 def _config(setup: Path, out: Path, **overrides: object) -> TrainConfig:

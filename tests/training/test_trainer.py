@@ -19,8 +19,9 @@ from depthcore.models import build_model, resolve_config
 from depthcore.models.checkpoint import load_model
 from depthcore.training.distributed import DistInfo
 from depthcore.training.feature_cache import FeatureDataset
+from depthcore.training.runner import run_training
 from depthcore.training.train_config import TrainConfig
-from depthcore.training.trainer import Trainer, run_training
+from depthcore.training.trainer import Trainer
 from tests.helpers.torchrun import torchrun
 
 REPO = Path(__file__).resolve().parents[2]
