@@ -77,16 +77,22 @@ class Rollout:
     """What a rollout chose and built.
 
     ``idx_Bl``: tokens (argmax or first sample) per scale; ``h_K``: the code
-    embedding maps (B, Cvae, pn, pn) it fed forward; ``x_BlCv``: the transformer
-    input those choices make (scales 2..K, as ``idxBl_to_var_input`` for greedy
-    tokens); the final f_hat and optional per-scale f_hats.
+    embedding maps (B, Cvae, pn, pn) it fed forward; ``next_K``: the input each scale
+    built for the next one (B, pn_next^2, Cvae); the final f_hat and optional
+    per-scale f_hats.
     """
 
     idx_Bl: list[torch.Tensor]
     f_hat_BChw: torch.Tensor
     fhats_K: list[torch.Tensor] | None
     h_K: list[torch.Tensor]
-    x_BlCv: torch.Tensor
+    next_K: list[torch.Tensor]
+
+    @property
+    def x_BlCv(self) -> torch.Tensor:
+        """The transformer input these choices make (scales 2..K; for greedy tokens the
+        same as ``idxBl_to_var_input``). Built on demand: generation never needs it."""
+        return torch.cat(self.next_K[:-1], dim=1)
 
 
 @dataclass
@@ -266,7 +272,7 @@ def rollout(
             fhats.append(f_hat.clone())
         next_BlCv = next_BChw.flatten(2).transpose(1, 2)
         inputs.append(next_BlCv)
-    return Rollout(idx_all, f_hat, fhats, h_all, torch.cat(inputs[:-1], dim=1))
+    return Rollout(idx_all, f_hat, fhats, h_all, inputs)
 
 
 def decode_depth(

@@ -62,11 +62,11 @@ def depthart_loss(
     and the loss pass attends to the originals, which gives the loss and gradients of
     ``var(prefix, x)`` without a second prefix pass (tested).
     """
-    cache = var.new_cache()
-    var.fill_prefix(prefix_BLC, cache)
     if rollout_decoding not in ("greedy", "expected"):
         raise ValueError(f"rollout must be 'greedy' or 'expected', got {rollout_decoding!r}")
     sampling = sampling_for(rollout_decoding)
+    cache = var.new_cache()
+    var.fill_prefix(prefix_BLC, cache)
     with torch.no_grad():
         own = rollout(vae, var, prefix_BLC, sampling, prefix_cache=cache.detached())
         targets = depthart_targets(vae, fD_BChw, own.h_K)
