@@ -94,7 +94,7 @@ def build_samplers(args: argparse.Namespace) -> dict[str, Callable[[torch.Tensor
         )
     if "reference" in args.variants:
         samplers["reference"] = lambda rgb: generate(
-            vae, var, image_prefix(vae, rgb), sampling=sampling
+            vae, var, image_prefix(vae, rgb), sampling=sampling, rgb_B3HW=rgb
         )
     for variant in ("fp32", "bf16"):
         if variant not in args.variants:
@@ -104,7 +104,7 @@ def build_samplers(args: argparse.Namespace) -> dict[str, Callable[[torch.Tensor
         var_p = var if dtype is None else copy.deepcopy(var)  # fp32 shares the transformer
         prepare_for_inference(vae_p, var_p, dtype)
         samplers[variant] = lambda rgb, v=vae_p, t=var_p, d=dtype: generate(
-            v, t, encode_image(v, rgb, d), sampling=sampling
+            v, t, encode_image(v, rgb, d), sampling=sampling, rgb_B3HW=rgb
         )
     return samplers
 

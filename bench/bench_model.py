@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     for name, objective in OBJECTIVES.items():
 
         def step(objective=objective) -> None:
-            out = objective(vae, var, prefix, fD)
+            out = objective(vae, var, prefix, fD, rgb_B3HW=rgb)
             opt.zero_grad(set_to_none=True)
             out.loss.backward()
             opt.step()
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         infer_ms[use_cache] = (
             _time_ms(
                 lambda use_cache=use_cache: generate(
-                    vae, var, prefix, sampling=GREEDY, use_cache=use_cache
+                    vae, var, prefix, sampling=GREEDY, use_cache=use_cache, rgb_B3HW=rgb
                 ),
                 args.steps,
                 device,
@@ -106,7 +106,12 @@ def main(argv: list[str] | None = None) -> None:
         )
     print(f"no-cache / cache inference time ratio: {infer_ms[False] / infer_ms[True]:.2f}")
     sampled = SamplingConfig()
-    ms = _time_ms(lambda: generate(vae, var, prefix, sampling=sampled), args.steps, device) / B
+    ms = (
+        _time_ms(
+            lambda: generate(vae, var, prefix, sampling=sampled, rgb_B3HW=rgb), args.steps, device
+        )
+        / B
+    )
     print(
         f"inference sampled (top_k {sampled.top_k}, top_p {sampled.top_p}, "
         f"{sampled.num_samples} samples), cache: {ms:7.2f} ms/image"

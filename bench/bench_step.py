@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     opt = torch.optim.AdamW(var.parameters(), lr=1e-4)
 
     def step(name: str) -> None:
-        out = OBJECTIVES[name](vae, var, prefix, fD)
+        out = OBJECTIVES[name](vae, var, prefix, fD, rgb_B3HW=rgb)
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         opt.step()

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
 
             def step(loss_fn=loss_fn, autocast=autocast) -> None:
                 with autocast():
-                    out = loss_fn(vae, var, prefix_all[:B], fD)
+                    out = loss_fn(vae, var, prefix_all[:B], fD, rgb_B3HW=rgb[:B])
                 opt.zero_grad(set_to_none=True)
                 out.loss.backward()
                 opt.step()
@@ -108,7 +108,14 @@ def main(argv: list[str] | None = None) -> None:
 
                 def infer(gb=gb, use_cache=use_cache, autocast=autocast) -> None:
                     with autocast():
-                        generate(vae, var, prefix_all[:gb], sampling=GREEDY, use_cache=use_cache)
+                        generate(
+                            vae,
+                            var,
+                            prefix_all[:gb],
+                            sampling=GREEDY,
+                            use_cache=use_cache,
+                            rgb_B3HW=rgb[:gb],
+                        )
 
                 _reset_peak(device)
                 label = f"generate {precision:4s} batch {gb:3d} cache={use_cache}:"

@@ -78,7 +78,7 @@ def profile(args: argparse.Namespace) -> tuple[list[str], dict[str, list[float]]
         sink.clear()
         start = time.process_time()
         prefix = encode_image(vae, rgb, dtype=dtype)
-        generate(vae, var, prefix, sampling=sampling)
+        generate(vae, var, prefix, sampling=sampling, rgb_B3HW=rgb)
         total = time.process_time() - start
         if rep == 0:
             order = list(sink)

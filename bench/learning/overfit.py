@@ -18,6 +18,7 @@ import torch
 from bench.learning.probe import _parse_sets
 from depthcore.models import build_model, resolve_config
 from depthcore.models.checkpoint import load_vae
+from depthcore.spaces import rgb_to_model
 from depthcore.training.feature_cache import FeatureDataset
 from depthcore.training.losses import scale_balanced_loss
 from depthcore.training.objectives import OBJECTIVES
@@ -39,15 +40,17 @@ def main() -> None:
     model_cfg = resolve_config("tiny", var=_parse_sets(args.set))
     _, var = build_model(model_cfg)
     vae = load_vae(args.tokenizer, expected=model_cfg.vae).vae.eval()
-    batch = FeatureDataset(Path(args.features) / "train.h5").get_batch(list(range(args.frames)))
+    frames = FeatureDataset(Path(args.features) / "train.h5", fields=("fD", "prefix", "rgb"))
+    batch = frames.get_batch(list(range(args.frames)))
     prefix_BLC, fD_BChw = batch["prefix_LC"].float(), batch["fD_Chw"].float()
+    rgb_B3HW = rgb_to_model(batch["rgb_3SS"])
     if args.zero_prefix:
-        prefix_BLC = torch.zeros_like(prefix_BLC)
+        prefix_BLC, rgb_B3HW = torch.zeros_like(prefix_BLC), torch.zeros_like(rgb_B3HW)
     opt = torch.optim.AdamW(var.parameters(), lr=args.lr, weight_decay=0.0)
     loss_fn = OBJECTIVES[args.objective]
     curve = []
     for step in range(args.steps + 1):
-        out = loss_fn(vae, var, prefix_BLC, fD_BChw)
+        out = loss_fn(vae, var, prefix_BLC, fD_BChw, rgb_B3HW=rgb_B3HW)
         if step % 20 == 0:
             curve.append({"step": step, "ce_K": [round(v, 3) for v in out.per_scale_loss.tolist()]})
             print(json.dumps(curve[-1]), flush=True)

@@ -92,11 +92,11 @@ def rgb_token_report(trainer: PretrainTrainer, ds: FeatureDataset, n: int) -> di
     """Teacher-forced per-scale CE and token accuracy of the RGB tokens on the first ``n``
     frames, with the real / zeroed / other-image prefix (the copy path at work or not)."""
     batch = ds.get_batch(list(range(min(n, len(ds)))))
-    prefix_BLC, fRGB_BChw = trainer.loss_inputs(batch)
+    prefix_BLC, fRGB_BChw, rgb_B3HW = trainer.loss_inputs(batch)
     out: dict[str, Any] = {}
     trainer.var.eval()
-    for name, variant_BLC in prefix_variants(prefix_BLC).items():
-        loss = trainer.loss_fn(trainer.vae, trainer.var, variant_BLC, fRGB_BChw)
+    for name, (variant_BLC, v_rgb) in prefix_variants(prefix_BLC, rgb_B3HW).items():
+        loss = trainer.loss_fn(trainer.vae, trainer.var, variant_BLC, fRGB_BChw, rgb_B3HW=v_rgb)
         acc = (loss.logits_BLV.argmax(-1) == loss.target_BL).float().mean().item()
         out[name] = {
             "ce_K": [round(v, 3) for v in loss.per_scale_loss.tolist()],

@@ -50,7 +50,10 @@ def var_scales(
 
     def predict(batch: dict[str, torch.Tensor]) -> np.ndarray:
         prefix_BLC = batch["prefix_LC"].to(device)
-        gen = generate(vae, var, prefix_BLC, sampling=sampling, return_scales=True)
+        rgb_B3HW = rgb_to_model(batch["rgb_3SS"].to(device))
+        gen = generate(
+            vae, var, prefix_BLC, sampling=sampling, return_scales=True, rgb_B3HW=rgb_B3HW
+        )
         return gen.scales_K_B1HW[:, :, 0].float().cpu().numpy()
 
     return predict
@@ -130,7 +133,8 @@ def prefix_ablation(
     """Does the model look at the image? Final-scale AbsRel with three prefixes.
 
     ``abs_rel_real``: the frame's own image prefix; ``abs_rel_zero``: an all-zero
-    prefix; ``abs_rel_other``: the next frame's prefix (rolled by one). A model that
+    prefix; ``abs_rel_other``: the next frame's prefix (rolled by one); a model with a
+    pixel path gets the matching frames (a grey one with the zeroed prefix). A model that
     uses the image scores real < zero and real < other. ``pred_spread`` is the mean
     per-pixel standard deviation across frames of the real-prefix predictions (in
     the normalised space): near 0 means one map for every image.
@@ -140,8 +144,12 @@ def prefix_ablation(
         raise DataError(f"{val_set.path}: the prefix ablation needs >= 2 frames, has {n}")
     batch = val_set.get_batch(list(range(n)))
     out: dict[str, float] = {}
-    for name, prefix_BLC in prefix_variants(batch["prefix_LC"].to(device)).items():
-        pred_BHW = generate(vae, var, prefix_BLC, sampling=sampling).pred_B1HW[:, 0]
+    variants = prefix_variants(
+        batch["prefix_LC"].to(device), rgb_to_model(batch["rgb_3SS"].to(device))
+    )
+    for name, (prefix_BLC, rgb_B3HW) in variants.items():
+        gen = generate(vae, var, prefix_BLC, sampling=sampling, rgb_B3HW=rgb_B3HW)
+        pred_BHW = gen.pred_B1HW[:, 0]
         pred_BHW = pred_BHW.float().cpu()
         if name == "real":
             out["pred_spread"] = float(pred_BHW.std(dim=0).mean())

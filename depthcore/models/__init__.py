@@ -24,7 +24,7 @@ def build_model(cfg: ModelConfig) -> tuple[VQVAE, DepthVAR]:
     """(vae, var) for a full :class:`ModelConfig` (e.g. one read from a checkpoint)."""
     vae = VQVAE.from_config(cfg.vae)
     var = DepthVAR.from_config(
-        cfg.var, cfg.vae.vocab_size, cfg.vae.z_channels, cfg.vae.v_patch_nums
+        cfg.var, cfg.vae.vocab_size, cfg.vae.z_channels, cfg.vae.v_patch_nums, cfg.image_size
     )
     return vae, var
 

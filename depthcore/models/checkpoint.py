@@ -324,7 +324,9 @@ def load_official_var(
     sd, _ = _read(path, map_location)
     vae_cfg = MODEL_CONFIGS["d16"].vae if vae_cfg is None else vae_cfg
     cfg = MODEL_CONFIGS["d16"].var if cfg is None else cfg
-    var = DepthVAR.from_config(cfg, vae_cfg.vocab_size, vae_cfg.z_channels, vae_cfg.v_patch_nums)
+    var = DepthVAR.from_config(
+        cfg, vae_cfg.vocab_size, vae_cfg.z_channels, vae_cfg.v_patch_nums, vae_cfg.image_size
+    )
     # our optional extras (cfg.prefix_embed != "shared") keep their fresh initialisation
     own = var.state_dict()
     extras = {k: own[k] for k in own if k.split(".")[0] in EXTRA_KEYS and k not in sd}

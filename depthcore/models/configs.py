@@ -99,6 +99,11 @@ class VARConfig:
     # CPU budgets attention has not found the aligned prefix token before the steps run
     # out (docs/learning.md); this path gives every depth query its pixel's colour tokens.
     prefix_local: bool = False
+    # A pixel path (depthcore.models.pixels): a timm backbone name (random init) whose
+    # features of the RGB frame each depth token adds at its own scale and cell; "" =
+    # none (the official model). The prefix is the quantised RGB at one token per
+    # 8 x 8 pixels; the regression baseline that reads pixels beat it (docs/learning.md).
+    pixel_encoder: str = ""
 
     def __post_init__(self) -> None:
         if self.embed_dim % self.num_heads:
@@ -156,8 +161,16 @@ MODEL_CONFIGS: dict[str, ModelConfig] = {
             v_patch_nums=(1, 2, 3, 4, 6, 8),
         ),
         # 128 wide: twice the steps per CPU second of 256, which the from-scratch
-        # transformer needs more than width; the local image path (docs/learning.md)
-        var=VARConfig(depth=4, embed_dim=128, num_heads=4, num_classes=1, prefix_local=True),
+        # transformer needs more than width; the local image path and the pixel path
+        # (ResNet-10-T, as the regression baseline) make it read the image (docs/learning.md)
+        var=VARConfig(
+            depth=4,
+            embed_dim=128,
+            num_heads=4,
+            num_classes=1,
+            prefix_local=True,
+            pixel_encoder="resnet10t",
+        ),
         image_size=64,
     ),
     # The paper's model: the official VAR tokenizer and var_d16 sizes at 256 px.

@@ -201,19 +201,30 @@ def _first_scale(
     cache: KVCache | None,
     repeats: int,
     prefix_filled: bool,
+    rgb_B3HW: torch.Tensor | None,
 ) -> torch.Tensor:
     """Logits of scale 1 for every sample; the prefix runs once per image, not per sample."""
     if prefix_filled:
         logits_BlV = var.depth_after_prefix(None, cache)
     elif cache is None:
-        prefix_BLCv = prefix_BLCv.repeat_interleave(repeats, dim=0)
-        return var(prefix_BLCv, None)[:, : var.first_l]
+        prefix_BLCv, rgb_B3HW = _repeat(prefix_BLCv, rgb_B3HW, repeats)
+        return var(prefix_BLCv, None, rgb_B3HW)[:, : var.first_l]
     else:
-        logits_BlV = var.start_cached(prefix_BLCv, cache)
+        logits_BlV = var.start_cached(prefix_BLCv, cache, rgb_B3HW)
     if repeats > 1:
         cache.repeat_batch(repeats)
         logits_BlV = logits_BlV.repeat_interleave(repeats, dim=0)
     return logits_BlV
+
+
+def _repeat(
+    prefix_BLCv: torch.Tensor, rgb_B3HW: torch.Tensor | None, repeats: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Prefix and frame rows repeated per sample (b -> b * repeats + n)."""
+    if repeats == 1:
+        return prefix_BLCv, rgb_B3HW
+    rgb_rep = None if rgb_B3HW is None else rgb_B3HW.repeat_interleave(repeats, dim=0)
+    return prefix_BLCv.repeat_interleave(repeats, dim=0), rgb_rep
 
 
 @torch.no_grad()
@@ -228,6 +239,7 @@ def rollout(
     generator: torch.Generator | None = None,
     repeats: int = 1,
     prefix_cache: KVCache | None = None,
+    rgb_B3HW: torch.Tensor | None = None,
 ) -> Rollout:
     """Generate all K scales, feeding each scale's choice back as the next input.
 
@@ -236,7 +248,8 @@ def rollout(
     keys/values are copied. ``use_cache=False`` recomputes the whole masked sequence at
     every scale (the reference the cache is tested against). ``prefix_cache``: a cache
     already holding the prefix's keys/values (:meth:`DepthVAR.fill_prefix`), extended
-    in place, so the prefix pass is not run again. A transformer prepared
+    in place, so the prefix pass is not run again. ``rgb_B3HW``: the frames (in
+    [-1, 1], model resolution) for a model with a pixel path. A transformer prepared
     in bf16 runs under bf16 autocast; the quantiser's f_hat updates stay fp32.
     """
     B, SN = prefix_BLCv.shape[0] * repeats, len(var.patch_nums)
@@ -255,14 +268,14 @@ def rollout(
         with autocast:
             if si == 0:
                 logits_BlV = _first_scale(
-                    var, prefix_BLCv, cache, repeats, prefix_cache is not None
+                    var, prefix_BLCv, cache, repeats, prefix_cache is not None, rgb_B3HW
                 )
             elif cache is not None:
                 logits_BlV = var.step_cached(si, next_BlCv, cache)
             else:
                 start, end = var.begin_ends[si]
-                prefix_rep = prefix_BLCv.repeat_interleave(repeats, dim=0)
-                logits_BlV = var(prefix_rep, torch.cat(inputs, dim=1))[:, start:end]
+                prefix_rep, rgb_rep = _repeat(prefix_BLCv, rgb_B3HW, repeats)
+                logits_BlV = var(prefix_rep, torch.cat(inputs, dim=1), rgb_rep)[:, start:end]
         idx_Bl, h_BlCv = choose_tokens(vae, logits_BlV.float(), sampling, generator)
         idx_all.append(idx_Bl)
         h_BChw = h_BlCv.transpose(1, 2).reshape(B, vae.Cvae, pn, pn)
@@ -295,10 +308,12 @@ def generate(
     return_scales: bool = False,
     generator: torch.Generator | None = None,
     repeats: int = 1,
+    rgb_B3HW: torch.Tensor | None = None,
 ) -> Generation:
     """Depth prediction (normalised space) for image prefixes from ``image_prefix``.
 
-    ``repeats=N`` gives N rollouts per image (B * N rows, see :func:`rollout`). The
+    ``repeats=N`` gives N rollouts per image (B * N rows, see :func:`rollout`);
+    ``rgb_B3HW``: the frames, for a model with a pixel path. The
     decoder runs in the transformer's prepared precision (:func:`prepare_for_inference`).
     """
     if generator is None and sampling.stochastic:
@@ -312,6 +327,7 @@ def generate(
         keep_fhats=return_scales,
         generator=generator,
         repeats=repeats,
+        rgb_B3HW=rgb_B3HW,
     )
     dtype = model_dtype(var)
     pred_B1HW = decode_depth(vae, result.f_hat_BChw, dtype)

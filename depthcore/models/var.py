@@ -21,9 +21,10 @@ from torch.utils.checkpoint import checkpoint
 
 from depthcore.models.blocks import AdaLNBeforeHead, AdaLNSelfAttn, KVCache
 from depthcore.models.configs import VARConfig
+from depthcore.models.pixels import PixelEncoder
 
 #: Top-level names of the optional parameters the official checkpoint does not have.
-EXTRA_KEYS = ("prefix_type_emb", "prefix_word_embed", "prefix_local")
+EXTRA_KEYS = ("prefix_type_emb", "prefix_word_embed", "prefix_local", "pixel_encoder")
 
 
 class DepthVAR(nn.Module):
@@ -35,6 +36,7 @@ class DepthVAR(nn.Module):
         Cvae: int,
         patch_nums: tuple[int, ...],
         cfg: VARConfig,
+        image_size: int | None = None,
     ) -> None:
         super().__init__()
         self.config = cfg
@@ -59,6 +61,12 @@ class DepthVAR(nn.Module):
             self.prefix_word_embed = nn.Linear(Cvae, self.C)
         if cfg.prefix_local:
             self.prefix_local = nn.Linear(Cvae, self.C)
+        if cfg.pixel_encoder:
+            if image_size is None:
+                raise ValueError("a pixel encoder needs the model's image_size")
+            self.pixel_encoder = PixelEncoder(
+                cfg.pixel_encoder, self.C, self.patch_nums, image_size
+            )
         dpr = [cfg.drop_path_rate * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
         self.blocks = nn.ModuleList(
             AdaLNSelfAttn(
@@ -89,10 +97,21 @@ class DepthVAR(nn.Module):
 
     @classmethod
     def from_config(
-        cls, cfg: VARConfig, vocab_size: int, Cvae: int, patch_nums: tuple[int, ...]
+        cls,
+        cfg: VARConfig,
+        vocab_size: int,
+        Cvae: int,
+        patch_nums: tuple[int, ...],
+        image_size: int | None = None,
     ) -> DepthVAR:
-        """Build for a tokenizer with ``vocab_size`` codes of width ``Cvae``."""
-        return cls(vocab_size, Cvae, patch_nums, cfg)
+        """Build for a tokenizer with ``vocab_size`` codes of width ``Cvae`` (and frames of
+        ``image_size`` pixels, needed only by a pixel encoder)."""
+        return cls(vocab_size, Cvae, patch_nums, cfg, image_size)
+
+    @property
+    def reads_pixels(self) -> bool:
+        """Whether the passes need the RGB frame besides the prefix (``cfg.pixel_encoder``)."""
+        return hasattr(self, "pixel_encoder")
 
     @torch.no_grad()
     def init_weights(
@@ -126,6 +145,8 @@ class DepthVAR(nn.Module):
             lin.weight[2 * C :].mul_(adaln)
             lin.weight[: 2 * C].mul_(adaln_gamma)
             lin.bias[: 2 * C].fill_(residual_gain)
+        if self.reads_pixels:  # the pixel path opens during training (PixelEncoder)
+            self.pixel_encoder.reset_output()
 
     def extra_parameters(self) -> list[nn.Parameter]:
         """Parameters not in the official layout (empty for ``prefix_embed='shared'``)."""
@@ -153,14 +174,27 @@ class DepthVAR(nn.Module):
         type_11C = getattr(self, "prefix_type_emb", None)
         return x_BLC if type_11C is None else x_BLC + type_11C
 
-    def local_path(self, prefix_BLCv: torch.Tensor) -> torch.Tensor | None:
+    def local_path(
+        self, prefix_BLCv: torch.Tensor, rgb_B3HW: torch.Tensor | None = None
+    ) -> torch.Tensor | None:
         """The image's contribution (B, L, C) to the depth tokens at the same positions
-        (``VARConfig.prefix_local``), or None when the model reaches the image by attention only."""
+        (``VARConfig.prefix_local`` and the pixel path), or None when the model reaches
+        the image by attention only."""
+        local_BLC: torch.Tensor | None = None
         layer = getattr(self, "prefix_local", None)
-        if layer is None:
-            return None
-        with torch.autocast(prefix_BLCv.device.type, enabled=False):  # tiny matmul: keep fp32
-            return F.linear(prefix_BLCv.float(), layer.weight.float(), layer.bias.float())
+        if layer is not None:
+            with torch.autocast(prefix_BLCv.device.type, enabled=False):  # tiny: keep fp32
+                local_BLC = F.linear(prefix_BLCv.float(), layer.weight.float(), layer.bias.float())
+        if self.reads_pixels:
+            if rgb_B3HW is None:
+                raise ValueError("this model reads pixels (pixel_encoder): pass rgb_B3HW")
+            if rgb_B3HW.shape[0] != prefix_BLCv.shape[0]:
+                raise ValueError(
+                    f"{rgb_B3HW.shape[0]} RGB frames for {prefix_BLCv.shape[0]} prefixes"
+                )
+            pix_BLC = self.pixel_encoder(rgb_B3HW).float()
+            local_BLC = pix_BLC if local_BLC is None else local_BLC + pix_BLC
+        return local_BLC
 
     def embed_depth(
         self,
@@ -207,20 +241,24 @@ class DepthVAR(nn.Module):
     # --- passes --------------------------------------------------------------------------
 
     def forward(
-        self, prefix_BLCv: torch.Tensor | None, x_BlCv: torch.Tensor | None
+        self,
+        prefix_BLCv: torch.Tensor | None,
+        x_BlCv: torch.Tensor | None,
+        rgb_B3HW: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One parallel masked pass; logits (B, first_l + l, V) for every depth position.
 
         ``x_BlCv`` holds the inputs of scales 2..k (all L - first_l for training; fewer
         for the uncached inference path), e.g. ``vae.idxBl_to_var_input(tokens)``.
         Without a prefix this is exactly the official VAR teacher-forced pass for the
-        null class, which is what the parity fixtures check.
+        null class, which is what the parity fixtures check. ``rgb_B3HW``: the frame
+        (in [-1, 1], model resolution) for a model with a pixel path.
         """
         if prefix_BLCv is None and x_BlCv is None:
             raise ValueError("forward needs an image prefix or depth inputs")
         ref = prefix_BLCv if prefix_BLCv is not None else x_BlCv
         cond_BD = self.null_cond(ref.shape[0], ref.device)
-        local_BLC = None if prefix_BLCv is None else self.local_path(prefix_BLCv)
+        local_BLC = None if prefix_BLCv is None else self.local_path(prefix_BLCv, rgb_B3HW)
         depth_BlC = self.embed_depth(cond_BD, x_BlCv, local_BLC)
         n = depth_BlC.shape[1]
         if n > self.L:
@@ -231,11 +269,13 @@ class DepthVAR(nn.Module):
         x_BLC = torch.cat((self.embed_prefix(prefix_BLCv), depth_BlC), dim=1)
         return self._run(x_BLC, cond_BD, self.prefix_attn_bias(n), None, n)
 
-    def start_cached(self, prefix_BLCv: torch.Tensor, cache: KVCache) -> torch.Tensor:
+    def start_cached(
+        self, prefix_BLCv: torch.Tensor, cache: KVCache, rgb_B3HW: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """First inference step: feed [image prefix, SOS]; logits (B, first_l, V)."""
         B = prefix_BLCv.shape[0]
         cond_BD = self.null_cond(B, prefix_BLCv.device)
-        cache.local_BLC = self.local_path(prefix_BLCv)
+        cache.local_BLC = self.local_path(prefix_BLCv, rgb_B3HW)
         depth_BlC = self.embed_depth(cond_BD, None, cache.local_BLC)
         x_BLC = torch.cat((self.embed_prefix(prefix_BLCv), depth_BlC), 1)
         attn_bias = self.prefix_attn_bias(self.first_l)
@@ -256,7 +296,9 @@ class DepthVAR(nn.Module):
             x_BlC = x_BlC + cache.local_BLC[:, start:end]
         return self._run(x_BlC, cond_BD, None, cache, end - start)
 
-    def fill_prefix(self, prefix_BLCv: torch.Tensor, cache: KVCache) -> None:
+    def fill_prefix(
+        self, prefix_BLCv: torch.Tensor, cache: KVCache, rgb_B3HW: torch.Tensor | None = None
+    ) -> None:
         """Run the image prefix alone, leaving its keys/values in an empty ``cache``.
 
         Image tokens attend only to image tokens, so these are exactly the prefix's
@@ -267,7 +309,7 @@ class DepthVAR(nn.Module):
         if cache.length:
             raise ValueError(f"fill_prefix needs an empty cache, this one holds {cache.length}")
         cond_BD = self.null_cond(prefix_BLCv.shape[0], prefix_BLCv.device)
-        cache.local_BLC = self.local_path(prefix_BLCv)
+        cache.local_BLC = self.local_path(prefix_BLCv, rgb_B3HW)
         x_BLC = self.embed_prefix(prefix_BLCv)
         for block, layer in zip(self.blocks, cache.layers, strict=True):
             x_BLC = block(x_BLC, cond_BD, None, layer)

@@ -364,6 +364,7 @@ class DepthPredictor:
             self.vae,
             self.var,
             prefix_BLC,
+            rgb_B3HW=rgb_B3SS,
             sampling=sampling,
             use_cache=True,
             return_scales=want_scales,

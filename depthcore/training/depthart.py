@@ -52,6 +52,7 @@ def depthart_loss(
     var: DepthVAR,
     prefix_BLC: torch.Tensor,
     fD_BChw: torch.Tensor,
+    rgb_B3HW: torch.Tensor | None = None,
     rollout_decoding: str = "greedy",
 ) -> LossOutput:
     """Cross-entropy of the parallel pass on the model's own inputs against dynamic targets.
@@ -60,13 +61,14 @@ def depthart_loss(
     for the rollout and the parallel pass to see identical inputs). The image prefix
     runs once, with grad: the rollout starts from a detached copy of its keys/values
     and the loss pass attends to the originals, which gives the loss and gradients of
-    ``var(prefix, x)`` without a second prefix pass (tested).
+    ``var(prefix, x)`` without a second prefix pass (tested). The pixel path of a
+    model that has one (``rgb_B3HW``) also runs once: its output rides in the cache.
     """
     if rollout_decoding not in ("greedy", "expected"):
         raise ValueError(f"rollout must be 'greedy' or 'expected', got {rollout_decoding!r}")
     sampling = sampling_for(rollout_decoding)
     cache = var.new_cache()
-    var.fill_prefix(prefix_BLC, cache)
+    var.fill_prefix(prefix_BLC, cache, rgb_B3HW)
     with torch.no_grad():
         own = rollout(vae, var, prefix_BLC, sampling, prefix_cache=cache.detached())
         targets = depthart_targets(vae, fD_BChw, own.h_K)

@@ -1,21 +1,18 @@
 """The training objectives by name (``OBJECTIVES``): DepthART and VAR teacher forcing.
 
-Each objective is ``(vae, var, prefix_BLC, fD_BChw) -> LossOutput``.
+Each objective is ``(vae, var, prefix_BLC, fD_BChw, rgb_B3HW=None) -> LossOutput``
+(the frames only for a model with a pixel path).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-import torch
-
-from depthcore.models.var import DepthVAR
-from depthcore.models.vqvae import VQVAE
 from depthcore.training.depthart import depthart_loss, depthart_targets
 from depthcore.training.losses import LossOutput, scale_cross_entropy
 from depthcore.training.teacher_forcing import teacher_forcing_loss
 
-Objective = Callable[[VQVAE, DepthVAR, torch.Tensor, torch.Tensor], LossOutput]
+Objective = Callable[..., LossOutput]
 
 OBJECTIVES: dict[str, Objective] = {
     "depthart": depthart_loss,

@@ -35,7 +35,7 @@ from depthcore.training.launch import claim_checkpoints, run_fingerprint
 from depthcore.training.runner import build_trainer, run_training
 from depthcore.training.teacher_forcing import teacher_forcing_loss
 from depthcore.training.train_config import TrainConfig
-from depthcore.training.trainer import Trainer
+from depthcore.training.trainer import LossInputs, Trainer
 
 #: The pretraining objective's name (its loss is teacher forcing on the RGB tokens).
 RGB_NEXT_SCALE = "rgb_next_scale"
@@ -85,13 +85,16 @@ class PretrainTrainer(Trainer):
             raise TypeError(f"PretrainTrainer needs a PretrainConfig, got {type(self.cfg)}")
         self.prefix_mode = self.cfg.prefix
 
-    def loss_inputs(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(prefix_BLC, fRGB_BChw): the prefix of ``cfg.prefix`` and the RGB features."""
+    def loss_inputs(self, batch: dict[str, torch.Tensor]) -> LossInputs:
+        """(prefix_BLC, fRGB_BChw, rgb_B3HW): the prefix of ``cfg.prefix``, the RGB
+        features and, for a model with a pixel path, the frames (grey under ``zero``)."""
         prefix_BLC = batch["prefix_LC"].to(self.device, non_blocking=True)
+        rgb_B3HW = self.frames(batch)
         if self.prefix_mode == "zero":
             prefix_BLC = torch.zeros_like(prefix_BLC)
+            rgb_B3HW = None if rgb_B3HW is None else torch.zeros_like(rgb_B3HW)
         rgb_B3SS = batch["rgb_3SS"].to(self.device, non_blocking=True)
-        return prefix_BLC, rgb_features(self.vae, rgb_B3SS).float()
+        return prefix_BLC, rgb_features(self.vae, rgb_B3SS).float(), rgb_B3HW
 
     def meta(self) -> dict[str, Any]:
         """The depth trainer's meta plus the prefix mode and the tokenizer it pretrained on."""

@@ -31,7 +31,7 @@ from depthcore.models.checkpoint import (
     load_model,
     save_model,
 )
-from depthcore.spaces import INPUT_FIT
+from depthcore.spaces import INPUT_FIT, rgb_to_model
 from depthcore.tracking.logger import NullLogger, RunLogger, scale_metric_name
 from depthcore.training.batches import step_loader
 from depthcore.training.distributed import (
@@ -50,6 +50,9 @@ from depthcore.training.schedule import lr_at
 from depthcore.training.train_config import RESUME_KEYS, TrainConfig
 
 log = logging.getLogger(__name__)
+
+#: (prefix_BLC, features_BChw, rgb_B3HW or None): what an objective takes from a batch.
+LossInputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
 
 
 def _param_groups(var: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -76,7 +79,7 @@ class Trainer:
     #: The objectives this trainer knows, by name (the loss function of each).
     objectives: Mapping[str, Callable[..., Any]] = OBJECTIVES
     #: The feature-cache fields :meth:`loss_inputs` reads (train and validation sets).
-    fields: tuple[str, ...] = ("fD", "prefix")
+    fields: tuple[str, ...] = ("fD", "prefix", "rgb")
     #: The names :meth:`finish` writes under ``out_dir``.
     model_file, metrics_file = "model.safetensors", "train_metrics.json"
 
@@ -128,18 +131,26 @@ class Trainer:
             warmup_steps=c.warmup_steps, step_size=c.step_size, gamma=c.gamma, min_lr=c.min_lr,
         )  # fmt: skip
 
-    def loss_inputs(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(prefix_BLC, f_BChw) of a batch: the image prefix and the features to tokenise."""
+    def loss_inputs(self, batch: dict[str, torch.Tensor]) -> LossInputs:
+        """(prefix_BLC, f_BChw, rgb_B3HW) of a batch: the image prefix, the features to
+        tokenise and the frames in [-1, 1] (None unless the model has a pixel path)."""
         prefix_BLC = batch["prefix_LC"].to(self.device, non_blocking=True)
-        return prefix_BLC, batch["fD_Chw"].to(self.device, non_blocking=True)
+        fD_BChw = batch["fD_Chw"].to(self.device, non_blocking=True)
+        return prefix_BLC, fD_BChw, self.frames(batch)
+
+    def frames(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """The batch's frames as model input, for a transformer with a pixel path."""
+        if not getattr(self.var, "reads_pixels", False):
+            return None
+        return rgb_to_model(batch["rgb_3SS"].to(self.device, non_blocking=True))
 
     def batch_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         """The training loss on one batch (with grad) and the scalars it logs besides."""
-        prefix_BLC, fD_BChw = self.loss_inputs(batch)
+        prefix_BLC, fD_BChw, rgb_B3HW = self.loss_inputs(batch)
         loss_fn = self.loss_fn
         if self.step < self.cfg.tf_warmup_steps:
             loss_fn = OBJECTIVES["var_tf"]
-        out = loss_fn(self.vae, self.var, prefix_BLC, fD_BChw)
+        out = loss_fn(self.vae, self.var, prefix_BLC, fD_BChw, rgb_B3HW=rgb_B3HW)
         loss = training_loss(
             out, self.var.begin_ends, self.cfg.loss_weighting,
             self.vae.quantize.embedding.weight, self.cfg.embed_loss_weight,
@@ -157,10 +168,12 @@ class Trainer:
         The transformer adds the real/zeroed/other-image prefix ablation
         (``val_loss_<variant>_prefix``): a model that ignores the image scores the same.
         """
-        prefix_BLC, fD_BChw = self.loss_inputs(batch)
+        prefix_BLC, fD_BChw, rgb_B3HW = self.loss_inputs(batch)
         losses = {
-            f"val_loss_{name}_prefix": float(self.loss_fn(self.vae, self.var, v_BLC, fD_BChw).loss)
-            for name, v_BLC in prefix_variants(prefix_BLC).items()
+            f"val_loss_{name}_prefix": float(
+                self.loss_fn(self.vae, self.var, v_BLC, fD_BChw, rgb_B3HW=v_rgb).loss
+            )
+            for name, (v_BLC, v_rgb) in prefix_variants(prefix_BLC, rgb_B3HW).items()
         }
         return {"val_loss": losses["val_loss_real_prefix"], **losses}
 

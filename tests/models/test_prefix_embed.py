@@ -67,6 +67,14 @@ def test_scale_balanced_loss_weights_scales_equally() -> None:
 def test_prefix_variants() -> None:
     prefix_BLC = torch.arange(6.0).view(3, 2, 1)
     v = prefix_variants(prefix_BLC)
-    assert torch.equal(v["real"], prefix_BLC)
-    assert not v["zero"].any()
-    assert torch.equal(v["other"][1], prefix_BLC[0])
+    assert torch.equal(v["real"][0], prefix_BLC) and v["real"][1] is None
+    assert not v["zero"][0].any() and v["zero"][1] is None
+    assert torch.equal(v["other"][0][1], prefix_BLC[0])
+    # with frames (a model with a pixel path), they change with the prefix
+    rgb_B3HW = torch.arange(3.0).view(3, 1, 1, 1).expand(3, 3, 2, 2) + 1
+    v = prefix_variants(prefix_BLC, rgb_B3HW)
+    assert torch.equal(v["real"][1], rgb_B3HW)
+    assert not v["zero"][1].any()
+    assert torch.equal(v["other"][1][1], rgb_B3HW[0]) and torch.equal(
+        v["other"][0][1], prefix_BLC[0]
+    )

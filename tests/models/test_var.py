@@ -80,7 +80,7 @@ def test_every_model_forward_backward_no_nan(name) -> None:
     with torch.no_grad():
         fD = vae.encode_features(rgb.mean(1, keepdim=True).expand(-1, 3, -1, -1))
     for objective in OBJECTIVES.values():
-        out = objective(vae, var, prefix, fD)
+        out = objective(vae, var, prefix, fD, rgb_B3HW=rgb)  # tiny reads the pixels too
         assert out.logits_BLV.shape == (1, var.L, vae.vocab_size)
         assert torch.isfinite(out.logits_BLV).all() and torch.isfinite(out.loss)
         out.loss.backward()

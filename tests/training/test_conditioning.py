@@ -13,12 +13,13 @@ from depthcore.io import file_sha256
 from depthcore.models import build_model, resolve_config
 from depthcore.models.checkpoint import load_vae, save_vae
 from depthcore.models.generate import GREEDY, generate
+from depthcore.spaces import rgb_to_model
 from depthcore.training.feature_cache import FeatureDataset, build_feature_cache
 from depthcore.training.tokenizer import TokenizerConfig, load_training_images, train_vqvae
 from depthcore.training.train_config import TrainConfig
 from depthcore.training.trainer import Trainer
 
-#: the default tiny transformer (its local image path included), with 2 heads
+#: the default tiny transformer (its local image and pixel paths included), with 2 heads
 SMALL_VAR = {"num_heads": 2}
 EVAL_FIELDS = ("fD", "prefix", "rgb", "depth", "mask")
 
@@ -61,8 +62,10 @@ def fitted(processed_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tup
 def test_predictions_follow_the_image(fitted: tuple) -> None:
     vae, var, ds = fitted
     batch = ds.get_batch([0, 1])
-    pred_2HW = generate(vae, var, batch["prefix_LC"], sampling=GREEDY).pred_B1HW[:, 0]
-    target_2HW = generate(vae, var, batch["prefix_LC"].flip(0), sampling=GREEDY).pred_B1HW[:, 0]
+    prefix_2LC, rgb_23HW = batch["prefix_LC"], rgb_to_model(batch["rgb_3SS"])
+    pred_2HW = generate(vae, var, prefix_2LC, sampling=GREEDY, rgb_B3HW=rgb_23HW).pred_B1HW[:, 0]
+    swapped = generate(vae, var, prefix_2LC.flip(0), sampling=GREEDY, rgb_B3HW=rgb_23HW.flip(0))
+    target_2HW = swapped.pred_B1HW[:, 0]
     # two frames' predictions differ as much as their depth does: at least half the
     # difference of the tokenizer's own reconstructions of the two depth maps
     recon_2HW = vae.idxBl_to_img(vae.f_to_idxBl(batch["fD_Chw"])).mean(dim=1)

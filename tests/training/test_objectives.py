@@ -93,7 +93,8 @@ def test_tiny_overfits_four_pairs_with_depthart() -> None:
     """
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
-    vae, var = create_model("tiny", var={"depth": 2, "embed_dim": 128, "num_heads": 2})
+    small = {"depth": 2, "embed_dim": 128, "num_heads": 2, "pixel_encoder": ""}
+    vae, var = create_model("tiny", var=small)
     vae.eval().requires_grad_(False)
     rgb = torch.rand(4, 3, 64, 64, generator=gen) * 2 - 1
     depth3 = rgb.mean(1, keepdim=True).expand(-1, 3, -1, -1)  # depth that follows the image

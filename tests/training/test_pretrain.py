@@ -57,9 +57,10 @@ def test_targets_are_the_rgb_frames_own_tokens(feature_setup: Path, tmp_path: Pa
     trainer = _pretrainer(feature_setup, tmp_path)
     batch = _first_frames(trainer)
     vae = trainer.vae
-    prefix_BLC, fRGB_BChw = trainer.loss_inputs(batch)
-    out = trainer.loss_fn(vae, trainer.var, prefix_BLC, fRGB_BChw)
+    prefix_BLC, fRGB_BChw, rgb_B3HW = trainer.loss_inputs(batch)
+    out = trainer.loss_fn(vae, trainer.var, prefix_BLC, fRGB_BChw, rgb_B3HW=rgb_B3HW)
     rgb_B3SS = rgb_to_model(batch["rgb_3SS"])
+    torch.testing.assert_close(rgb_B3HW, rgb_B3SS)  # the default tiny reads the frames too
     want_BL = torch.cat(vae.f_to_idxBl(vae.encode_features(rgb_B3SS)), dim=1)
     assert torch.equal(out.target_BL, want_BL)
     depth = FeatureDataset(trainer.train_set.path, fields=("fD",)).get_batch(range(4))
@@ -73,19 +74,21 @@ def test_prefix_modes(feature_setup: Path, tmp_path: Path) -> None:
     image = _pretrainer(feature_setup, tmp_path / "i", prefix="image")
     zero = _pretrainer(feature_setup, tmp_path / "z", prefix="zero")
     batch = _first_frames(image)
-    prefix_i, f_i = image.loss_inputs(batch)
-    prefix_z, f_z = zero.loss_inputs(batch)
+    prefix_i, f_i, rgb_i = image.loss_inputs(batch)
+    prefix_z, f_z, rgb_z = zero.loss_inputs(batch)
     assert torch.equal(prefix_i, batch["prefix_LC"]) and prefix_i.abs().sum() > 0
     assert torch.equal(prefix_z, torch.zeros_like(prefix_i))
+    assert rgb_i.abs().sum() > 0 and not rgb_z.any()  # the pixel path goes blank too
     assert torch.equal(f_i, f_z)  # same targets, only the conditioning differs
 
 
 def _ce(trainer: PretrainTrainer, batch: dict[str, torch.Tensor], prefix: str) -> float:
-    prefix_BLC, f_BChw = trainer.loss_inputs(batch)
+    prefix_BLC, f_BChw, rgb_B3HW = trainer.loss_inputs(batch)
     if prefix == "zero":
-        prefix_BLC = torch.zeros_like(prefix_BLC)
+        prefix_BLC, rgb_B3HW = torch.zeros_like(prefix_BLC), torch.zeros_like(rgb_B3HW)
     with torch.no_grad():
-        return float(trainer.loss_fn(trainer.vae, trainer.var, prefix_BLC, f_BChw).loss)
+        loss = trainer.loss_fn(trainer.vae, trainer.var, prefix_BLC, f_BChw, rgb_B3HW=rgb_B3HW)
+    return float(loss.loss)
 
 
 def test_loss_falls_on_a_few_frames(feature_setup: Path, tmp_path: Path) -> None:

@@ -22,10 +22,12 @@ from depthcore.training.feature_cache import FeatureDataset
 from depthcore.training.runner import run_training
 from depthcore.training.train_config import TrainConfig
 from depthcore.training.trainer import Trainer
+from tests.helpers.models import TEST_PIXEL_ENCODER
 from tests.helpers.torchrun import torchrun
 
 REPO = Path(__file__).resolve().parents[2]
-SMALL_VAR = {"depth": 2, "embed_dim": 64, "num_heads": 2}
+# small, with a small pixel path (the default tiny model reads the frames too)
+SMALL_VAR = {"depth": 2, "embed_dim": 64, "num_heads": 2, "pixel_encoder": TEST_PIXEL_ENCODER}
 
 
 def _cfg(setup: Path, out: Path, **kw: object) -> TrainConfig:
@@ -45,7 +47,7 @@ def _trainer(setup: Path, cfg: TrainConfig, objective: str, device: str = "cpu")
 
     vae = load_vae(cfg.tokenizer, expected=model_cfg.vae).vae
     train = FeatureDataset(setup / "features" / "train.h5")
-    val = FeatureDataset(setup / "features" / "val.h5", fields=("fD", "prefix"))
+    val = FeatureDataset(setup / "features" / "val.h5", fields=Trainer.fields)
     out = Path(cfg.out_dir) / objective
     info = DistInfo(device=device)
     return Trainer(vae, var, model_cfg, cfg, objective, train, val, out, dist_info=info)

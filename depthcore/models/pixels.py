@@ -1,0 +1,76 @@
+"""A pixel path for DepthVAR: a trainable timm CNN reads the RGB frame itself.
+
+The image prefix is the frozen VQ-VAE's quantised RGB decomposition, at most one token
+per 8 x 8 pixels: what the quantiser dropped, the transformer never sees. The timm
+regression baseline, which reads every pixel through a CNN, beat both transformers on
+every benchmark at equal steps (docs/learning.md), so this module gives the transformer
+the same view: a ``features_only`` timm backbone (random init, no hub download) whose
+levels at or coarser than the finest token grid are projected to the transformer width,
+summed on that grid (a one-step feature pyramid: detail from the fine level, context
+from the coarse ones) and area-pooled to every scale, so each depth token adds the
+features of its own cell. The output projection starts at zero: a freshly added pixel
+path leaves the transformer's function unchanged until training opens it.
+"""
+
+from __future__ import annotations
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _backbone(name: str, **kwargs: object) -> nn.Module:
+    return timm.create_model(name, features_only=True, pretrained=False, **kwargs)
+
+
+class PixelEncoder(nn.Module):
+    """RGB (B, 3, S, S) in [-1, 1] -> per-token features (B, L, C) over ``patch_nums``."""
+
+    def __init__(
+        self, backbone: str, width: int, patch_nums: tuple[int, ...], image_size: int
+    ) -> None:
+        super().__init__()
+        self.patch_nums = tuple(patch_nums)
+        self.image_size = image_size
+        finest = self.patch_nums[-1]
+        if image_size % finest:
+            raise ValueError(f"image_size {image_size} is not a multiple of the grid {finest}")
+        stride = image_size // finest
+        probe = _backbone(backbone)
+        levels = [i for i, r in enumerate(probe.feature_info.reduction()) if r >= stride]
+        if not levels:
+            raise ValueError(f"{backbone} has no feature level with stride >= {stride}")
+        self.backbone = _backbone(backbone, out_indices=tuple(levels))
+        channels = self.backbone.feature_info.channels()
+        self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in channels)
+        self.norm = nn.LayerNorm(width)
+        self.proj = nn.Linear(width, width)
+        self.reset_output()
+
+    @torch.no_grad()
+    def reset_output(self) -> None:
+        """Zero the output projection: the path adds nothing until training opens it."""
+        self.proj.weight.zero_()
+        self.proj.bias.zero_()
+
+    def forward(self, rgb_B3HW: torch.Tensor) -> torch.Tensor:
+        if rgb_B3HW.ndim != 4 or tuple(rgb_B3HW.shape[1:]) != (3, self.image_size, self.image_size):
+            raise ValueError(
+                f"the pixel path needs RGB (B, 3, {self.image_size}, {self.image_size}), "
+                f"got {tuple(rgb_B3HW.shape)}"
+            )
+        finest = self.patch_nums[-1]
+        grid_BChw: torch.Tensor | None = None
+        feats = self.backbone(rgb_B3HW.to(self.proj.weight.dtype))
+        for lateral, feat in zip(self.lateral, feats, strict=True):
+            level_BChw = lateral(feat)
+            if level_BChw.shape[-1] != finest:
+                level_BChw = F.interpolate(level_BChw, size=(finest, finest), mode="bilinear")
+            grid_BChw = level_BChw if grid_BChw is None else grid_BChw + level_BChw
+        assert grid_BChw is not None
+        tokens: list[torch.Tensor] = []
+        for pn in self.patch_nums:
+            pooled = grid_BChw if pn == finest else F.adaptive_avg_pool2d(grid_BChw, pn)
+            tokens.append(pooled.flatten(2).transpose(1, 2))
+        return self.proj(self.norm(torch.cat(tokens, dim=1)))
