@@ -29,7 +29,8 @@ from PIL import Image
 from depthcore.cli import main as cli_main
 from depthcore.models import MODEL_CONFIGS, create_model, resolve_config
 from depthcore.models.checkpoint import save_model
-from depthcore.predict.predictor import DepthPredictor, load_rgb
+from depthcore.predict.images import load_rgb
+from depthcore.predict.predictor import DepthPredictor
 
 
 def write_photos(folder: Path, n: int, size: tuple[int, int] = (480, 640)) -> list[Path]:

@@ -28,7 +28,8 @@ from depthcore.errors import DEBUG_ENV, CheckpointError, DataError, DepthcoreErr
 from depthcore.io import atomic_path
 from depthcore.models.generate import DECODINGS, sampling_for
 from depthcore.predict import metric
-from depthcore.predict.predictor import DepthPredictor, DepthResult, load_rgb
+from depthcore.predict.images import load_rgb
+from depthcore.predict.predictor import DepthPredictor, DepthResult
 from depthcore.spaces import normalised_to_depth
 from depthcore.tracking.pyfunc import load_predictor as load_model_uri
 

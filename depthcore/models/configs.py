@@ -104,10 +104,16 @@ class VARConfig:
     # none (the official model). The prefix is the quantised RGB at one token per
     # 8 x 8 pixels; the regression baseline that reads pixels beat it (docs/learning.md).
     pixel_encoder: str = ""
+    # How many backbone levels the pixel path reads, from the token grid's stride up
+    # (tiny: 2 = strides 8 and 16; a third, ResNet-10-T's stride-32 stage, doubled the
+    # encoder's cost and 4x its parameters, docs/learning.md section 8).
+    pixel_levels: int = 3
 
     def __post_init__(self) -> None:
         if self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim {self.embed_dim} is not divisible by {self.num_heads}")
+        if self.pixel_levels < 1:
+            raise ValueError(f"pixel_levels must be >= 1, got {self.pixel_levels}")
         if self.prefix_embed not in PREFIX_EMBEDS:
             raise ValueError(f"prefix_embed {self.prefix_embed!r} not in {PREFIX_EMBEDS}")
 
@@ -170,6 +176,7 @@ MODEL_CONFIGS: dict[str, ModelConfig] = {
             num_classes=1,
             prefix_local=True,
             pixel_encoder="resnet10t",
+            pixel_levels=2,
         ),
         image_size=64,
     ),

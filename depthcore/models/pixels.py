@@ -5,7 +5,8 @@ per 8 x 8 pixels: what the quantiser dropped, the transformer never sees. The ti
 regression baseline, which reads every pixel through a CNN, beat both transformers on
 every benchmark at equal steps (docs/learning.md), so this module gives the transformer
 the same view: a ``features_only`` timm backbone (random init, no hub download) whose
-levels at or coarser than the finest token grid are projected to the transformer width,
+first ``levels`` levels at or coarser than the finest token grid (the ones of stride 8
+and 16 for ``tiny``: the network stops there) are projected to the transformer width,
 summed on that grid (a one-step feature pyramid: detail from the fine level, context
 from the coarse ones) and area-pooled to every scale, so each depth token adds the
 features of its own cell. The output projection starts at zero: a freshly added pixel
@@ -28,7 +29,12 @@ class PixelEncoder(nn.Module):
     """RGB (B, 3, S, S) in [-1, 1] -> per-token features (B, L, C) over ``patch_nums``."""
 
     def __init__(
-        self, backbone: str, width: int, patch_nums: tuple[int, ...], image_size: int
+        self,
+        backbone: str,
+        width: int,
+        patch_nums: tuple[int, ...],
+        image_size: int,
+        levels: int = 3,
     ) -> None:
         super().__init__()
         self.patch_nums = tuple(patch_nums)
@@ -38,10 +44,14 @@ class PixelEncoder(nn.Module):
             raise ValueError(f"image_size {image_size} is not a multiple of the grid {finest}")
         stride = image_size // finest
         probe = _backbone(backbone)
-        levels = [i for i, r in enumerate(probe.feature_info.reduction()) if r >= stride]
-        if not levels:
-            raise ValueError(f"{backbone} has no feature level with stride >= {stride}")
-        self.backbone = _backbone(backbone, out_indices=tuple(levels))
+        coarse = [i for i, r in enumerate(probe.feature_info.reduction()) if r >= stride]
+        if len(coarse) < levels:
+            raise ValueError(
+                f"{backbone} has {len(coarse)} feature level(s) with stride >= {stride}, "
+                f"pixel_levels asks for {levels}"
+            )
+        # timm stops the backbone at the last level asked for: fewer levels, less compute
+        self.backbone = _backbone(backbone, out_indices=tuple(coarse[:levels]))
         channels = self.backbone.feature_info.channels()
         self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in channels)
         self.norm = nn.LayerNorm(width)

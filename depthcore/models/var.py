@@ -65,7 +65,7 @@ class DepthVAR(nn.Module):
             if image_size is None:
                 raise ValueError("a pixel encoder needs the model's image_size")
             self.pixel_encoder = PixelEncoder(
-                cfg.pixel_encoder, self.C, self.patch_nums, image_size
+                cfg.pixel_encoder, self.C, self.patch_nums, image_size, cfg.pixel_levels
             )
         dpr = [cfg.drop_path_rate * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
         self.blocks = nn.ModuleList(

@@ -42,12 +42,12 @@ import numpy as np
 from PIL import Image
 
 from depthcore.errors import CheckpointError, DataError
+from depthcore.predict.images import load_rgb
 from depthcore.predict.predictor import (
     CHECKPOINT_ARTIFACT,
     URI_SCHEMES,
     DepthPredictor,
     checkpoint_in_model_dir,
-    load_rgb,
 )
 
 REGISTERED_MODEL_NAME = "depthart"

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch.distributed.nn.functional import all_reduce as autograd_all_reduce
 
 from depthcore.device import resolve_device
 
@@ -115,3 +116,72 @@ def max_divergence(params: Iterable[torch.Tensor], info: DistInfo) -> float:
     diff = (flat - reference).abs().max().reshape(1).double()
     dist.all_reduce(diff, op=dist.ReduceOp.MAX)
     return float(diff.item())
+
+
+class GlobalBatchNorm2d(torch.nn.BatchNorm2d):
+    """``BatchNorm2d`` that normalises with the statistics of the GLOBAL batch in a DDP job.
+
+    Each rank's plain BatchNorm would normalise over its own slice of the batch, so a
+    2-rank run would differ from the single process with the same global batch, and the
+    ranks' running statistics would drift apart. Sums and sums of squares are
+    all-reduced (with autograd, so the backward pass sees the other ranks' samples as
+    one batch would) on any backend, gloo included, where ``SyncBatchNorm`` needs a GPU.
+    Alone, or in evaluation, it is exactly ``BatchNorm2d``; the state_dict keys are
+    the same.
+    """
+
+    def forward(self, x_BChw: torch.Tensor) -> torch.Tensor:
+        alone = not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1
+        if alone or not self.training:
+            return super().forward(x_BChw)
+        C = x_BChw.shape[1]
+        x = x_BChw.float()
+        count = x.new_tensor([x.numel() / C])
+        stats = autograd_all_reduce(torch.cat([x.sum((0, 2, 3)), (x * x).sum((0, 2, 3)), count]))
+        total = stats[-1]
+        mean_C = stats[:C] / total
+        var_C = (stats[C : 2 * C] / total - mean_C * mean_C).clamp_min(0)
+        if self.track_running_stats and self.running_mean is not None:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                m = self.momentum
+                m = 1.0 / float(self.num_batches_tracked) if m is None else m
+                self.running_mean.mul_(1 - m).add_(mean_C.detach(), alpha=m)
+                unbiased = var_C.detach() * total / (total - 1).clamp_min(1)
+                self.running_var.mul_(1 - m).add_(unbiased, alpha=m)
+        y = (x - mean_C.view(1, C, 1, 1)) * torch.rsqrt(var_C + self.eps).view(1, C, 1, 1)
+        if self.affine:
+            y = y * self.weight.view(1, C, 1, 1) + self.bias.view(1, C, 1, 1)
+        return y.to(x_BChw.dtype)
+
+
+def globalise_batch_norms(module: torch.nn.Module) -> int:
+    """Swap every ``BatchNorm2d`` in ``module`` for :class:`GlobalBatchNorm2d` (in place,
+    weights and statistics kept); returns how many. Other batch-norm kinds are refused:
+    they would silently normalise per rank."""
+    swapped = 0
+    for name, child in list(module.named_children()):
+        if type(child) is torch.nn.BatchNorm2d:
+            glob = GlobalBatchNorm2d(
+                child.num_features, child.eps, child.momentum, child.affine,
+                child.track_running_stats,
+            ).to(next(iter(child.state_dict().values())).device)  # fmt: skip
+            glob.load_state_dict(child.state_dict())
+            setattr(module, name, glob)
+            swapped += 1
+        elif isinstance(child, torch.nn.modules.batchnorm._BatchNorm) and not isinstance(
+            child, GlobalBatchNorm2d
+        ):
+            raise ValueError(
+                f"{name}: {type(child).__name__} would normalise each rank's slice of the "
+                f"batch on its own; only BatchNorm2d is made global for DDP"
+            )
+        else:
+            swapped += globalise_batch_norms(child)
+    return swapped
+
+
+def synced_state(module: torch.nn.Module) -> list[torch.Tensor]:
+    """What must agree across ranks: the parameters and the batch-norm statistics."""
+    stats = [b for n, b in module.named_buffers() if n.rsplit(".", 1)[-1].startswith("running_")]
+    return [*module.parameters(), *stats]

@@ -12,6 +12,7 @@ real depth pixels.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -100,6 +101,8 @@ def build_regression_trainer(
     """
     if objective != REGRESSION:
         raise ValueError(f"the regression trainer trains {REGRESSION!r}, not {objective!r}")
+    if cfg.regression_steps:
+        cfg = dataclasses.replace(cfg, steps=cfg.regression_steps)
     model_cfg = resolve_regression_config(cfg.model)
     train_set, val_set = regression_datasets(cfg, model_cfg)
     torch.manual_seed(cfg.seed)

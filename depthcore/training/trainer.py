@@ -39,8 +39,10 @@ from depthcore.training.distributed import (
     average_gradients,
     barrier,
     broadcast_parameters,
+    globalise_batch_norms,
     max_divergence,
     mean_over_ranks,
+    synced_state,
 )
 from depthcore.training.feature_cache import FeatureDataset
 from depthcore.training.losses import prefix_variants, training_loss
@@ -108,10 +110,12 @@ class Trainer:
         self.device = torch.device(self.dist.device)
         self.vae = None if vae is None else vae.to(self.device).eval().requires_grad_(False)
         self.var = var.to(self.device).train()
+        if self.dist.distributed:  # e.g. the pixel path's BatchNorm: global-batch statistics
+            globalise_batch_norms(self.var)
         enable_tf32(self.device)
         prepare_transformer(self.var, compile=cfg.compile, checkpointing=cfg.grad_checkpointing)
         self.autocast = autocast_for(cfg.precision, self.device)
-        broadcast_parameters(self.var.parameters(), self.dist)
+        broadcast_parameters(synced_state(self.var), self.dist)
         self.train_set, self.val_set = train_set, val_set
         self.space = str(train_set.attrs.get("space", ""))
         self.out_dir = Path(out_dir)
@@ -358,7 +362,7 @@ class Trainer:
 
     def finish(self, fit_result: dict[str, Any]) -> dict[str, Any]:
         """Final validation loss and the declared outputs: model and metrics JSON."""
-        divergence = max_divergence(self.var.parameters(), self.dist)
+        divergence = max_divergence(synced_state(self.var), self.dist)
         if divergence > 0:
             raise RuntimeError(f"DDP ranks ended with different weights (max |diff| {divergence})")
         val_loss = self.validate()

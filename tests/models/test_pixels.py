@@ -127,3 +127,15 @@ def test_checkpoints_keep_the_pixel_path(batch, tmp_path: Path) -> None:
     x_BlCv = _inputs(vae, fD)
     with torch.no_grad():
         torch.testing.assert_close(loaded.var.eval()(prefix, x_BlCv, rgb), var(prefix, x_BlCv, rgb))
+
+
+def test_pixel_levels_pick_the_backbone_stages() -> None:
+    """Levels start at the token grid's stride; the backbone stops at the last one."""
+    one = PixelEncoder(TEST_PIXEL_ENCODER, 16, (1, 2, 4), 32, levels=1)  # grid stride 8
+    assert one.backbone.feature_info.reduction() == [8]
+    two = PixelEncoder(TEST_PIXEL_ENCODER, 16, (1, 2, 4), 32, levels=2)
+    assert two.backbone.feature_info.reduction() == [8, 16]
+    with pytest.raises(ValueError, match="3 feature level.* pixel_levels asks for 4"):
+        PixelEncoder(TEST_PIXEL_ENCODER, 16, (1, 2, 4), 32, levels=4)
+    with pytest.raises(ValueError, match="pixel_levels must be >= 1"):
+        resolve_config("tiny", var={"pixel_levels": 0})

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from depthcore.errors import DataError
-from depthcore.predict.predictor import fit_to_square, load_rgb
+from depthcore.predict.images import fit_to_square, load_rgb
 from depthcore.spaces import normalised_to_depth
 
 

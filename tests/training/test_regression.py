@@ -95,7 +95,11 @@ def test_resume_equals_uninterrupted(feature_setup: Path, tmp_path: Path) -> Non
 
 
 def test_train_stage_outputs_scales_row_and_predictor(feature_setup: Path, tmp_path: Path) -> None:
-    cfg = _config(feature_setup, tmp_path / "models", steps=3, figures=True, num_figures=1)
+    # train.regression_steps gives the baseline its own step count (the transformers keep 2)
+    cfg = _config(
+        feature_setup, tmp_path / "models", steps=2, regression_steps=3, figures=True,
+        num_figures=1,
+    )  # fmt: skip
     metrics = run_training(cfg, REGRESSION, build_regression_trainer)
     out = tmp_path / "models" / REGRESSION
     assert json.loads((out / "train_metrics.json").read_text())["objective"] == REGRESSION
