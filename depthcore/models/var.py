@@ -7,6 +7,10 @@ and block-causally (scale <= own scale) to depth tokens. The AdaLN condition and
 the SOS token are the class embedding of the null class, as in the official
 DepthART code. Names and shapes of parameters and buffers are those of the
 official ``var_d16.pth``, so it initialises this model with ``strict=True``.
+Optional extras (:data:`EXTRA_KEYS`, absent from that checkpoint) add local paths
+from the image to each depth token: ``prefix_local`` (the image token of the same
+cell) and ``pixel_encoder`` (a CNN over the frame itself, which every pass then takes
+as ``rgb_B3HW``; :mod:`depthcore.models.pixels`).
 """
 
 from __future__ import annotations

@@ -123,7 +123,7 @@ class GlobalBatchNorm2d(torch.nn.BatchNorm2d):
 
     Each rank's plain BatchNorm would normalise over its own slice of the batch, so a
     2-rank run would differ from the single process with the same global batch, and the
-    ranks' running statistics would drift apart. Sums and sums of squares are
+    ranks' running statistics would drift apart. Sums, then squared deviations, are
     all-reduced (with autograd, so the backward pass sees the other ranks' samples as
     one batch would) on any backend, gloo included, where ``SyncBatchNorm`` needs a GPU.
     Alone, or in evaluation, it is exactly ``BatchNorm2d``; the state_dict keys are
@@ -136,11 +136,13 @@ class GlobalBatchNorm2d(torch.nn.BatchNorm2d):
             return super().forward(x_BChw)
         C = x_BChw.shape[1]
         x = x_BChw.float()
+        # two passes (mean, then squared deviations), as precise as the native kernel
         count = x.new_tensor([x.numel() / C])
-        stats = autograd_all_reduce(torch.cat([x.sum((0, 2, 3)), (x * x).sum((0, 2, 3)), count]))
-        total = stats[-1]
-        mean_C = stats[:C] / total
-        var_C = (stats[C : 2 * C] / total - mean_C * mean_C).clamp_min(0)
+        sums = autograd_all_reduce(torch.cat([x.sum((0, 2, 3)), count]))
+        total = sums[-1]
+        mean_C = sums[:C] / total
+        dev = x - mean_C.view(1, C, 1, 1)
+        var_C = autograd_all_reduce((dev * dev).sum((0, 2, 3))) / total
         if self.track_running_stats and self.running_mean is not None:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
@@ -149,7 +151,7 @@ class GlobalBatchNorm2d(torch.nn.BatchNorm2d):
                 self.running_mean.mul_(1 - m).add_(mean_C.detach(), alpha=m)
                 unbiased = var_C.detach() * total / (total - 1).clamp_min(1)
                 self.running_var.mul_(1 - m).add_(unbiased, alpha=m)
-        y = (x - mean_C.view(1, C, 1, 1)) * torch.rsqrt(var_C + self.eps).view(1, C, 1, 1)
+        y = dev * torch.rsqrt(var_C + self.eps).view(1, C, 1, 1)
         if self.affine:
             y = y * self.weight.view(1, C, 1, 1) + self.bias.view(1, C, 1, 1)
         return y.to(x_BChw.dtype)
