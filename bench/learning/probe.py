@@ -141,7 +141,7 @@ def main() -> None:
             load_pretrained_var(args.init, var, model_cfg, file_sha256(cfg.tokenizer))
         vae = load_vae(cfg.tokenizer, expected=model_cfg.vae).vae
         trainer_cls = PretrainTrainer if pretraining else Trainer
-        train_set = FeatureDataset(feats / "train.h5", fields=trainer_cls.fields)
+        train_set = FeatureDataset(feats / "train.h5", fields=trainer_cls.fields_for(var))
         trainer = trainer_cls(vae, var, model_cfg, cfg, args.objective, train_set, None, tmp)
         t0 = time.perf_counter()
         fit = trainer.fit()

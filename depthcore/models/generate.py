@@ -203,11 +203,11 @@ def _first_scale(
     prefix_filled: bool,
     rgb_B3HW: torch.Tensor | None,
 ) -> torch.Tensor:
-    """Logits of scale 1 for every sample; the prefix runs once per image, not per sample."""
+    """Logits of scale 1 for every sample; the prefix runs once per image, not per sample
+    (without a cache the rows come already repeated, see :func:`rollout`)."""
     if prefix_filled:
         logits_BlV = var.depth_after_prefix(None, cache)
     elif cache is None:
-        prefix_BLCv, rgb_B3HW = _repeat(prefix_BLCv, rgb_B3HW, repeats)
         return var(prefix_BLCv, None, rgb_B3HW)[:, : var.first_l]
     else:
         logits_BlV = var.start_cached(prefix_BLCv, cache, rgb_B3HW)
@@ -215,16 +215,6 @@ def _first_scale(
         cache.repeat_batch(repeats)
         logits_BlV = logits_BlV.repeat_interleave(repeats, dim=0)
     return logits_BlV
-
-
-def _repeat(
-    prefix_BLCv: torch.Tensor, rgb_B3HW: torch.Tensor | None, repeats: int
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Prefix and frame rows repeated per sample (b -> b * repeats + n)."""
-    if repeats == 1:
-        return prefix_BLCv, rgb_B3HW
-    rgb_rep = None if rgb_B3HW is None else rgb_B3HW.repeat_interleave(repeats, dim=0)
-    return prefix_BLCv.repeat_interleave(repeats, dim=0), rgb_rep
 
 
 @torch.no_grad()
@@ -258,6 +248,11 @@ def rollout(
     if prefix_cache is not None and (not use_cache or repeats != 1):
         raise ValueError("prefix_cache needs use_cache=True and repeats=1")
     cache = prefix_cache if prefix_cache is not None else var.new_cache() if use_cache else None
+    if cache is None and repeats > 1:  # the reference path reruns every row at every scale
+        prefix_BLCv = prefix_BLCv.repeat_interleave(repeats, dim=0)
+        if rgb_B3HW is not None:
+            rgb_B3HW = rgb_B3HW.repeat_interleave(repeats, dim=0)
+        repeats = 1
     autocast = autocast_for(prefix_BLCv.device, model_dtype(var))
     inputs: list[torch.Tensor] = []
     idx_all: list[torch.Tensor] = []
@@ -274,8 +269,7 @@ def rollout(
                 logits_BlV = var.step_cached(si, next_BlCv, cache)
             else:
                 start, end = var.begin_ends[si]
-                prefix_rep, rgb_rep = _repeat(prefix_BLCv, rgb_B3HW, repeats)
-                logits_BlV = var(prefix_rep, torch.cat(inputs, dim=1), rgb_rep)[:, start:end]
+                logits_BlV = var(prefix_BLCv, torch.cat(inputs, dim=1), rgb_B3HW)[:, start:end]
         idx_Bl, h_BlCv = choose_tokens(vae, logits_BlV.float(), sampling, generator)
         idx_all.append(idx_Bl)
         h_BChw = h_BlCv.transpose(1, 2).reshape(B, vae.Cvae, pn, pn)

@@ -43,7 +43,8 @@ class PixelEncoder(nn.Module):
         if image_size % finest:
             raise ValueError(f"image_size {image_size} is not a multiple of the grid {finest}")
         stride = image_size // finest
-        probe = _backbone(backbone)
+        with torch.device("meta"):  # only its level strides: no weights allocated
+            probe = _backbone(backbone)
         coarse = [i for i, r in enumerate(probe.feature_info.reduction()) if r >= stride]
         if len(coarse) < levels:
             raise ValueError(

@@ -265,7 +265,7 @@ class FeatureDataset(torch.utils.data.Dataset):
     cross a DataLoader fork); the attrs are read once up front.
     """
 
-    def __init__(self, path: str | Path, fields: Sequence[str] = ("fD", "prefix", "rgb")) -> None:
+    def __init__(self, path: str | Path, fields: Sequence[str] = ("fD", "prefix")) -> None:
         self.path = Path(path)
         unknown = sorted(set(fields) - set(CACHE_FIELDS))
         if unknown:

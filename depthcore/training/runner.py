@@ -50,7 +50,7 @@ def build_trainer(
         load_pretrained_var(cfg.init_pretrain, var, model_cfg, tokenizer_sha256=sha)
     vae = load_vae(cfg.tokenizer, expected=model_cfg.vae).vae
     features = Path(cfg.features_dir)
-    fields = trainer_cls.fields
+    fields = trainer_cls.fields_for(var)
     train_set = FeatureDataset(features / f"{cfg.train_split}.h5", fields=fields)
     val_set = FeatureDataset(features / f"{cfg.val_split}.h5", fields=fields)
     space = str(train_set.attrs.get("space"))

@@ -80,8 +80,9 @@ class Trainer:
 
     #: The objectives this trainer knows, by name (the loss function of each).
     objectives: Mapping[str, Callable[..., Any]] = OBJECTIVES
-    #: The feature-cache fields :meth:`loss_inputs` reads (train and validation sets).
-    fields: tuple[str, ...] = ("fD", "prefix", "rgb")
+    #: The feature-cache fields :meth:`loss_inputs` reads (train and validation sets);
+    #: a transformer with a pixel path also reads the frames (:meth:`fields_for`).
+    fields: tuple[str, ...] = ("fD", "prefix")
     #: The names :meth:`finish` writes under ``out_dir``.
     model_file, metrics_file = "model.safetensors", "train_metrics.json"
 
@@ -134,6 +135,14 @@ class Trainer:
             step, base_lr=c.lr, kind=c.schedule, total_steps=c.steps,
             warmup_steps=c.warmup_steps, step_size=c.step_size, gamma=c.gamma, min_lr=c.min_lr,
         )  # fmt: skip
+
+    @classmethod
+    def fields_for(cls, var: torch.nn.Module) -> tuple[str, ...]:
+        """The cache fields to load for ``var``: the frames only when it reads pixels
+        (at 256 px they would be the largest field of every batch)."""
+        if getattr(var, "reads_pixels", False) and "rgb" not in cls.fields:
+            return (*cls.fields, "rgb")
+        return cls.fields
 
     def loss_inputs(self, batch: dict[str, torch.Tensor]) -> LossInputs:
         """(prefix_BLC, f_BChw, rgb_B3HW) of a batch: the image prefix, the features to

@@ -12,7 +12,9 @@ from depthcore.models.checkpoint import load_model, save_model
 from depthcore.models.generate import GREEDY, rollout
 from depthcore.models.pixels import PixelEncoder
 from depthcore.training.objectives import OBJECTIVES
+from depthcore.training.pretrain import PretrainTrainer
 from depthcore.training.teacher_forcing import teacher_forcing_loss
+from depthcore.training.trainer import Trainer
 from tests.helpers.models import TEST_PIXEL_ENCODER, tiny_pixel_batch
 
 
@@ -139,3 +141,12 @@ def test_pixel_levels_pick_the_backbone_stages() -> None:
         PixelEncoder(TEST_PIXEL_ENCODER, 16, (1, 2, 4), 32, levels=4)
     with pytest.raises(ValueError, match="pixel_levels must be >= 1"):
         resolve_config("tiny", var={"pixel_levels": 0})
+
+
+def test_only_a_model_with_a_pixel_path_loads_the_frames() -> None:
+    """The frames are the largest cache field at 256 px: the official layout skips them."""
+    _, plain = build_model(resolve_config("tiny", var={"pixel_encoder": ""}))
+    _, pixels = build_model(resolve_config("tiny", var={"pixel_encoder": TEST_PIXEL_ENCODER}))
+    assert Trainer.fields_for(plain) == ("fD", "prefix")
+    assert Trainer.fields_for(pixels) == ("fD", "prefix", "rgb")
+    assert PretrainTrainer.fields_for(pixels) == ("prefix", "rgb")  # it always reads them

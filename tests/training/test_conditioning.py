@@ -54,7 +54,8 @@ def fitted(processed_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tup
         loss_weighting="scale", tracking="none", figures=False,
         ckpt_every=0, resume=False, out_dir=str(root),
     )  # fmt: skip
-    trainer = Trainer(vae, var, model_cfg, cfg, "var_tf", FeatureDataset(cache), None, root)
+    train = FeatureDataset(cache, fields=Trainer.fields_for(var))
+    trainer = Trainer(vae, var, model_cfg, cfg, "var_tf", train, None, root)
     trainer.fit()
     return vae, var.eval(), FeatureDataset(cache, fields=EVAL_FIELDS)
 

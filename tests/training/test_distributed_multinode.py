@@ -61,7 +61,7 @@ def _stage_model_trainer(setup: Path, cfg: TrainConfig, objective: str) -> Train
     model_cfg = resolve_config(cfg.model)
     _, var = build_model(model_cfg)
     vae = load_vae(cfg.tokenizer, expected=model_cfg.vae).vae
-    train = FeatureDataset(setup / "features" / "train.h5")
+    train = FeatureDataset(setup / "features" / "train.h5", fields=Trainer.fields_for(var))
     out = Path(cfg.out_dir) / objective
     return Trainer(vae, var, model_cfg, cfg, objective, train, None, out)
 

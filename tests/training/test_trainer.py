@@ -46,8 +46,8 @@ def _trainer(setup: Path, cfg: TrainConfig, objective: str, device: str = "cpu")
     from depthcore.models.checkpoint import load_vae
 
     vae = load_vae(cfg.tokenizer, expected=model_cfg.vae).vae
-    train = FeatureDataset(setup / "features" / "train.h5")
-    val = FeatureDataset(setup / "features" / "val.h5", fields=Trainer.fields)
+    train = FeatureDataset(setup / "features" / "train.h5", fields=Trainer.fields_for(var))
+    val = FeatureDataset(setup / "features" / "val.h5", fields=Trainer.fields_for(var))
     out = Path(cfg.out_dir) / objective
     info = DistInfo(device=device)
     return Trainer(vae, var, model_cfg, cfg, objective, train, val, out, dist_info=info)
