@@ -43,8 +43,9 @@ class PixelEncoder(nn.Module):
         if image_size % finest:
             raise ValueError(f"image_size {image_size} is not a multiple of the grid {finest}")
         stride = image_size // finest
-        with torch.device("meta"):  # only its level strides: no weights allocated
-            probe = _backbone(backbone)
+        # a full first build for the level strides (its draws from the RNG are part of the
+        # seeded initialisation the measured default was trained from)
+        probe = _backbone(backbone)
         coarse = [i for i, r in enumerate(probe.feature_info.reduction()) if r >= stride]
         if len(coarse) < levels:
             raise ValueError(
