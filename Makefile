@@ -1,13 +1,14 @@
 # Two commands do all the set-up on a fresh machine:
 #   make repro   create .venv, install, run the whole pipeline (dvc repro) on the embedded data
-#   make test    create .venv, install, run the test suite
+#   make test    create .venv, install, run the test suite (CI; tests marked slow left out)
+#   make test-slow   the slow tests alone (each over ~100 s; see README)
 #   make study   DepthART vs VAR-TF over seeds 0 1 2 as DVC experiments (docs/learning.md);
 #                STUDY_ARGS passes options, e.g. STUDY_ARGS="--set train.steps=2000"
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install repro test lint format study
+.PHONY: install repro test test-slow lint format study
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -26,7 +27,10 @@ study: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -m "not slow"
+
+test-slow: $(STAMP)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -m slow
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -15,13 +15,20 @@ path leaves the transformer's function unchanged until training opens it.
 
 from __future__ import annotations
 
-import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
-def _backbone(name: str, **kwargs: object) -> nn.Module:
+def timm_features(name: str, **kwargs: object) -> nn.Module:
+    """A randomly initialised timm ``features_only`` backbone (never a hub download).
+
+    timm is imported here, not at module level: it pulls in torchvision and
+    torch._dynamo (~2.4 s), which every stage importing ``depthcore.models`` (the
+    tokenizer, features and register stages build no timm model) would pay at start.
+    """
+    import timm
+
     return timm.create_model(name, features_only=True, pretrained=False, **kwargs)
 
 
@@ -45,7 +52,7 @@ class PixelEncoder(nn.Module):
         stride = image_size // finest
         # a full first build for the level strides (its draws from the RNG are part of the
         # seeded initialisation the measured default was trained from)
-        probe = _backbone(backbone)
+        probe = timm_features(backbone)
         coarse = [i for i, r in enumerate(probe.feature_info.reduction()) if r >= stride]
         if len(coarse) < levels:
             raise ValueError(
@@ -53,7 +60,7 @@ class PixelEncoder(nn.Module):
                 f"pixel_levels asks for {levels}"
             )
         # timm stops the backbone at the last level asked for: fewer levels, less compute
-        self.backbone = _backbone(backbone, out_indices=tuple(coarse[:levels]))
+        self.backbone = timm_features(backbone, out_indices=tuple(coarse[:levels]))
         channels = self.backbone.feature_info.channels()
         self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in channels)
         self.norm = nn.LayerNorm(width)

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -34,6 +33,7 @@ from torch import nn
 from depthcore.config import frozen
 from depthcore.errors import CheckpointError
 from depthcore.models.checkpoint import checkpoint_kind, load_module, save_module
+from depthcore.models.pixels import timm_features
 
 #: The ``depthcore_kind`` of a baseline checkpoint: what the predictor dispatches on.
 REGRESSION_KIND = "regression"
@@ -87,7 +87,7 @@ class DepthRegressor(nn.Module):
     def __init__(self, config: RegressionConfig) -> None:
         super().__init__()
         self.config = config
-        self.encoder = timm.create_model(config.backbone, features_only=True, pretrained=False)
+        self.encoder = timm_features(config.backbone)
         widths = list(self.encoder.feature_info.channels())
         if len(widths) < len(config.decoder_channels) + 1:
             raise ValueError(

@@ -56,7 +56,6 @@ def _training_batch(sample, size: int, tmp_path: Path, monkeypatch: pytest.Monke
     return next(iter_frames(ShardDataset(tmp_path, "train"), size, batch_size=1))
 
 
-@pytest.mark.slow
 def test_benchmark_frame_sees_the_training_tensor(
     predictor: DepthPredictor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -151,7 +151,6 @@ def _tiny_checkpoint(path: Path, space: str) -> Path:
     return path
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("space", ["sqrt_disparity", "scale_depth"])
 def test_stage_with_a_checkpoint(tmp_path: Path, space: str) -> None:
     """A tiny checkpoint goes through DepthPredictor; median only where it is defined."""
@@ -178,7 +177,6 @@ def test_stage_with_a_checkpoint(tmp_path: Path, space: str) -> None:
     assert record["determinism"]["deterministic_algorithms"] is True
 
 
-@pytest.mark.slow
 def test_evaluation_is_byte_identical_when_repeated(tmp_path: Path) -> None:
     """Same params, same machine: metrics.json and per_image.csv are the same bytes."""
     from depthcore.synth.benchmarks import generate_benchmark

@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from bench.parity.recipe import PARITY_CONFIGS, fill_parameters, parity_image, summarise
@@ -85,7 +84,6 @@ def test_small_config_matches_official_var() -> None:
     _check_config("small")
 
 
-@pytest.mark.slow
 def test_d16_matches_official_var() -> None:
     _check_config("d16")
 

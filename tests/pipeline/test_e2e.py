@@ -13,7 +13,7 @@ import yaml
 
 from tests.helpers.tiny_repo import make_tiny_repo, run_checked
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = pytest.mark.e2e
 
 BENCHMARKS = {"nyu", "ibims", "tum", "eth3d"}
 

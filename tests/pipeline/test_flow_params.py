@@ -114,7 +114,6 @@ def test_overrides_are_checked_against_the_params_dataclasses(tmp_path: Path) ->
         resolve_overrides(params, None, [])
 
 
-@pytest.mark.slow
 def test_run_with_overrides_is_a_dvc_experiment(prefect_harness: None, git_repo: Path) -> None:
     from prefect.artifacts import Artifact
 
@@ -150,7 +149,6 @@ def test_run_with_overrides_is_a_dvc_experiment(prefect_harness: None, git_repo:
     assert summary is not None and "0 of 2 stages ran" in summary.data, summary.data
 
 
-@pytest.mark.slow
 def test_bad_override_fails_before_anything_runs(prefect_harness: None, git_repo: Path) -> None:
     from pipelines.flows import retrain
 
@@ -161,7 +159,6 @@ def test_bad_override_fails_before_anything_runs(prefect_harness: None, git_repo
     assert not (git_repo / "made.txt").exists() and not (git_repo / "dvc.lock").exists()
 
 
-@pytest.mark.slow
 def test_overrides_need_a_git_repo(prefect_harness: None, tmp_path: Path) -> None:
     from pipelines.flows import retrain
 

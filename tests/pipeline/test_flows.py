@@ -48,7 +48,6 @@ def _artifact(key: str, flow_run_id) -> str | None:
     return asyncio.run(fetch()).get(key)
 
 
-@pytest.mark.slow
 def test_retrain_reports_what_ran_and_publishes_only_fresh_results(
     prefect_harness: None, tmp_path: Path
 ) -> None:
@@ -88,7 +87,6 @@ def test_retrain_reports_what_ran_and_publishes_only_fresh_results(
     assert (repo / "attempts.txt").read_text() == "2"
 
 
-@pytest.mark.slow
 def test_failed_stage_fails_the_flow_naming_the_stage(
     prefect_harness: None, tmp_path: Path
 ) -> None:
@@ -102,7 +100,6 @@ def test_failed_stage_fails_the_flow_naming_the_stage(
         state.result()
 
 
-@pytest.mark.slow
 def test_unknown_stage_fails_before_any_stage_runs(prefect_harness: None, tmp_path: Path) -> None:
     from pipelines.flows import retrain
 

@@ -38,7 +38,6 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     }
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("seed", SEEDS)
 def test_download_killed_then_rerun(reference: dict, tmp_path: Path, seed: int) -> None:
     wanted = sum(1 for k in reference["download"] if k.endswith(".hdf5"))
@@ -51,7 +50,6 @@ def test_download_killed_then_rerun(reference: dict, tmp_path: Path, seed: int) 
     assert run.equal and run.leftovers == []
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("seed", SEEDS)
 def test_preprocess_killed_then_rerun(reference: dict, tmp_path: Path, seed: int) -> None:
     run = kill_and_rerun(

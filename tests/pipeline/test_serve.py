@@ -17,7 +17,7 @@ import pytest
 
 from tests.helpers.prefect_repo import make_fake_repo
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -18,7 +18,6 @@ from depthcore.tracking.registry import RegisterConfig
 from tests.helpers.registry import metrics_payload, new_model, references, tiny_pyfunc
 
 pytestmark = [
-    pytest.mark.slow,
     pytest.mark.integration,
     pytest.mark.skipif(
         not CHROMIUM.is_file() or importlib.util.find_spec("playwright") is None,

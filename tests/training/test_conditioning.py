@@ -23,8 +23,6 @@ from depthcore.training.trainer import Trainer
 SMALL_VAR = {"num_heads": 2}
 EVAL_FIELDS = ("fD", "prefix", "rgb", "depth", "mask")
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def fitted(processed_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple:

@@ -11,7 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 import yaml
 
@@ -66,7 +65,6 @@ def _stage_model_trainer(setup: Path, cfg: TrainConfig, objective: str) -> Train
     return Trainer(vae, var, model_cfg, cfg, objective, train, None, out)
 
 
-@pytest.mark.slow
 def test_two_nodes_c10d_then_resume_on_one(feature_setup: Path, tmp_path: Path) -> None:
     objective = "var_tf"
     # bf16 + activation checkpointing: the GPU knobs go through params.yaml to every rank

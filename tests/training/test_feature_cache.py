@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import h5py
@@ -14,7 +15,12 @@ from depthcore.errors import DataError
 from depthcore.models import create_model, image_prefix
 from depthcore.spaces import rgb_to_model, target_to_depth3
 from depthcore.training.batches import step_indices, step_loader
-from depthcore.training.feature_cache import FeatureDataset, build_feature_cache, frame_at_size
+from depthcore.training.feature_cache import (
+    PRELOAD_MAX_BYTES,
+    FeatureDataset,
+    build_feature_cache,
+    frame_at_size,
+)
 from tests.helpers.frames import make_frame
 
 
@@ -71,13 +77,30 @@ def test_cache_holds_the_vae_outputs(
     torch.testing.assert_close(item["prefix_LC"], prefix[0], rtol=1e-5, atol=1e-5)
 
 
-def test_batched_reads_keep_order_and_duplicates(cache_path: Path) -> None:
-    ds = FeatureDataset(cache_path)
+@pytest.mark.parametrize("preload_max_bytes", [0, PRELOAD_MAX_BYTES])
+def test_batched_reads_keep_order_and_duplicates(cache_path: Path, preload_max_bytes: int) -> None:
+    ds = FeatureDataset(cache_path, preload_max_bytes=preload_max_bytes)
+    assert ds.preload == (preload_max_bytes > 0)
     batch = ds.get_batch([3, 0, 3, 1])
     assert batch["fD_Chw"].shape == (4, 16, 8, 8)
     torch.testing.assert_close(batch["fD_Chw"][0], ds[3]["fD_Chw"])
     torch.testing.assert_close(batch["fD_Chw"][1], ds[0]["fD_Chw"])
     torch.testing.assert_close(batch["fD_Chw"][2], batch["fD_Chw"][0])
+
+
+def test_memory_and_disk_reads_give_identical_batches(cache_path: Path) -> None:
+    """Small caches are read into memory once; the batches must not change by a bit."""
+    fields = ("fD", "prefix", "rgb", "target", "depth", "mask")
+    disk = FeatureDataset(cache_path, fields=fields, preload_max_bytes=0)
+    memory = FeatureDataset(cache_path, fields=fields)
+    assert memory.preload and not disk.preload
+    order = [2, 0, 2, 3, 1]
+    a, b = disk.get_batch(order), memory.get_batch(order)
+    assert a.keys() == b.keys()
+    for name in a:
+        assert a[name].dtype == b[name].dtype and torch.equal(a[name], b[name]), name
+    assert torch.equal(disk[1]["prefix_LC"], memory[1]["prefix_LC"])
+    assert pickle.loads(pickle.dumps(memory)).get_batch(order)["fD_Chw"].equal(a["fD_Chw"])
 
 
 def test_cache_refusals(cache_path: Path, tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import pytest
 import yaml
 
 from depthcore.training.feature_cache import rank_slice
@@ -39,7 +38,6 @@ def _params(path: Path, processed: Path, tokenizer: Path, out: Path) -> Path:
     return path
 
 
-@pytest.mark.slow
 def test_two_ranks_write_the_same_cache_as_one_process(
     processed_dir: Path, feature_setup: Path, tmp_path: Path
 ) -> None:

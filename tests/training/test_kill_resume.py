@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 import yaml
 
 from bench.crash_runs import (
@@ -35,7 +34,6 @@ def test_checkpoints_are_persisted_and_nothing_else_is() -> None:
     assert "models/var_tf/model.safetensors" in removed
 
 
-@pytest.mark.slow
 def test_killed_training_resumes_to_identical_weights(feature_setup: Path, tmp_path: Path) -> None:
     sections = train_sections(feature_setup)
     ref = tmp_path / "reference"

@@ -135,7 +135,6 @@ def test_compiled_transformer_matches_eager_and_keeps_state_dict_keys() -> None:
     _compiled_matches_eager("aot_eager")
 
 
-@pytest.mark.slow
 def test_inductor_compiled_transformer_matches_eager() -> None:
     """What ``train.compile: true`` runs: inductor kernels (C++ on CPU; minutes to build)."""
     _compiled_matches_eager("inductor")

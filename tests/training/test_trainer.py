@@ -113,7 +113,6 @@ def test_run_training_then_scales_write_outputs_and_log_to_mlflow(
     assert sorted(p.name for p in (out / "figures").iterdir()) == ["scales_000.png"]
 
 
-@pytest.mark.slow
 def test_torchrun_two_gloo_ranks_stay_in_sync(feature_setup: Path, tmp_path: Path) -> None:
     cfg = _cfg(feature_setup, tmp_path / "models", steps=2, ckpt_every=0, device="cpu")
     params = tmp_path / "params.yaml"

@@ -11,14 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from bench.download_faults import run_download_faults
 from bench.faultserver import KINDS
 from depthcore.data.hypersim.download import DownloadConfig, download
 
 
-@pytest.mark.slow
 def test_download_survives_twenty_faults(hypersim_source: Path, tmp_path: Path) -> None:
     report = run_download_faults(hypersim_source, tmp_path)
     faults = report.faults

@@ -103,7 +103,6 @@ def _ran(output: str) -> list[str]:
 
 
 @pytest.mark.integration
-@pytest.mark.slow
 def test_seaweedfs_new_scene_reruns_download_for_it_alone(
     hypersim_source: Path,
     seaweedfs: str,
