@@ -12,11 +12,46 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 
 import torch
 from torch import nn
 
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "auto")
+
+#: /proc/cpuinfo flags of CPUs that run bf16 matmuls natively (AVX512-BF16, AMX).
+NATIVE_BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
+
+def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> frozenset[str]:
+    """The x86 feature flags of this CPU (empty where there is no /proc/cpuinfo)."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def native_bf16(device: torch.device, flags: frozenset[str] | None = None) -> bool:
+    """Whether ``device`` runs bf16 faster than fp32: CUDA with bf16 support, or a CPU with
+    AVX512-BF16/AMX. Elsewhere bf16 autocast is emulated and slower than fp32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(NATIVE_BF16_CPU_FLAGS & (cpu_flags() if flags is None else flags))
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``fp32`` or ``bf16``: ``auto`` is bf16 where :func:`native_bf16`, else fp32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"train.precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision
 
 
 def enable_tf32(device: torch.device) -> None:
@@ -29,9 +64,7 @@ def autocast_for(
     precision: str, device: torch.device
 ) -> Callable[[], AbstractContextManager[object]]:
     """A factory of the context that runs a forward pass in ``precision`` on ``device``."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"train.precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision == "fp32":
+    if resolve_precision(precision, device) == "fp32":
         return nullcontext
     return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 

@@ -89,7 +89,8 @@ def run_training(
         trainer = build(cfg, objective, out_dir, logger, info)
         logger.log_params(
             {"objective": objective, "world_size": info.world_size, "space": trainer.space,
-             "train_frames": len(trainer.train_set), **to_dict(trainer.cfg)}
+             "train_frames": len(trainer.train_set), "precision_used": trainer.precision,
+             **to_dict(trainer.cfg)}
         )  # fmt: skip
         metrics = trainer.finish(trainer.fit())
         logger.close("FINISHED")

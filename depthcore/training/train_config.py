@@ -71,6 +71,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     num_threads: int = param(0, ge=0)  # torch intra-op threads; 0 = torch default
     num_workers: int = param(0, ge=0)  # DataLoader workers
-    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: autocast forward, fp32 master weights
+    # bf16: autocast forward, fp32 master weights; auto: bf16 where the device runs it natively
+    precision: Literal["fp32", "bf16", "auto"] = "fp32"
     compile: bool = False  # torch.compile the transformer's parallel (gradient) pass
     grad_checkpointing: bool = False  # recompute block activations in backward (saves memory)

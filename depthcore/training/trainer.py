@@ -47,7 +47,12 @@ from depthcore.training.distributed import (
 from depthcore.training.feature_cache import FeatureDataset
 from depthcore.training.losses import prefix_variants, training_loss
 from depthcore.training.objectives import OBJECTIVES
-from depthcore.training.precision import autocast_for, enable_tf32, prepare_transformer
+from depthcore.training.precision import (
+    autocast_for,
+    enable_tf32,
+    prepare_transformer,
+    resolve_precision,
+)
 from depthcore.training.schedule import lr_at
 from depthcore.training.train_config import RESUME_KEYS, TrainConfig
 
@@ -115,7 +120,8 @@ class Trainer:
             globalise_batch_norms(self.var)
         enable_tf32(self.device)
         prepare_transformer(self.var, compile=cfg.compile, checkpointing=cfg.grad_checkpointing)
-        self.autocast = autocast_for(cfg.precision, self.device)
+        self.precision = resolve_precision(cfg.precision, self.device)
+        self.autocast = autocast_for(self.precision, self.device)
         broadcast_parameters(synced_state(self.var), self.dist)
         self.train_set, self.val_set = train_set, val_set
         self.space = str(train_set.attrs.get("space", ""))
@@ -387,6 +393,7 @@ class Trainer:
             "loss_final": fit_result["last"].get("loss"),
             "loss_ema": self.loss_ema,
             "ms_per_step": fit_result["ms_per_step"],
+            "precision": self.precision,  # what train.precision (e.g. auto) resolved to here
             "val_loss": val_loss,
         }
         write_text_atomic(self.out_dir / self.metrics_file, json.dumps(metrics, indent=2) + "\n")

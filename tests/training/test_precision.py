@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
 from depthcore.models.blocks import LayerKV, SelfAttention
 from depthcore.training.objectives import OBJECTIVES
-from depthcore.training.precision import autocast_for, enable_tf32, prepare_transformer
+from depthcore.training.precision import (
+    autocast_for,
+    cpu_flags,
+    enable_tf32,
+    native_bf16,
+    prepare_transformer,
+    resolve_precision,
+)
 from tests.helpers.models import tiny_batch
 
 SMALL_VAR = {"depth": 2, "embed_dim": 64, "num_heads": 2}
@@ -98,6 +106,22 @@ def test_tf32_is_switched_on_for_cuda_only() -> None:
         assert torch.get_float32_matmul_precision() == "high"
     finally:
         torch.set_float32_matmul_precision(before)
+
+
+def test_auto_precision_is_bf16_only_where_the_cpu_runs_it_natively(tmp_path: Path) -> None:
+    cpu = torch.device("cpu")
+    assert not native_bf16(cpu, frozenset({"avx2", "avx512f", "avx512bw"}))  # emulated: slower
+    assert native_bf16(cpu, frozenset({"avx512f", "avx512_bf16"}))
+    assert native_bf16(cpu, frozenset({"amx_bf16", "amx_tile"}))
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512_bf16\n\n")
+    assert cpu_flags(info) == {"fpu", "sse2", "avx2", "avx512_bf16"}
+    assert cpu_flags(tmp_path / "missing") == frozenset()
+    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    want = "bf16" if native_bf16(cpu) else "fp32"
+    assert resolve_precision("auto", cpu) == want
+    ctx = autocast_for("auto", cpu)()
+    assert isinstance(ctx, torch.autocast) == (want == "bf16")
 
 
 def test_unknown_precision_is_refused() -> None:
