@@ -1,8 +1,8 @@
-"""Stage ``report``: the README's results section, generated from the pipeline's outputs.
+"""Stage ``report``: the results page, generated from the pipeline's outputs.
 
-``python -m stages.report --params params.yaml [--readme README.md]`` writes ``report.out``
+``python -m stages.report --params params.yaml [--page docs/results.md]`` writes ``report.out``
 (rank table, champion decision, the DepthART vs VAR-TF paired bootstrap intervals, the
-per-scale curves) and, with ``--readme``, replaces the README's text between
+per-scale curves) and, with ``--page``, replaces that page's text between
 ``<!-- results:begin -->`` and ``<!-- results:end -->`` with it.
 """
 
@@ -19,7 +19,7 @@ from stages.common import run_stage, stage_args
 
 
 def _extra(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--readme", type=Path, default=None, help="README to update in place")
+    parser.add_argument("--page", type=Path, default=None, help="markdown page to update in place")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -29,9 +29,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         cfg = load_section("report", ReportConfig, args.params)
         section = results_section(cfg.register_dir, cfg.models_dir, cfg.objectives)
         write_text_atomic(Path(cfg.out), section)
-        if args.readme is not None:
-            text = replace_between_markers(args.readme.read_text(), section, str(args.readme))
-            write_text_atomic(args.readme, text)
+        if args.page is not None:
+            text = replace_between_markers(args.page.read_text(), section, str(args.page))
+            write_text_atomic(args.page, text)
         print(section)
 
     run_stage("report", body)

@@ -1,11 +1,11 @@
-"""The README's results section, written from the pipeline's outputs and never by hand.
+"""The results page (docs/results.md), written from the pipeline's outputs and never by hand.
 
 :func:`results_section` turns the register stage's files (``rank_table.md``,
 ``registry.json``, ``comparison.json``) and the per-scale curves
 (``models/<objective>/scales.csv``) into markdown whose words follow the
 confidence intervals: a difference is called a win only when its paired bootstrap
 interval excludes 0, otherwise it is "no significant difference".
-:func:`replace_between_markers` splices it into README.md between
+:func:`replace_between_markers` splices it into docs/results.md between
 ``<!-- results:begin -->`` and ``<!-- results:end -->``.
 """
 
@@ -155,7 +155,7 @@ def results_section(
     return "\n".join(parts).rstrip() + "\n"
 
 
-def replace_between_markers(text: str, section: str, where: str = "README.md") -> str:
+def replace_between_markers(text: str, section: str, where: str = "docs/results.md") -> str:
     """``text`` with everything between the two markers replaced by ``section``."""
     start, end = text.find(BEGIN), text.find(END)
     if start < 0 or end < start:

@@ -3,7 +3,7 @@
 The evaluation's own keys (``abs_rel``, ``pe_fla``, ``dbe_com``...) are short because
 they index tables; in the MLflow UI they are all a reader sees. Every name logged to
 MLflow is built here, from :data:`GLOSSARY`, so the runs table, the registry tags and
-the README glossary (:func:`glossary_markdown`, also the experiment's description)
+the docs/evaluation.md glossary (:func:`glossary_markdown`, also the experiment's description)
 cannot drift apart. Counts (``num_images``, ``num_planes``) are constants of a
 benchmark, not results: they are logged as params.
 """
@@ -103,7 +103,7 @@ def headline_metrics(
 
 
 def glossary_markdown(alignments: Sequence[str] = ("lsq", "median")) -> str:
-    """The metrics glossary as markdown (README section and MLflow experiment description)."""
+    """The metrics glossary as markdown (docs/evaluation.md, MLflow experiment description)."""
     lines = [
         "Metric names (↓ lower is better, ↑ higher is better). Evaluation metrics are "
         f"logged as `<benchmark>/<alignment>/<name>` with alignment in {list(alignments)}; "

@@ -1,4 +1,4 @@
-"""The generated README results section: words follow the intervals, numbers come from files."""
+"""The generated results page: words follow the intervals, numbers come from files."""
 
 from __future__ import annotations
 
@@ -109,8 +109,8 @@ def test_report_stage_updates_the_readme(tmp_path: Path, monkeypatch: pytest.Mon
     _outputs(tmp_path)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text("report:\n  objectives: [depthart, var_tf]\n")
-    (tmp_path / "README.md").write_text(f"x\n{BEGIN}\n{END}\n")
-    main(["--params", "params.yaml", "--readme", "README.md"])
+    (tmp_path / "results.md").write_text(f"x\n{BEGIN}\n{END}\n")
+    main(["--params", "params.yaml", "--page", "results.md"])
     written = (tmp_path / "outputs" / "report" / "results.md").read_text()
-    assert written in (tmp_path / "README.md").read_text()
+    assert written in (tmp_path / "results.md").read_text()
     assert "depthart significantly better on 1" in written

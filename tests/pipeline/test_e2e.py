@@ -52,8 +52,8 @@ def test_dvc_repro_end_to_end_then_noop(tmp_path: Path) -> None:
     assert "(champion)" in table and "reference:constant_plane" in table
     comparison = json.loads((repo / "outputs" / "register" / "comparison.json").read_text())
     assert len(comparison["pairs"]) == 10  # 3 models + 2 references, every pair
-    readme = (repo / "README.md").read_text()
-    assert (repo / "outputs" / "report" / "results.md").read_text() in readme
+    results_page = (repo / "docs" / "results.md").read_text()
+    assert (repo / "outputs" / "report" / "results.md").read_text() in results_page
 
     from mlflow import MlflowClient
 

@@ -1,4 +1,4 @@
-"""The README's paper profile (a ``dvc exp run -S`` set) names only real keys with valid values."""
+"""The paper profile in docs/model.md (a ``dvc exp run -S`` set) names only real keys."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _paper_overrides() -> dict[str, object]:
-    text = (REPO_ROOT / "README.md").read_text()
+    text = (REPO_ROOT / "docs" / "model.md").read_text()
     block = text.split("<!-- paper-profile -->", 1)[1].split("<!-- /paper-profile -->", 1)[0]
     command = block.replace("```bash", "").replace("```", "").replace("\\\n", " ")
     words = shlex.split(command)
@@ -27,7 +27,7 @@ def test_paper_profile_applies_to_params_yaml(tmp_path: Path) -> None:
     overrides = _paper_overrides()
     for dotted, value in overrides.items():
         section, key = dotted.split(".", 1)
-        assert key in params[section], f"README paper profile sets unknown key {dotted}"
+        assert key in params[section], f"docs/model.md paper profile sets unknown key {dotted}"
         params[section][key] = value
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))

@@ -31,7 +31,7 @@ def _free_port() -> int:
 
 
 def _launch_two_nodes(params: Path, objective: str) -> list[subprocess.CompletedProcess]:
-    """The README's multi-node command, once per node, both on this machine."""
+    """The multi-node command of docs/operations.md, once per node, both on this machine."""
     port = _free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
     procs = []
