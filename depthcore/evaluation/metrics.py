@@ -7,7 +7,9 @@ geometric metrics in :mod:`depthcore.evaluation.planarity` and the rank metric i
 
 Which delta is shown: we report ``delta1..3`` (fraction of *good* pixels,
 higher is better) and also ``bad_pixel = 1 - delta1`` (lower is better), the
-complement the DepthART paper's table prints as "d1".
+complement the DepthART paper's table prints as "d1". Under ``evaluate.protocol: paper``
+``bad_pixel`` is the official D1 itself (fraction > 1.25) and ``mae`` is added
+(:mod:`depthcore.evaluation.protocol`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ METRICS: dict[str, Direction] = {
     "delta2": "higher",
     "delta3": "higher",
     "bad_pixel": "lower",
+    "mae": "lower",  # the paper protocol's MAE (mean |p - g|, metres)
     "pe_fla": "lower",
     "pe_ori": "lower",
     "dbe_acc": "lower",

@@ -52,7 +52,9 @@ def write_outputs(
         out_dir / "metrics.json", json.dumps(finite_only(results), indent=2, sort_keys=True) + "\n"
     )
     with atomic_path(out_dir / "per_image.csv") as tmp, tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(CSV_COLUMNS), restval="")
+        # protocol-specific metrics (the paper protocol's mae) follow the fixed columns
+        extra = sorted({k for row in csv_rows for k in row} - set(CSV_COLUMNS))
+        writer = csv.DictWriter(fh, fieldnames=list(CSV_COLUMNS) + extra, restval="")
         writer.writeheader()
         for row in csv_rows:
             writer.writerow({k: ("" if _is_nan(v) else v) for k, v in row.items()})

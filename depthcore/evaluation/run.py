@@ -16,7 +16,9 @@ predictor stretches the RGB frame to its square input by area resampling
 to training frames; checkpoints record it as ``input_fit``) and returns an S x S map in
 its normalised space. That map is resampled to the ground truth's H x W by bilinear
 interpolation with half-pixel centres (``align_corners=False``), in the model's space,
-before alignment; the ground truth itself is never resampled.
+before alignment; the ground truth itself is never resampled. That is the ``native`` protocol;
+``evaluate.protocol: paper`` scores as the official DepthART evaluation does instead
+(:mod:`depthcore.evaluation.protocol`).
 
 Determinism: :func:`run_evaluation` fixes torch's thread count (``evaluate.num_threads``),
 turns on ``torch.use_deterministic_algorithms`` and seeds the predictor, so the same
@@ -37,7 +39,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from depthcore.config import frozen, param, to_dict
@@ -52,6 +53,17 @@ from depthcore.evaluation.alignment import (
 from depthcore.evaluation.metrics import DEPTH_METRICS, compute_metrics
 from depthcore.evaluation.outputs import write_outputs
 from depthcore.evaluation.planarity import boundary_errors, planarity
+from depthcore.evaluation.protocol import (
+    PAPER_BENCHMARKS,
+    PAPER_METRIC_NAMES,
+    PaperReader,
+    Protocol,
+    align_median_paper,
+    paper_metrics,
+    paper_protocol_problem,
+    paper_upsample,
+    upsample_bilinear,
+)
 from depthcore.evaluation.references import DepthModel
 from depthcore.io import write_text_atomic
 from depthcore.spaces import SPACES
@@ -93,10 +105,18 @@ class EvaluateConfig:
     # token choice at each scale: expected (default: deterministic, the limit of the
     # official averaging), sample (the official top-k 900 / top-p 0.9 / 5 samples), greedy
     decoding: Literal["greedy", "sample", "expected"] = "expected"
+    # native: score at each ground truth's own size (ours); paper: the official DepthART
+    # evaluation (GT resized per benchmark, its crops, median alignment, its D1; protocol.py)
+    protocol: Protocol = "native"
 
     def __post_init__(self) -> None:
         if not self.alignments:
             raise ValueError("alignments must name at least one of lsq, median")
+        if self.protocol == "paper":
+            benches = {name: (b.format, b.crop) for name, b in self.benchmarks.items()}
+            problem = paper_protocol_problem(self.alignments, benches)
+            if problem is not None:
+                raise ValueError(problem)
 
 
 def applicable_alignments(
@@ -130,15 +150,6 @@ def align(
     raise ValueError(f"unknown alignment {alignment!r}; expected 'lsq' or 'median'")
 
 
-def upsample_bilinear(pred_BHW: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Resize predictions bilinearly (half-pixel centres) to ``height`` x ``width``."""
-    if pred_BHW.shape[1:] == (height, width):
-        return pred_BHW.astype(np.float32, copy=False)
-    pred_B1HW = torch.from_numpy(np.ascontiguousarray(pred_BHW, dtype=np.float32))[:, None]
-    out = F.interpolate(pred_B1HW, size=(height, width), mode="bilinear", align_corners=False)
-    return out[:, 0].numpy()
-
-
 def _batches(samples: Iterable[Any], batch_size: int) -> Iterator[list[Any]]:
     """Consecutive samples of equal image size, at most ``batch_size`` at a time."""
     batch: list[Any] = []
@@ -151,7 +162,9 @@ def _batches(samples: Iterable[Any], batch_size: int) -> Iterator[list[Any]]:
         yield batch
 
 
-def _predict(model: DepthModel, batch: list[Any], bench: str) -> np.ndarray:
+def _predict(
+    model: DepthModel, batch: list[Any], bench: str, protocol: str = "native"
+) -> np.ndarray:
     rgb_BHW3 = np.stack([s.rgb_HW3 for s in batch])
     pred_BHW = np.asarray(model.predict_batch(rgb_BHW3))
     if pred_BHW.ndim != 3 or pred_BHW.shape[0] != len(batch):
@@ -162,16 +175,30 @@ def _predict(model: DepthModel, batch: list[Any], bench: str) -> np.ndarray:
         names = ", ".join(s.name for s in batch)
         raise DepthcoreError(f"{bench}: non-finite prediction for frame(s) {names}")
     H, W = batch[0].depth_HW.shape
-    return upsample_bilinear(pred_BHW, H, W)
+    upsample = paper_upsample if protocol == "paper" else upsample_bilinear
+    return upsample(pred_BHW, H, W)
 
 
 def score_sample(
-    sample: Any, pred_HW: np.ndarray, space: str, alignment: str, min_depth: float, max_depth: float
+    sample: Any,
+    pred_HW: np.ndarray,
+    space: str,
+    alignment: str,
+    min_depth: float,
+    max_depth: float,
+    protocol: str = "native",
 ) -> tuple[np.ndarray, dict[str, float], np.ndarray]:
-    """Align and score one frame: ``(aligned depth, metrics, per-plane pe_fla/pe_ori (2, P))``."""
+    """Align and score one frame: ``(aligned depth, metrics, per-plane pe_fla/pe_ori (2, P))``.
+
+    ``protocol`` paper: the official scale-only median (no range clip) and metrics.
+    """
     gt, valid = sample.depth_HW, sample.valid_HW
-    aligned = align(pred_HW, gt, valid, space, alignment, min_depth, max_depth)
-    row = compute_metrics(aligned, gt, valid)
+    if protocol == "paper":
+        aligned = align_median_paper(median_relative_depth(pred_HW, space), gt, valid)
+        row = paper_metrics(aligned, gt, valid)
+    else:
+        aligned = align(pred_HW, gt, valid, space, alignment, min_depth, max_depth)
+        row = compute_metrics(aligned, gt, valid)
     planes_2P = np.zeros((2, 0))
     if sample.plane_masks is not None and sample.intrinsics_33 is not None:
         planes_2P = np.stack(
@@ -202,7 +229,7 @@ def _nanmean_rows(values_RN: np.ndarray) -> np.ndarray:
 def _summarise(rows: list[dict[str, float]], planes: list[np.ndarray]) -> dict[str, Any]:
     """Benchmark means: depth metrics and DBE over images, planarity pooled over planes."""
     summary: dict[str, Any] = {}
-    for metric in DEPTH_METRICS + ("dbe_acc", "dbe_com"):
+    for metric in DEPTH_METRICS + ("mae", "dbe_acc", "dbe_com"):
         values = np.array([r[metric] for r in rows if metric in r], dtype=np.float64)
         if values.size:
             summary[metric] = float(_nanmean_rows(values[None])[0])
@@ -270,12 +297,13 @@ def _evaluate_benchmark(
     samples = itertools.islice(reader, limit)
     with tqdm(total=total, desc=f"evaluate {bench}", unit="img", leave=False) as bar:
         for batch in _batches(samples, cfg.batch_size):
-            for sample, pred_HW in zip(batch, _predict(model, batch, bench), strict=True):
+            preds = _predict(model, batch, bench, cfg.protocol)
+            for sample, pred_HW in zip(batch, preds, strict=True):
                 if not sample.valid_HW.any():
                     raise DataError(f"{bench} frame {sample.name}: no valid ground-truth pixel")
                 for k, alignment in enumerate(cfg.alignments):
                     aligned, row, planes_2P = score_sample(
-                        sample, pred_HW, model.space, alignment, min_depth, max_depth
+                        sample, pred_HW, model.space, alignment, min_depth, max_depth, cfg.protocol
                     )
                     rows[alignment].append(row)
                     planes[alignment].append(planes_2P)
@@ -298,10 +326,16 @@ def _brief(bench_result: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 def open_benchmarks(cfg: EvaluateConfig) -> dict[str, Any]:
-    """A reader per configured benchmark (``make_reader(name, root, format=, max_items=, ...)``)."""
-    readers = {}
+    """A reader per configured benchmark (``make_reader(name, root, format=, max_items=, ...)``).
+
+    Under ``protocol: paper`` each reader gets the official crop and depth and its samples
+    the official ground-truth size (:class:`~depthcore.evaluation.protocol.PaperReader`).
+    """
+    readers: dict[str, Any] = {}
     for name, bench in cfg.benchmarks.items():
         kwargs: dict[str, Any] = {}
+        if cfg.protocol == "paper":
+            kwargs.update(PAPER_BENCHMARKS[name].reader_kwargs)
         if bench.max_images:
             kwargs["max_items"] = bench.max_images
         if bench.crop is not None:
@@ -309,6 +343,8 @@ def open_benchmarks(cfg: EvaluateConfig) -> dict[str, Any]:
         if bench.split is not None:
             kwargs["split"] = bench.split
         readers[name] = make_reader(name, bench.root, format=bench.format, **kwargs)
+        if cfg.protocol == "paper":
+            readers[name] = PaperReader(readers[name], name)
     return readers
 
 
@@ -331,6 +367,8 @@ def run_evaluation(
         "space": model.space,
         "input": getattr(model, "input_record", lambda: {"fit": "none (reference predictor)"})(),
         "alignments_not_applicable": skipped,
+        "protocol": cfg.protocol,
+        "official_metric_names": PAPER_METRIC_NAMES if cfg.protocol == "paper" else {},
         "determinism": determinism,
         "evaluate": to_dict(cfg),
     }
