@@ -4,7 +4,9 @@
 and glob patterns into depth outputs, one set per image, mirroring each folder's (or
 glob's) tree under OUTDIR (see ``--help`` and :mod:`depthcore.viz` for the formats).
 ``depthart align DEPTH.npy --points known.csv -o metric.npy`` turns one output into
-metres with a few pixels of known depth (:mod:`depthcore.predict.metric`). A bad
+metres with a few pixels of known depth (:mod:`depthcore.predict.metric`).
+``depthart profile apply NAME`` writes a parameter profile (``profiles/NAME.yaml``, e.g.
+the official recipe ``paper-depthart``) into params.yaml (:mod:`depthcore.profiles`). A bad
 image does not stop the run: it is reported in one line, the other images are still
 written, the summary lists every failure and the exit status is 1.
 """
@@ -23,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from depthcore import profiles
 from depthcore import viz as vis
 from depthcore.errors import DEBUG_ENV, CheckpointError, DataError, DepthcoreError, run_guarded
 from depthcore.io import atomic_path
@@ -132,6 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("-o", "--output", type=Path, required=True, metavar="METRIC.npy")
     a.add_argument("--space", default="sqrt_disparity", help="the model's space (predict says)")
     a.add_argument("--max-depth", type=float, default=1000.0, help="clip far depths (metres)")
+    pr = sub.add_parser(
+        "profile",
+        help="apply a parameter profile (profiles/NAME.yaml) to params.yaml",
+        description=profiles.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    pr.add_argument("action", choices=("apply", "list"), help="apply NAME, or list the profiles")
+    pr.add_argument("name", nargs="?", help="profile name (paper-depthart, ...) or a .yaml path")
+    pr.add_argument("--params", type=Path, default=Path("params.yaml"), help="the params file")
     return parser
 
 
@@ -348,10 +360,26 @@ def run_align(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_profile(args: argparse.Namespace) -> int:
+    """``depthart profile list`` / ``depthart profile apply NAME``: what changed, one per line."""
+    root = args.params.resolve().parent
+    if args.action == "list":
+        for name in profiles.list_profiles(root):
+            print(name)
+        return 0
+    if not args.name:
+        raise DepthcoreError("depthart profile apply: name a profile (depthart profile list)")
+    changed = profiles.apply_profile(args.name, args.params)
+    for key, (old, new) in changed.items():
+        _say("%s: %s -> %s", key, "(absent)" if old is None else old, new)
+    _say("%s: profile %s applied (%d keys changed)", args.params, args.name, len(changed))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point ``depthart``: any failure prints one ``error:`` line, returns 1."""
     args = build_parser().parse_args(argv)
-    run = run_predict if args.command == "predict" else run_align
+    run = {"predict": run_predict, "align": run_align, "profile": run_profile}[args.command]
     return run_guarded("depthart", lambda: run(args), args.debug)
 
 

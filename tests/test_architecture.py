@@ -19,7 +19,7 @@ PACKAGE = ROOT / "depthcore"
 LAYERS: dict[str, int] = {
     "config": 0, "errors": 0, "io": 0, "device": 0, "spaces": 0, "geometry": 0, "viz": 0,
     "models": 1, "data": 2, "synth": 3, "training": 3, "evaluation": 4, "predict": 5,
-    "tracking": 6, "cli": 7,
+    "tracking": 6, "cli": 7, "profiles": 7,
     # the run logger is a foundation service: trainers log through it, it needs only io
     "tracking.logger": 0,
 }  # fmt: skip
