@@ -19,6 +19,8 @@ conventions are offered and both are reported by the evaluation:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from depthcore.spaces import (
@@ -109,12 +111,13 @@ def align_median(
     mask: np.ndarray,
     min_depth: float | None = None,
     max_depth: float | None = None,
+    median: Callable[[np.ndarray], float] = np.median,
 ) -> np.ndarray:
     """Scale-only alignment ``s * pred_depth`` with ``s = median(gt / pred_depth)`` on ``mask``.
 
     ``pred_depth`` must already be depth up to scale (see :func:`median_relative_depth`).
     When a range is given the result is clipped to it, as :func:`align_lsq` does;
-    it is always kept >= 1e-6.
+    it is always kept >= 1e-6. ``median``: the paper protocol passes torch's lower median.
     """
     pred_depth = np.asarray(pred_depth, dtype=np.float64)
     gt = np.asarray(gt, dtype=np.float64)
@@ -123,7 +126,7 @@ def align_median(
     if not mask.any():
         raise ValueError("cannot align on zero valid pixels")
     p = np.maximum(pred_depth, MIN_DEPTH)
-    aligned = p * float(np.median(gt[mask] / p[mask]))
+    aligned = p * float(median(gt[mask] / p[mask]))
     lo = MIN_DEPTH if min_depth is None else max(float(min_depth), MIN_DEPTH)
     hi = np.inf if max_depth is None else float(max_depth)
     return np.clip(aligned, lo, hi)

@@ -47,9 +47,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from depthcore.evaluation.alignment import check_shapes
+from depthcore.evaluation.alignment import align_median
 from depthcore.evaluation.metrics import compute_metrics
-from depthcore.spaces import MIN_DEPTH
 
 Protocol = Literal["native", "paper"]
 PROTOCOLS: tuple[str, ...] = ("native", "paper")
@@ -209,19 +208,12 @@ def lower_median(values: np.ndarray) -> float:
 
 
 def align_median_paper(pred_depth: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``align_si_l1``: ``pred * median(gt / pred)`` on ``mask``, no range clip.
+    """``align_si_l1``: ``pred * median(gt / pred)`` on ``mask`` (torch's median), no range clip.
 
-    ``pred_depth`` is depth up to scale; it is floored at 1e-6 first (the official code
-    would divide by a non-positive prediction; our metrics need p > 0).
+    ``pred_depth`` is depth up to scale; it is kept >= 1e-6 (the official code would score
+    a non-positive prediction; our metrics need p > 0).
     """
-    pred_depth = np.asarray(pred_depth, dtype=np.float64)
-    gt = np.asarray(gt, dtype=np.float64)
-    mask = np.asarray(mask, dtype=bool)
-    check_shapes(pred_depth, gt, mask)
-    if not mask.any():
-        raise ValueError("cannot align on zero valid pixels")
-    p = np.maximum(pred_depth, MIN_DEPTH)
-    return p * lower_median(gt[mask] / p[mask])
+    return align_median(pred_depth, gt, mask, None, None, median=lower_median)
 
 
 def paper_metrics(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> dict[str, float]:
