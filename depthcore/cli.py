@@ -368,7 +368,7 @@ def run_profile(args: argparse.Namespace) -> int:
             print(name)
         return 0
     if not args.name:
-        raise DepthcoreError("depthart profile apply: name a profile (depthart profile list)")
+        raise DepthcoreError("profile apply needs a NAME (the profiles: depthart profile list)")
     changed = profiles.apply_profile(args.name, args.params)
     for key, (old, new) in changed.items():
         _say("%s: %s -> %s", key, "(absent)" if old is None else old, new)

@@ -217,6 +217,8 @@ def test_profile_errors_name_the_file_and_key(tmp_path: Path, capsys) -> None:
     assert "typo.yaml: train.learning_rate is neither a key" in err
     assert depthart(["profile", "apply", "nope", "--params", str(params_path)]) == 1
     assert "profile 'nope'" in capsys.readouterr().err
+    assert depthart(["profile", "apply", "--params", str(params_path)]) == 1
+    assert "profile apply needs a NAME" in capsys.readouterr().err
     assert params_path.read_text() == before  # nothing half-written
     assert depthart(["profile", "list", "--params", str(params_path)]) == 0
     assert capsys.readouterr().out.split() == ["default", "paper-depthart", "paper-var-tf", "typo"]
