@@ -28,7 +28,7 @@ from tqdm import tqdm
 from depthcore import profiles
 from depthcore import viz as vis
 from depthcore.errors import DEBUG_ENV, CheckpointError, DataError, DepthcoreError, run_guarded
-from depthcore.io import atomic_path
+from depthcore.io import UnsafeOutputError, atomic_path, overlap
 from depthcore.models.generate import DECODINGS, sampling_for
 from depthcore.predict import metric
 from depthcore.predict.images import load_rgb
@@ -69,6 +69,7 @@ class Job:
 
     source: Path
     stem: Path
+    found: bool = False  # found in a folder or by a glob (not named on the command line)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def expand_inputs(inputs: Sequence[str], recursive: bool) -> tuple[list[Job], list[str]]:
     """Files, folders, globs -> jobs (sorted, unique stems) and one failure line per bad input."""
-    sources: list[tuple[Path, Path]] = []  # (file, stem relative to OUTDIR)
+    sources: list[tuple[Path, Path, bool]] = []  # (file, stem relative to OUTDIR, found)
     failures: list[str] = []
     for text in inputs:
         path = Path(text)
@@ -159,21 +160,21 @@ def expand_inputs(inputs: Sequence[str], recursive: bool) -> tuple[list[Job], li
             files = [p for p in files if p.is_file()]
             if not files:
                 failures.append(f"{path}: folder has no images (.png/.jpg/...)")
-            sources += [(p, p.relative_to(path).with_suffix("")) for p in files]
+            sources += [(p, p.relative_to(path).with_suffix(""), True) for p in files]
         elif path.exists():
-            sources.append((path, Path(path.stem)))
+            sources.append((path, Path(path.stem), False))
         elif glob.has_magic(text):
             matches = sorted(Path(m) for m in glob.glob(text, recursive=True) if Path(m).is_file())
             if not matches:
                 failures.append(f"{text}: pattern matches no files")
             base = _glob_base(text)
-            sources += [(p, p.relative_to(base).with_suffix("")) for p in matches]
+            sources += [(p, p.relative_to(base).with_suffix(""), True) for p in matches]
         else:
             failures.append(f"{path}: no such file or directory")
     jobs: list[Job] = []
     seen: set[Path] = set()
     files: set[Path] = set()
-    for source, stem in sources:
+    for source, stem, found in sources:
         if source.resolve() in files:
             continue  # the same file given twice
         files.add(source.resolve())
@@ -183,8 +184,44 @@ def expand_inputs(inputs: Sequence[str], recursive: bool) -> tuple[list[Job], li
         while stem in seen:  # two inputs with the same tree: number the later ones
             stem, n = base.with_name(f"{base.name}_{n}"), n + 1
         seen.add(stem)
-        jobs.append(Job(source, stem))
+        jobs.append(Job(source, stem, found))
     return jobs, failures
+
+
+def drop_outputs_dir(
+    jobs: list[Job], out_dir: Path, inputs: Sequence[str]
+) -> tuple[list[Job], int]:
+    """The jobs whose image is not inside ``out_dir``, and how many were dropped.
+
+    A rerun of ``predict photos -r -o photos/depth`` must not predict depth for its own
+    outputs; images named on the command line are always kept. An ``out_dir`` equal to
+    an input folder or a glob's folder (outputs mixed with the photos) is refused
+    (:class:`UnsafeOutputError`).
+    """
+    for text in inputs:
+        path = Path(text)
+        base = path if path.is_dir() else _glob_base(text) if glob.has_magic(text) else None
+        if base is not None and overlap(out_dir, base) == "is":
+            raise UnsafeOutputError(
+                f"-o {out_dir} is the input folder of {text}: outputs would mix with (and "
+                "later be read as) the photos; choose another output folder"
+            )
+    kept = [job for job in jobs if not job.found or overlap(job.source, out_dir) is None]
+    return kept, len(jobs) - len(kept)
+
+
+def _output_files(stem: Path, outputs: set[str], args: argparse.Namespace) -> list[Path]:
+    """Every file :func:`write_outputs` may write for ``stem``."""
+    names = {
+        "npy": ["_depth.npy"],
+        "png": ["_depth.png"],
+        "color": ["_depth_color.png"],
+        "ply": [".ply"],
+    }
+    suffixes = [s for o in sorted(outputs) for s in names[o]]
+    suffixes += ["_scales.png"] if args.scales else []
+    suffixes += ["_std.npy", "_std.png"] if args.samples > 0 else []
+    return [stem.with_name(f"{stem.name}{s}") for s in suffixes]
 
 
 def _glob_base(pattern: str) -> Path:
@@ -289,6 +326,19 @@ def run_predict(args: argparse.Namespace) -> int:
         _say("error: %s", bad)
         return 2
     jobs, failures = expand_inputs(args.inputs, args.recursive)
+    jobs, dropped = drop_outputs_dir(jobs, args.output, args.inputs)
+    if dropped:
+        _say("note: skipped %d file(s) inside the output folder %s", dropped, args.output)
+    sources = {job.source.resolve() for job in jobs}
+    for job in list(jobs):
+        hit = [
+            p
+            for p in _output_files(args.output / job.stem, outputs, args)
+            if p.resolve() in sources
+        ]
+        if hit:
+            jobs.remove(job)
+            failures.append(f"{job.source}: its output {hit[0]} is an input image; not overwritten")
     for line in failures:
         _say("error: %s", line)
     predictor = load_predictor(

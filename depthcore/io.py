@@ -1,4 +1,14 @@
-"""Atomic file and folder writes: a stage never leaves a half-written output behind."""
+"""Atomic file and folder writes: a stage never leaves a half-written output behind,
+and never deletes or overwrites what it reads.
+
+Two rules guard the replace (docs/reliability.md):
+
+* an output path equal to, inside or containing a protected input (see
+  :func:`protected_inputs`; symlinks resolved) is refused before anything is written;
+* an existing folder is replaced only when it is our own previous output, recognised
+  by the :data:`MARKER` file every folder written here carries (or when it is empty):
+  a foreign folder is refused, never deleted.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +18,94 @@ import glob
 import hashlib
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from depthcore.errors import DiskFullError, disk_full
+from depthcore.errors import DepthcoreError, DiskFullError, disk_full
+
+# Written into every folder atomic_path produces: the proof that a later run may replace it.
+MARKER = ".depthcore-output"
+_MARKER_TEXT = "written by depthcore (depthcore.io.atomic_path); a rerun may replace this folder\n"
+# (name, resolved path) of the inputs the running stage reads; see protected_inputs.
+_PROTECTED: list[tuple[str, Path]] = []
+
+
+class UnsafeOutputError(DepthcoreError):
+    """An output path that would delete or overwrite an input or a foreign folder."""
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def protected_inputs() -> Iterator[None]:
+    """A scope (one stage run) whose :func:`protect` calls are undone when it ends."""
+    saved = list(_PROTECTED)
+    try:
+        yield
+    finally:
+        _PROTECTED[:] = saved
+
+
+def protect(name: str, path: str | Path) -> None:
+    """Refuse, until the enclosing :func:`protected_inputs` ends, any atomic write that
+    would replace ``path`` (named ``name`` in the message), a folder inside it or one
+    containing it."""
+    _PROTECTED.append((name, Path(path).resolve()))
+
+
+def overlap(out: str | Path, inp: str | Path) -> str | None:
+    """How output ``out`` overlaps input ``inp`` ("is", "is inside", "contains"), or None.
+
+    Both are resolved first, so a symlink to the input counts as the input.
+    """
+    a, b = Path(out).resolve(), Path(inp).resolve()
+    if a == b:
+        return "is"
+    if a.is_relative_to(b):
+        return "is inside"
+    if b.is_relative_to(a):
+        return "contains"
+    return None
+
+
+def refuse_overlaps(
+    outputs: dict[str, Path], inputs: dict[str, Path], *, containing: bool = True
+) -> None:
+    """Raise :class:`UnsafeOutputError` for the first output that overlaps an input.
+
+    ``containing=False`` allows an output folder that merely contains an input (a
+    stage writing ``models/<name>`` next to the ``models/pretrain`` it reads); the
+    replace of the actual path is checked again by :func:`atomic_path`.
+    """
+    for out_name, out in outputs.items():
+        for in_name, inp in inputs.items():
+            how = overlap(out, inp)
+            if how is None or (how == "contains" and not containing):
+                continue
+            raise UnsafeOutputError(
+                f"{out_name} {out} {how} the input {in_name} {inp}: refusing to write "
+                "where it would delete or overwrite what is read; choose another output path"
+            )
+
+
+def _check_replaceable(path: Path, owned: Callable[[Path], bool] | None) -> None:
+    """Refuse replacing a protected input or a foreign (unmarked, non-empty) folder."""
+    refuse_overlaps({"output": path}, dict(_PROTECTED))
+    if not path.is_dir() or path.is_symlink() or not any(path.iterdir()):
+        return
+    if owned is not None and not owned(path):
+        raise UnsafeOutputError(
+            f"{path}: the output folder exists and holds files this writer does not make; "
+            "refusing to replace it. Move or delete it yourself, or choose another output path"
+        )
+    if owned is None and not (path / MARKER).is_file():
+        raise UnsafeOutputError(
+            f"{path}: the output folder exists and was not written by depthcore (no "
+            f"{MARKER} marker); refusing to replace it. Move or delete it yourself, "
+            "or choose another output path"
+        )
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, owned: Callable[[Path], bool] | None = None) -> Iterator[Path]:
     """Yield a temporary sibling path; on success rename it onto ``path``.
 
     Works for files and folders. On an exception the temporary is removed and
@@ -23,14 +113,27 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     (ENOSPC) becomes a :class:`~depthcore.errors.DiskFullError` naming ``path``.
     Leftovers of a writer that was killed (``kill -9``) are cleaned up first,
     and a previous version that such a writer had moved aside is put back.
+    A folder written here gets the :data:`MARKER` file; an existing folder without
+    it (someone else's), or a protected input, raises :class:`UnsafeOutputError`
+    before anything is written. ``owned`` is for a folder that must hold nothing but
+    its own files (a DVC metrics folder, where DVC would read the marker as one more
+    metrics file): no marker is written, and an existing folder is replaced only when
+    ``owned(folder)`` says it holds only what this writer makes.
     """
     path = Path(path)
+    _check_replaceable(path, owned)
     path.parent.mkdir(parents=True, exist_ok=True)
     recover_interrupted(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     _remove(tmp)
     try:
         yield tmp
+        if tmp.is_dir() and not tmp.is_symlink() and owned is None:
+            (tmp / MARKER).write_text(_MARKER_TEXT)
+        _check_replaceable(path, owned)  # the body may have run for hours: check again
+        if path.is_dir() != tmp.is_dir() and path.exists():
+            kind = "folder" if path.is_dir() else "file"
+            raise UnsafeOutputError(f"{path}: exists as a {kind}; refusing to replace it")
         if path.is_dir() and tmp.is_dir():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             _remove(old)

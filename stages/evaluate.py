@@ -11,11 +11,10 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from depthcore.config import load_section
 from depthcore.evaluation.run import EvaluateConfig, run_evaluation
 from depthcore.models.generate import sampling_for
 from depthcore.predict.predictor import load_depth_model
-from stages.common import run_stage, stage_args
+from stages.common import load_section, run_stage, stage_args
 
 
 def _extra(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +30,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = stage_args("Evaluate a depth predictor on the benchmarks.", argv, _extra)
 
     def body() -> None:
-        cfg = load_section("evaluate", EvaluateConfig, args.params)
+        cfg = load_section(
+            "evaluate",
+            EvaluateConfig,
+            args.params,
+            reads={"--model": args.model},
+            writes={"--out": args.out},
+        )
         sampling = sampling_for(cfg.decoding, cfg.seed)
         model = load_depth_model(args.model, seed=cfg.seed, sampling=sampling)
         run_evaluation(cfg, model, args.model, args.out)

@@ -12,10 +12,9 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from depthcore.config import load_section
 from depthcore.data.hypersim.download import DownloadConfig
 from depthcore.data.hypersim.listing import write_listing
-from stages.common import run_stage, stage_args
+from stages.common import load_section, run_stage, stage_args
 
 
 def _extra(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +25,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = stage_args(__doc__.splitlines()[0], argv, _extra)
 
     def body() -> None:
-        cfg = load_section("download", DownloadConfig, args.params)
+        cfg = load_section("download", DownloadConfig, args.params, writes={"--out": args.out})
         listing, changed = write_listing(cfg, args.out)
         state = "changed" if changed else "unchanged"
         print(f"list_source: {len(listing['files'])} files at {cfg.source}, {state} -> {args.out}")

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from depthcore.config import load_section
 from depthcore.training.pretrain import PretrainConfig, run_pretraining
-from stages.common import run_stage, stage_args
+from stages.common import load_section, run_stage, stage_args
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -12,10 +12,9 @@ descriptions (:mod:`depthcore.tracking.publish`).
 
 from __future__ import annotations
 
-from depthcore.config import load_section
 from depthcore.tracking.headline import round_headline, write_headline
 from depthcore.tracking.registry import RegisterConfig, register_round
-from stages.common import run_stage, stage_args
+from stages.common import load_section, run_stage, stage_args
 
 
 def main(argv: list[str] | None = None) -> None:

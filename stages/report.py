@@ -12,10 +12,9 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from depthcore.config import load_section
 from depthcore.evaluation.report import ReportConfig, replace_between_markers, results_section
 from depthcore.io import write_text_atomic
-from stages.common import run_stage, stage_args
+from stages.common import load_section, run_stage, stage_args
 
 
 def _extra(parser: argparse.ArgumentParser) -> None:

@@ -10,10 +10,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from depthcore.config import load_section
 from depthcore.evaluation.scales import run_scales
 from depthcore.training.train_config import TrainConfig
-from stages.common import run_stage, stage_args
+from stages.common import load_section, run_stage, stage_args
 
 
 def _extra(parser: argparse.ArgumentParser) -> None:

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from depthcore.config import load_section
 from depthcore.io import atomic_path
 from depthcore.synth.hypersim import SynthConfig, generate_hypersim
-from stages.common import run_stage, stage_args
+from stages.common import load_section, run_stage, stage_args
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from depthcore.config import load_section
 from depthcore.training.tokenizer import TokenizerConfig, run_tokenizer
-from stages.common import run_stage, stage_args
+from stages.common import load_section, run_stage, stage_args
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from depthcore.config import load_section
 from depthcore.evaluation.ceiling import run_tokenizer_eval
 from depthcore.training.tokenizer import TokenizerConfig
-from stages.common import run_stage, stage_args
+from stages.common import load_section, run_stage, stage_args
 
 
 def main(argv: Sequence[str] | None = None) -> None:

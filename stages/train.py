@@ -14,10 +14,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from depthcore.config import load_section
 from depthcore.training.launch import TRAINERS, train_objective
 from depthcore.training.train_config import TrainConfig
-from stages.common import run_stage, stage_args
+from stages.common import load_section, run_stage, stage_args
 
 
 def _extra(parser: argparse.ArgumentParser) -> None:

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from depthcore.config import load_section
 from depthcore.data.hypersim.validate import ValidateConfig, validate
-from stages.common import run_stage, stage_args
+from stages.common import load_section, run_stage, stage_args
 
 
 def main(argv: Sequence[str] | None = None) -> None:

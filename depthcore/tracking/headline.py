@@ -60,10 +60,15 @@ def round_headline(
     return rows
 
 
+def _only_json(folder: Path) -> bool:
+    """Whether ``folder`` holds nothing but ``*.json`` files (a previous headline folder)."""
+    return all(p.is_file() and p.suffix == ".json" for p in folder.iterdir())
+
+
 def write_headline(out_dir: str | Path, rows: Mapping[str, Mapping[str, float]]) -> Path:
     """Write ``out_dir/headline/<name>.json`` per row, replacing the folder atomically."""
     folder = Path(out_dir) / HEADLINE_DIR
-    with atomic_path(folder) as tmp:
+    with atomic_path(folder, owned=_only_json) as tmp:
         tmp.mkdir(parents=True)
         for name, row in rows.items():
             (tmp / f"{name}.json").write_text(json.dumps(dict(row), indent=1) + "\n")

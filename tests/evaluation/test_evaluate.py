@@ -93,7 +93,7 @@ def test_evaluate_writes_finite_metrics_csv_and_panels(model, benchmarks, tmp_pa
     ]
     assert np.mean(lsq_rooms) == pytest.approx(on_disk["rooms"]["lsq"]["abs_rel"])
 
-    panels = sorted(p.name for p in (tmp_path / "panels").iterdir())
+    panels = sorted(p.name for p in (tmp_path / "panels").glob("[!.]*"))
     assert panels == ["planes_000.png", "planes_001.png", "rooms_000.png", "rooms_001.png"]
     with Image.open(tmp_path / "panels" / "rooms_000.png") as img:
         assert img.format == "PNG" and img.width > img.height
@@ -127,7 +127,7 @@ def test_predictions_are_upsampled_and_aligned_in_their_space(benchmarks, tmp_pa
     # exact away from the box border, which bilinear upsampling blurs
     assert out["planes"]["lsq"]["delta1"] > 0.85
     assert out["planes"]["lsq"]["abs_rel"] < 0.1
-    assert list((tmp_path / "panels").iterdir()) == []
+    assert list((tmp_path / "panels").glob("[!.]*")) == []
 
 
 def test_upsample_bilinear_keeps_constant_and_shape() -> None:

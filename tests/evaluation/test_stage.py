@@ -90,7 +90,7 @@ def test_stage_scores_reference_predictors_on_ibims_files(params: Path, tmp_path
         assert (tmp_path / name / "per_image.csv").is_file()
         record = json.loads((tmp_path / name / "evaluate_config.json").read_text())
         assert record["model"] == f"reference:{name}" and record["evaluate"]["batch_size"] == 2
-        assert [p.name for p in (tmp_path / name / "panels").iterdir()] == ["ibims_000.png"]
+        assert [p.name for p in (tmp_path / name / "panels").glob("[!.]*")] == ["ibims_000.png"]
         lsq = metrics["ibims"]["lsq"]
         assert lsq["num_images"] == 2 and lsq["num_planes"] == 4
         for metric in ("abs_rel", "rmse", "delta1", "pe_fla", "pe_ori", "dbe_acc", "dbe_com"):
@@ -137,7 +137,7 @@ def test_stage_on_all_four_generated_benchmarks(tmp_path: Path) -> None:
             assert summary["num_images"] == 2
             assert 0.0 < summary["abs_rel"] < 5.0 and 0.0 <= summary["delta1"] <= 1.0
     assert {"pe_fla", "pe_ori", "dbe_acc", "dbe_com"} <= set(metrics["ibims"]["lsq"])
-    assert len(list((tmp_path / "out" / "panels").iterdir())) == len(BENCHMARKS)
+    assert len(list((tmp_path / "out" / "panels").glob("[!.]*"))) == len(BENCHMARKS)
 
 
 def _tiny_checkpoint(path: Path, space: str) -> Path:

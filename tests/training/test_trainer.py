@@ -110,7 +110,7 @@ def test_run_training_then_scales_write_outputs_and_log_to_mlflow(
     assert [int(r["patch_num"]) for r in rows] == [1, 2, 3, 4, 6, 8]
     assert summary["val_abs_rel"] == pytest.approx(float(rows[-1]["abs_rel"]), abs=1e-6)
     assert 0 < summary["val_abs_rel"] < 1
-    assert sorted(p.name for p in (out / "figures").iterdir()) == ["scales_000.png"]
+    assert sorted(p.name for p in (out / "figures").glob("[!.]*")) == ["scales_000.png"]
 
 
 def test_torchrun_two_gloo_ranks_stay_in_sync(feature_setup: Path, tmp_path: Path) -> None:

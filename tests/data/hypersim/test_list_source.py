@@ -31,7 +31,7 @@ def test_file_listing_changes_only_with_the_source(hypersim_source: Path, tmp_pa
     out = tmp_path / "listing.json"
     listing, changed = write_listing(_cfg(f"file://{source}"), out)
     names = [f["name"] for f in listing["files"]]
-    wanted = [p.name for p in sorted(source.iterdir()) if p.name != "synth_expected_drops.csv"]
+    wanted = [p.name for p in sorted(source.glob("[!.]*")) if p.name != "synth_expected_drops.csv"]
     assert changed and names == wanted  # what the download reads: zips and dataset tables
     before = out.read_bytes()
     assert write_listing(_cfg(f"file://{source}"), out) == (listing, False)

@@ -60,7 +60,7 @@ def processed(hypersim_dir, tmp_path: Path) -> tuple[Path, pd.DataFrame]:
 def test_outputs_layout_and_drop_reasons(processed) -> None:
     out, stats = processed
     assert sorted(p.name for p in out.iterdir()) == [
-        "config.json", "dropped.csv", "stats.csv", "test", "train", "val",
+        ".depthcore-output", "config.json", "dropped.csv", "stats.csv", "test", "train", "val",
     ]  # fmt: skip
     assert stats["split"].value_counts().to_dict() == {"train": 8, "val": 4, "test": 1}
     assert [p.name for p in shard_files(out, "train")] == ["shard_00000.h5", "shard_00001.h5"]
