@@ -24,6 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from depthcore import viz as vis
+from depthcore.data.domain import photo_warning
 from depthcore.errors import DEBUG_ENV, CheckpointError, DataError, DepthcoreError, run_guarded
 from depthcore.io import atomic_path
 from depthcore.models.generate import DECODINGS, sampling_for
@@ -31,7 +32,9 @@ from depthcore.predict import metric
 from depthcore.predict.images import load_rgb
 from depthcore.predict.predictor import DepthPredictor, DepthResult
 from depthcore.spaces import normalised_to_depth
+from depthcore.tracking import lineage
 from depthcore.tracking.pyfunc import load_predictor as load_model_uri
+from depthcore.tracking.registry import connect
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 OUTPUTS = ("npy", "png", "color", "ply")
@@ -132,6 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("-o", "--output", type=Path, required=True, metavar="METRIC.npy")
     a.add_argument("--space", default="sqrt_disparity", help="the model's space (predict says)")
     a.add_argument("--max-depth", type=float, default=1000.0, help="clip far depths (metres)")
+    g = sub.add_parser(
+        "lineage",
+        help="which data, commit, params and runs a registered model came from",
+        description=lineage.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    g.add_argument("model", metavar="MODEL_URI", help="models:/NAME@ALIAS or models:/NAME/VERSION")
+    g.add_argument("--tracking-uri", help="default: MLFLOW_TRACKING_URI, else ./mlflow.db")
     return parser
 
 
@@ -286,6 +297,8 @@ def run_predict(args: argparse.Namespace) -> int:
         "model space %s on %s (%s); outputs are affine-invariant: `depthart align` makes metres",
         predictor.space, predictor.device, args.precision,
     )  # fmt: skip
+    if warning := photo_warning(predictor.trained_on):
+        _say("note: %s", warning)
     written = 0
     bar = tqdm(total=len(jobs), unit="img", disable=args.quiet, file=sys.stderr)
     for start in range(0, len(jobs), args.batch_size):
@@ -348,10 +361,23 @@ def run_align(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_lineage(args: argparse.Namespace) -> int:
+    """The ``lineage`` subcommand: print a registered version's data hashes, commit, runs."""
+    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        registry = Path.cwd() / LOCAL_REGISTRY
+        if not registry.is_file():
+            raise CheckpointError(f"no --tracking-uri and no local MLflow registry {registry}")
+        uri = f"sqlite:///{registry}"
+    print(lineage.lineage_text(lineage.read_lineage(connect(uri), args.model)))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point ``depthart``: any failure prints one ``error:`` line, returns 1."""
     args = build_parser().parse_args(argv)
-    run = run_predict if args.command == "predict" else run_align
+    commands = {"predict": run_predict, "align": run_align, "lineage": run_lineage}
+    run = commands[args.command]
     return run_guarded("depthart", lambda: run(args), args.debug)
 
 
