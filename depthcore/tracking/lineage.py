@@ -189,13 +189,17 @@ def lineage_text(lineage: Lineage) -> str:
     return "\n".join(lines)
 
 
-def lineage_markdown(records: Sequence[DataRecord], git_commit: str, p_hash: str) -> str:
+def lineage_markdown(
+    records: Sequence[DataRecord], label: str, git_commit: str, p_hash: str
+) -> str:
     """The version description's lineage paragraph (the card link is added by the caller)."""
+    name, _, version = label.rpartition("/v")
     lines = [
         f"**Lineage**: training data hash `{data_hash(records)}`, commit `{git_commit[:12]}`, "
-        f"params hash `{p_hash}`; `depthart lineage models:/NAME/VERSION` prints it all.",
+        f"params hash `{p_hash}`; `depthart lineage models:/{name}/{version}` prints it all.",
         "",
     ]
-    for r in records:
+    order = {TRAINING: 0, TRAINING_SOURCE: 1, EVALUATION: 2}
+    for r in sorted(records, key=lambda r: (order.get(r.context, 3), r.name)):
         lines.append(f"- {r.context}: `{r.name}` md5 `{r.digest}`{_size(r)}")
     return "\n".join(lines)

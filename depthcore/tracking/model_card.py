@@ -154,7 +154,6 @@ def model_card(facts: CardFacts) -> str:
         "into metres with a few known points.",
         *_domain_lines(facts.trained_on),
         "",
-        "",
         "## Training data",
         f"Data version (hash of the training inputs' DVC hashes): `{data_hash(facts.data)}`; "
         f"training frames: {frames}.",
@@ -187,7 +186,8 @@ def model_card(facts: CardFacts) -> str:
         *_metrics_table(facts),
         "",
         "## Comparison verdict",
-        f"Rank {facts.rank:.3f} of {facts.num_candidates} candidates (1 is best). {facts.verdict}",
+        f"Rank {facts.rank:.3f} of {facts.num_candidates} candidates (mean rank over "
+        f"benchmarks and metrics, lower is better). {facts.verdict}",
         "",
         "## Latency and memory",
         *_performance(facts),

@@ -177,7 +177,7 @@ def attach_provenance(
         client.log_text(model.run_id, json.dumps(facts.to_json(), indent=1), FACTS_ARTIFACT)
         exp_id = client.get_run(model.run_id).info.experiment_id
         text = (
-            lineage_markdown(facts.data, facts.git_commit, facts.params_hash)
+            lineage_markdown(facts.data, label, facts.git_commit, facts.params_hash)
             + f"\n\nModel card: {card_link(exp_id, model.run_id)}"
         )
         tags = {TAG_REGISTER_RUN: result.register_run_id}
