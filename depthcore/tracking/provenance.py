@@ -26,6 +26,7 @@ from depthcore.models.checkpoint import META_KEY
 from depthcore.tracking.lineage import (
     TAG_REGISTER_RUN,
     TAG_SOURCE,
+    data_hash,
     lineage_markdown,
     log_reference_inputs,
     log_round_inputs,
@@ -184,6 +185,8 @@ def attach_provenance(
         name, _, version = label.rpartition("/v")
         _link_version(client, name, version, text, tags)
         if result.promoted and product is not None and product.tags.get(TAG_SOURCE) == label:
+            # a copy carries no tags of its source: give it the data version too
+            tags = {**tags, "data_version": data_hash(facts.data)}
             _link_version(client, product.name, str(product.version), text, tags)
         facts_by_label[label] = facts
     return facts_by_label

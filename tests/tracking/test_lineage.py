@@ -164,6 +164,7 @@ def test_one_changed_scene_changes_the_next_versions_data_hash(
     assert champion.source == v2 and champion.data_hash == l2.data_hash
     product = client.get_model_version_by_alias("depthart", "champion")
     assert "model_card.md" in product.description and l2.data_hash in product.description
+    assert product.tags["data_version"] == l2.data_hash
     assert champion.run_id == m2.run_id and champion.git_commit == "0123456789abcdef"
     text = lineage_text(champion)
     for fact in (l2.data_hash, m2.run_id, "0123456789abcdef", champion.params_hash):
