@@ -60,6 +60,12 @@ stages:
         open('outputs/${item}/metrics.json', 'w').write('{}')"
       deps: [data/benchmarks, 'models/${item}/model.bin']
       outs: ['outputs/${item}/metrics.json']
+  evaluate_reference:
+    foreach: [constant_plane]
+    do:
+      cmd: python -c "open('reference_${item}.json', 'w').write('{}')"
+      deps: [data/benchmarks]
+      outs: ['reference_${item}.json']
 """
 SCENES = ("ai_100_001", "ai_100_002", "ai_101_001")
 
@@ -162,6 +168,13 @@ def test_one_changed_scene_changes_the_next_versions_data_hash(
     assert "model_card.md" in mv2.description and l2.register_run == r2.register_run_id
     champion = read_lineage(client, "models:/depthart@champion")
     assert champion.source == v2 and champion.data_hash == l2.data_hash
+    exp_id = client.get_experiment_by_name("depthart").experiment_id
+    ref_run = client.search_runs([exp_id], "tags.reference = 'constant_plane'")[0]
+    (ref_input,) = ref_run.inputs.dataset_inputs  # a reference predictor's evaluation run
+    assert (ref_input.dataset.name, ref_input.dataset.digest) == (
+        "data/benchmarks",
+        by[(EVALUATION, "data/benchmarks")],
+    )
     product = client.get_model_version_by_alias("depthart", "champion")
     assert "model_card.md" in product.description and l2.data_hash in product.description
     assert product.tags["data_version"] == l2.data_hash
