@@ -145,7 +145,7 @@ def model_card(facts: CardFacts) -> str:
         f"# Model card: {facts.label}",
         "",
         "## What it is",
-        f"{_kind(facts.objective)}, size `{facts.model}`: it maps one RGB image, stretched "
+        f"{_kind(facts.objective)}, size `{facts.model}`: it maps one RGB image, resized "
         f"to {size} x {size}, to a depth map in the `{facts.space}` space.",
         "",
         "## Intended use and limits",
