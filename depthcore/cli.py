@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from depthcore import profiles
 from depthcore import viz as vis
+from depthcore.data.domain import photo_warning
 from depthcore.errors import DEBUG_ENV, CheckpointError, DataError, DepthcoreError, run_guarded
 from depthcore.io import UnsafeOutputError, atomic_path, overlap
 from depthcore.models.generate import DECODINGS, sampling_for
@@ -34,7 +35,9 @@ from depthcore.predict import metric
 from depthcore.predict.images import load_rgb
 from depthcore.predict.predictor import DepthPredictor, DepthResult
 from depthcore.spaces import normalised_to_depth
+from depthcore.tracking import lineage
 from depthcore.tracking.pyfunc import load_predictor as load_model_uri
+from depthcore.tracking.registry import connect
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 OUTPUTS = ("npy", "png", "color", "ply")
@@ -145,6 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("action", choices=("apply", "list"), help="apply NAME, or list the profiles")
     pr.add_argument("name", nargs="?", help="profile name (paper-depthart, ...) or a .yaml path")
     pr.add_argument("--params", type=Path, default=Path("params.yaml"), help="the params file")
+    g = sub.add_parser(
+        "lineage",
+        help="which data, commit, params and runs a registered model came from",
+        description=lineage.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    g.add_argument("model", metavar="MODEL_URI", help="models:/NAME@ALIAS or models:/NAME/VERSION")
+    g.add_argument("--tracking-uri", help="default: MLFLOW_TRACKING_URI, else ./mlflow.db")
     return parser
 
 
@@ -348,6 +359,8 @@ def run_predict(args: argparse.Namespace) -> int:
         "model space %s on %s (%s); outputs are affine-invariant: `depthart align` makes metres",
         predictor.space, predictor.device, args.precision,
     )  # fmt: skip
+    if warning := photo_warning(predictor.trained_on):
+        _say("note: %s", warning)
     written = 0
     bar = tqdm(total=len(jobs), unit="img", disable=args.quiet, file=sys.stderr)
     for start in range(0, len(jobs), args.batch_size):
@@ -426,10 +439,28 @@ def run_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_lineage(args: argparse.Namespace) -> int:
+    """The ``lineage`` subcommand: print a registered version's data hashes, commit, runs."""
+    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        registry = Path.cwd() / LOCAL_REGISTRY
+        if not registry.is_file():
+            raise CheckpointError(f"no --tracking-uri and no local MLflow registry {registry}")
+        uri = f"sqlite:///{registry}"
+    print(lineage.lineage_text(lineage.read_lineage(connect(uri), args.model)))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point ``depthart``: any failure prints one ``error:`` line, returns 1."""
     args = build_parser().parse_args(argv)
-    run = {"predict": run_predict, "align": run_align, "profile": run_profile}[args.command]
+    commands = {
+        "predict": run_predict,
+        "align": run_align,
+        "profile": run_profile,
+        "lineage": run_lineage,
+    }
+    run = commands[args.command]
     return run_guarded("depthart", lambda: run(args), args.debug)
 
 

@@ -1,7 +1,8 @@
 """The package's dependency graph: one direction, no cycles, no hidden imports.
 
 Layers, lowest first (a module may import its own layer and the ones below):
-foundation (config, errors, io, device, spaces, geometry, viz, tracking.logger) <- models <-
+foundation (config, errors, io, device, spaces, geometry, viz, tracking.logger,
+tracking.datasets) <- models <-
 data <- synth and training <- evaluation <- predict <- tracking <- cli. ``stages`` and
 ``pipelines`` sit on top and the library never imports them.
 """
@@ -22,6 +23,8 @@ LAYERS: dict[str, int] = {
     "tracking": 6, "cli": 7, "profiles": 7,
     # the run logger is a foundation service: trainers log through it, it needs only io
     "tracking.logger": 0,
+    # the datasets a run read (DVC hashes from dvc.lock), logged by trainers like the logger
+    "tracking.datasets": 0,
 }  # fmt: skip
 #: Heavy optional packages the library may import only inside functions, on purpose.
 DEFERRED = ("mlflow", "prefect", "dvc", "great_expectations")

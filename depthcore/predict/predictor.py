@@ -82,6 +82,9 @@ def _chunks(n: int, size: int) -> Iterator[slice]:
 class DepthPredictor:
     """A loaded DepthART model that turns uint8 RGB images into depth maps."""
 
+    #: The checkpoint's record of its training sources (:mod:`depthcore.data.domain`).
+    trained_on: dict[str, Any] | None = None
+
     def __init__(
         self,
         vae: torch.nn.Module | None,
@@ -165,7 +168,11 @@ class DepthPredictor:
         image_size = int(meta.get("image_size", config.image_size))
         if kwargs.get("fit") is None:
             kwargs["fit"] = meta.get("input_fit", INPUT_FIT)
-        return cls(vae, var, space=meta["space"], image_size=image_size, device=device, **kwargs)
+        predictor = cls(
+            vae, var, space=meta["space"], image_size=image_size, device=device, **kwargs
+        )
+        predictor.trained_on = meta.get("trained_on")  # None: an older checkpoint
+        return predictor
 
     def input_record(self) -> dict[str, Any]:
         """How images reach the model and how its output returns (for evaluation records)."""

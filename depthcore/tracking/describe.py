@@ -16,10 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from depthcore.errors import DataError
 from depthcore.evaluation.comparison import DiffCI
+from depthcore.tracking.datasets import read_lock, stage_data_deps
 from depthcore.tracking.glossary import arrow
 
 #: The most tags a version carries (the UI lists them all above the fold).
@@ -58,23 +56,12 @@ def data_version(lock_path: str | Path, stage: str) -> str:
 
     Two versions with the same data version were trained on byte-identical data
     (DVC's own content hashes); ``unknown`` when there is no dvc.lock (a hand run).
+    :func:`depthcore.tracking.lineage.data_hash` is the same hash of the logged datasets.
     """
-    lock_path = Path(lock_path)
-    if not lock_path.is_file():
-        return "unknown"
-    try:
-        stages = (yaml.safe_load(lock_path.read_text()) or {}).get("stages", {})
-    except yaml.YAMLError as exc:
-        raise DataError(f"{lock_path}: not valid YAML: {exc}") from exc
+    stages = read_lock(lock_path)
     if stage not in stages:
         return "unknown"
-    deps = {
-        d["path"]: d.get("md5") or d.get("hash") or ""
-        for d in stages[stage].get("deps", [])
-        if not str(d.get("path", "")).endswith(".py")
-        and not str(d.get("path", "")).startswith(("depthcore", "stages"))
-    }
-    return short_hash(deps)
+    return short_hash({d.path: d.md5 for d in stage_data_deps(stages, stage)})
 
 
 def curated_tags(

@@ -49,6 +49,7 @@ from depthcore.tracking import runs
 from depthcore.tracking.describe import Decision, Standing
 from depthcore.tracking.glossary import headline_metrics
 from depthcore.tracking.logger import RUN_RECORD, read_run_id, resolve_tracking_uri
+from depthcore.tracking.provenance import attach_provenance
 from depthcore.tracking.publish import (
     REFERENCE_PREFIX,
     TAG_OBJECTIVE,
@@ -309,6 +310,7 @@ def run_round(
         comparison=comparison,
     )
     publish_round(client, cfg, result, decision, new_models, standings, vs_champion, root)
+    attach_provenance(client, cfg, result, new_models, ref_runs, root)  # lineage, model card
     return result
 
 

@@ -17,6 +17,7 @@ from depthcore.config import to_dict
 from depthcore.io import file_sha256
 from depthcore.models import build_model, resolve_config
 from depthcore.models.checkpoint import load_official_var, load_pretrained_var, load_vae
+from depthcore.tracking.datasets import log_training_inputs
 from depthcore.tracking.logger import NullLogger, RunLogger, open_run_logger
 from depthcore.training.distributed import DistInfo, init_distributed, shutdown_distributed
 from depthcore.training.feature_cache import FeatureDataset
@@ -92,6 +93,10 @@ def run_training(
              "train_frames": len(trainer.train_set), "precision_used": trainer.precision,
              **to_dict(trainer.cfg)}
         )  # fmt: skip
+        # the DVC hashes of what it reads, as the run's MLflow datasets
+        log_training_inputs(
+            logger, (cfg.features_dir, cfg.tokenizer, cfg.init_pretrain, cfg.init_var)
+        )
         metrics = trainer.finish(trainer.fit())
         logger.close("FINISHED")
         return metrics

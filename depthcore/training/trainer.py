@@ -25,6 +25,7 @@ import torch
 from tqdm import tqdm
 
 from depthcore.config import to_dict
+from depthcore.data.domain import trained_on
 from depthcore.errors import CheckpointError, DataError
 from depthcore.io import atomic_path, write_text_atomic
 from depthcore.models.checkpoint import (
@@ -260,6 +261,7 @@ class Trainer:
             "image_size": int(self.model_cfg.image_size),
             "input_fit": INPUT_FIT,
             "steps": self.step,
+            "trained_on": trained_on(self.train_set.keys),  # its sources, for predict's note
         }
 
     def save_model(self, path: Path) -> None:

@@ -61,6 +61,18 @@ def test_dvc_repro_end_to_end_then_noop(tmp_path: Path) -> None:
     champion = client.get_model_version_by_alias("depthart", "champion")
     assert champion.tags["source"] == registry["champion_after"]  # e.g. var-tf-tiny/v1
     assert champion.tags["objective"] in models
+    # lineage: the champion's training and evaluation data are dvc.lock's hashes (issue 27)
+    from depthcore.tracking.lineage import read_lineage
+
+    lineage = read_lineage(client, "models:/depthart@champion")
+    trained = {(r.context, r.name): r.digest for r in lineage.data}
+    stage = f"train@{champion.tags['objective']}"
+    train_deps = {d["path"]: d["md5"] for d in lock[stage]["deps"]}
+    assert trained[("training", "data/features")] == train_deps["data/features"]
+    assert trained[("evaluation", "data/benchmarks")] == lock["benchmarks"]["outs"][0]["md5"]
+    assert lineage.data_hash == champion.tags["data_version"] != "unknown"
+    card = client.download_artifacts(lineage.run_id, "model_card.md", str(tmp_path))
+    assert "embedded synthetic scenes" in Path(card).read_text()
     model_ranks = [r for name, r in registry["ranks"].items() if "-tiny/v" in name]
     assert len(model_ranks) == 3 and registry["ranks"][registry["champion_after"]] == min(
         model_ranks

@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 
+from depthcore.data.domain import trained_on
 from depthcore.errors import CheckpointError
 from depthcore.evaluation.scales import run_scales
 from depthcore.models import build_model, resolve_config
@@ -91,8 +92,12 @@ def test_run_training_then_scales_write_outputs_and_log_to_mlflow(
     metrics = run_training(cfg, "var_tf")
     out = tmp_path / "models" / "var_tf"
     loaded = load_model(out / "model.safetensors")
-    assert loaded.meta == {"objective": "var_tf", "space": "sqrt_disparity", "image_size": 64,
-                           "input_fit": "stretch", "steps": 2}  # fmt: skip
+    meta = dict(loaded.meta)
+    sources = meta.pop("trained_on")  # what it was trained on: the training frames' scenes
+    assert meta == {"objective": "var_tf", "space": "sqrt_disparity", "image_size": 64,
+                    "input_fit": "stretch", "steps": 2}  # fmt: skip
+    keys = FeatureDataset(Path(cfg.features_dir) / f"{cfg.train_split}.h5").keys
+    assert sources == trained_on(keys) and sources["frames"] == len(keys) > 0
     on_disk = json.loads((out / "train_metrics.json").read_text())
     assert on_disk == json.loads(json.dumps(metrics))
     assert on_disk["val_loss"] > 0
