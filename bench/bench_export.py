@@ -7,13 +7,12 @@ Writes a random-weight checkpoint of ``--model`` (default ``tiny``), exports it 
 seconds (the robust figure on a shared machine). Both run fp32 with ``--threads``
 intra-op threads and the same decoding.
 
-    python bench/bench_export.py --model tiny --batch 1 8 --threads 2 --decoding expected
+    python -m bench.bench_export --model tiny --batch 1 8 --threads 2 --decoding expected
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.bench_predict import median_of
 from depthcore.export.onnx_export import export_onnx
 from depthcore.models import MODEL_CONFIGS, create_model, resolve_config
 from depthcore.models.checkpoint import save_model
@@ -33,13 +33,8 @@ from depthcore.predict.predictor import DepthPredictor
 def median_ms(fn: Callable[[], object], repeats: int, per: int) -> tuple[float, float]:
     """Median (wall, CPU) milliseconds per item of ``repeats`` calls of ``fn`` (``per`` items)."""
     fn()  # warm-up: allocations, onnxruntime's first-run graph work
-    walls, cpus = [], []
-    for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        fn()
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return 1e3 * statistics.median(walls) / per, 1e3 * statistics.median(cpus) / per
+    wall, cpu = median_of(fn, repeats)
+    return 1e3 * wall / per, 1e3 * cpu / per
 
 
 def main() -> None:

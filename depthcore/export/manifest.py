@@ -66,25 +66,18 @@ def _common(config: Any, meta: dict[str, Any], image_size: int) -> dict[str, Any
     }
 
 
-def describe_regression(
+def describe(
     modules: dict[str, nn.Module],
     config: Any,
     meta: dict[str, Any],
     image_size: int,
     files: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
-    """The manifest of the regression baseline (one graph: RGB to the map)."""
-    return {**_common(config, meta, image_size), "kind": "regression", "graphs": files}
-
-
-def describe_depthart(
-    modules: dict[str, nn.Module],
-    config: Any,
-    meta: dict[str, Any],
-    image_size: int,
-    files: dict[str, dict[str, Any]],
-) -> dict[str, Any]:
-    """The manifest of a DepthART model: its graphs and the loop that runs them."""
+    """The manifest: the regression baseline (``modules['net']``, one graph) or a
+    DepthART model (``vae``, ``var``: its graphs and the loop that runs them)."""
+    common = {**_common(config, meta, image_size), "graphs": files}
+    if "net" in modules:
+        return {**common, "kind": "regression"}
     vae, var = modules["vae"], modules["var"]
     decodings = {}
     for name in ("greedy", "expected"):
@@ -96,7 +89,7 @@ def describe_depthart(
         }
     SN = len(var.patch_nums)
     return {
-        **_common(config, meta, image_size),
+        **common,
         "kind": "depthart",
         "loop": {
             "patch_nums": list(var.patch_nums),
@@ -117,7 +110,6 @@ def describe_depthart(
             "advance": [f"advance_{si}" for si in range(SN)],
         },
         "decodings": decodings,
-        "graphs": files,
     }
 
 

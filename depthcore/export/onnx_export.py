@@ -35,8 +35,7 @@ from depthcore.export.manifest import (
     MANIFEST,
     OPSET,
     WEIGHTS,
-    describe_depthart,
-    describe_regression,
+    describe,
     write_manifest,
 )
 from depthcore.io import file_sha256
@@ -245,7 +244,6 @@ def export_onnx(model: str | Path, out_dir: str | Path, force: bool = False) -> 
                 files[stem] = {"file": f"{stem}.onnx", "inputs": inputs, "outputs": outputs}
         for entry in files.values():
             onnx.checker.check_model(str(tmp / entry["file"]))
-        describe = describe_regression if kind == "regression" else describe_depthart
         manifest = describe(modules, config, meta, image_size, files)
         manifest["source"] = {"checkpoint": Path(model).name, "sha256": _sha256(Path(model))}
         manifest["weights_sha256"] = file_sha256(tmp / WEIGHTS)
