@@ -31,7 +31,7 @@ from depthcore.io import atomic_path
 from depthcore.models.generate import DECODINGS, sampling_for
 from depthcore.predict import metric
 from depthcore.predict.images import load_rgb
-from depthcore.predict.onnx_backend import BACKENDS, OnnxPredictor
+from depthcore.predict.onnx_backend import BACKENDS, load_onnx_predictor
 from depthcore.predict.predictor import DepthPredictor, DepthResult
 from depthcore.predict.shard import is_finished, shard_from_env
 from depthcore.spaces import normalised_to_depth
@@ -231,19 +231,6 @@ def load_predictor(
         raise CheckpointError(f"{exc} - run `dvc repro` first or pass --model") from exc
 
 
-def load_onnx_predictor(args: argparse.Namespace) -> OnnxPredictor:
-    """The predictor over the export folder ``--model`` (CPU, fp32, greedy/expected)."""
-    if args.model is None:
-        raise CheckpointError("--backend onnxruntime needs --model DIR (from `depthart export`)")
-    if args.precision != "fp32" or args.device == "cuda":
-        raise DepthcoreError(
-            "--backend onnxruntime runs fp32 on the CPU: drop --precision/--device"
-        )
-    return OnnxPredictor(
-        args.model, fit=args.fit, sampling=sampling_for(args.decoding, args.seed), seed=args.seed
-    )
-
-
 def write_outputs(
     out: Path, rgb_HW3: np.ndarray, result: DepthResult, args: argparse.Namespace, outputs: set[str]
 ) -> None:
@@ -310,7 +297,9 @@ def run_predict(args: argparse.Namespace) -> int:
         _say("error: %s", line)
     shard = shard_from_env()  # one process, or this rank's share under torchrun
     if args.backend == "onnxruntime":
-        predictor = load_onnx_predictor(args)
+        predictor = load_onnx_predictor(
+            args.model, args.fit, args.decoding, args.seed, args.precision, args.device
+        )
     else:
         device = resolve_device(args.device, shard.local_rank)
         predictor = load_predictor(

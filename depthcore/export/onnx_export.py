@@ -204,7 +204,7 @@ def export_onnx(model: str | Path, out_dir: str | Path, force: bool = False) -> 
 
     The folder is built under a temporary name beside ``out_dir`` and renamed when
     complete, so an interrupted export never leaves a folder that looks usable.
-    ``force``: replace an existing ``out_dir``.
+    ``force``: replace an existing ``out_dir`` (an earlier export or an empty folder only).
     """
     try:
         import onnx
@@ -215,6 +215,8 @@ def export_onnx(model: str | Path, out_dir: str | Path, force: bool = False) -> 
     out_dir = Path(out_dir)
     if out_dir.exists() and not force:
         raise DepthcoreError(f"{out_dir}: already exists (pass --force to replace it)")
+    if out_dir.exists() and not (out_dir / MANIFEST).is_file() and any(out_dir.iterdir()):
+        raise DepthcoreError(f"{out_dir}: not an export folder (no {MANIFEST}); not replacing it")
     kind, modules, config, meta = load_checkpoint(model)
     image_size = int(meta.get("image_size", config.image_size))
     tmp = out_dir.with_name(f".{out_dir.name}.partial")

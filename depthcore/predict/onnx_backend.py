@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from depthcore.errors import DepthcoreError
+from depthcore.errors import CheckpointError, DepthcoreError
 from depthcore.export.runner import OnnxModel
-from depthcore.models.generate import EXPECTED, SamplingConfig
+from depthcore.models.generate import EXPECTED, SamplingConfig, sampling_for
 from depthcore.predict.images import Fit
 from depthcore.predict.predictor import DepthPredictor
 from depthcore.spaces import DEFAULT_NEAR_FAR_RATIO
@@ -85,3 +85,16 @@ class OnnxPredictor(DepthPredictor):
         if gen.scales_K_B1SS is not None:
             scales = [torch.from_numpy(np.ascontiguousarray(s[:, 0])) for s in gen.scales_K_B1SS]
         return pred_BSS, scales, torch.zeros_like(pred_BSS) if with_std else None
+
+
+def load_onnx_predictor(
+    model: str | None, fit: Fit | None, decoding: str, seed: int, precision: str, device: str
+) -> OnnxPredictor:
+    """The predictor ``depthart predict --backend onnxruntime`` options ask for (CPU, fp32)."""
+    if model is None:
+        raise CheckpointError("--backend onnxruntime needs --model DIR (from `depthart export`)")
+    if precision != "fp32" or device == "cuda":
+        raise DepthcoreError(
+            "--backend onnxruntime runs fp32 on the CPU: drop --precision/--device"
+        )
+    return OnnxPredictor(model, fit=fit, sampling=sampling_for(decoding, seed), seed=seed)

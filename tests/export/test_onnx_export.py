@@ -155,6 +155,13 @@ def test_bad_export_folders_fail_in_one_line(exported: Path, tmp_path) -> None:
 def test_export_refuses_to_overwrite(exported: Path, checkpoint: Path, capsys) -> None:
     assert main(["export", "--model", str(checkpoint), "-o", str(exported)]) == 1
     assert "already exists (pass --force to replace it)" in capsys.readouterr().err
+    other = exported.parent / "not_an_export"
+    other.mkdir()
+    (other / "keep.txt").write_text("a user's file")
+    argv = ["export", "--model", str(checkpoint), "-o", str(other), "--force"]
+    assert main(argv) == 1
+    assert "not an export folder (no manifest.json); not replacing it" in capsys.readouterr().err
+    assert (other / "keep.txt").is_file()
 
 
 def test_regression_baseline_exports_as_one_graph(tmp_path) -> None:
