@@ -28,12 +28,16 @@ from tqdm import tqdm
 from depthcore import profiles
 from depthcore import viz as vis
 from depthcore.data.domain import photo_warning
+from depthcore.device import resolve_device
 from depthcore.errors import DEBUG_ENV, CheckpointError, DataError, DepthcoreError, run_guarded
+from depthcore.export.cli import add_export_parser, run_export
 from depthcore.io import UnsafeOutputError, atomic_path, overlap
 from depthcore.models.generate import DECODINGS, sampling_for
 from depthcore.predict import metric
 from depthcore.predict.images import load_rgb
+from depthcore.predict.onnx_backend import BACKENDS, load_onnx_predictor
 from depthcore.predict.predictor import DepthPredictor, DepthResult
+from depthcore.predict.shard import is_finished, shard_from_env
 from depthcore.spaces import normalised_to_depth
 from depthcore.tracking import lineage
 from depthcore.tracking.pyfunc import load_predictor as load_model_uri
@@ -128,6 +132,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="matplotlib colour map of the colour PNG, or grey (default: turbo)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="torch",
+        help="onnxruntime: --model is a folder written by `depthart export` (docs/export.md)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip images whose outputs all exist (a rerun, or ranks under torchrun)",
+    )
+    add_export_parser(sub)
     a = sub.add_parser(
         "align",
         help="turn a predicted depth map into metres with a few known points",
@@ -352,20 +368,36 @@ def run_predict(args: argparse.Namespace) -> int:
             failures.append(f"{job.source}: its output {hit[0]} is an input image; not overwritten")
     for line in failures:
         _say("error: %s", line)
-    predictor = load_predictor(
-        args.model, args.device, args.fit, args.seed, args.precision, args.decoding
-    )
+    shard = shard_from_env()  # one process, or this rank's share under torchrun
+    if args.backend == "onnxruntime":
+        predictor = load_onnx_predictor(
+            args.model, args.fit, args.decoding, args.seed, args.precision, args.device
+        )
+    else:
+        device = resolve_device(args.device, shard.local_rank)
+        predictor = load_predictor(
+            args.model, device, args.fit, args.seed, args.precision, args.decoding
+        )
     _say(
         "model space %s on %s (%s); outputs are affine-invariant: `depthart align` makes metres",
         predictor.space, predictor.device, args.precision,
     )  # fmt: skip
     if warning := photo_warning(predictor.trained_on):
         _say("note: %s", warning)
-    written = 0
-    bar = tqdm(total=len(jobs), unit="img", disable=args.quiet, file=sys.stderr)
-    for start in range(0, len(jobs), args.batch_size):
+    written = skipped = 0
+    starts = shard.batch_starts(len(jobs), args.batch_size)
+    share = sum(len(jobs[start : start + args.batch_size]) for start in starts)
+    bar = tqdm(total=share, unit="img", disable=args.quiet, file=sys.stderr)
+    for start in starts:
+        chunk = jobs[start : start + args.batch_size]
+        if args.resume and all(
+            is_finished(args.output / job.stem, outputs, args.scales, args.samples) for job in chunk
+        ):
+            skipped += len(chunk)
+            bar.update(len(chunk))
+            continue
         batch: list[tuple[Job, np.ndarray]] = []
-        for job in jobs[start : start + args.batch_size]:
+        for job in chunk:
             try:
                 rgb_HW3, notes = load_rgb(job.source)
             except DepthcoreError as exc:
@@ -397,7 +429,11 @@ def run_predict(args: argparse.Namespace) -> int:
                     _say("error: %s", failures[-1])
         bar.update(min(args.batch_size, len(jobs) - start))
     bar.close()
-    _say("wrote depth for %d of %d images to %s", written, len(jobs), args.output)
+    _say(
+        "%swrote depth for %d of %d images to %s%s",
+        shard.label, written, share, args.output,
+        f" ({skipped} finished before, skipped)" if skipped else "",
+    )  # fmt: skip
     if failures:
         _say("%d failed:\n%s", len(failures), "\n".join(f"  {f}" for f in failures))
         return 1
@@ -459,6 +495,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "align": run_align,
         "profile": run_profile,
         "lineage": run_lineage,
+        "export": run_export,
     }
     run = commands[args.command]
     return run_guarded("depthart", lambda: run(args), args.debug)

@@ -3,7 +3,7 @@
 Layers, lowest first (a module may import its own layer and the ones below):
 foundation (config, errors, io, device, spaces, geometry, viz, tracking.logger,
 tracking.datasets) <- models <-
-data <- synth and training <- evaluation <- predict <- tracking <- cli. ``stages`` and
+data <- synth and training <- evaluation <- predict and export <- tracking <- cli. ``stages`` and
 ``pipelines`` sit on top and the library never imports them.
 """
 
@@ -20,14 +20,14 @@ PACKAGE = ROOT / "depthcore"
 LAYERS: dict[str, int] = {
     "config": 0, "errors": 0, "io": 0, "device": 0, "spaces": 0, "geometry": 0, "viz": 0,
     "models": 1, "data": 2, "synth": 3, "training": 3, "evaluation": 4, "predict": 5,
-    "tracking": 6, "cli": 7, "profiles": 7,
+    "export": 5, "tracking": 6, "cli": 7, "profiles": 7,
     # the run logger is a foundation service: trainers log through it, it needs only io
     "tracking.logger": 0,
     # the datasets a run read (DVC hashes from dvc.lock), logged by trainers like the logger
     "tracking.datasets": 0,
 }  # fmt: skip
 #: Heavy optional packages the library may import only inside functions, on purpose.
-DEFERRED = ("mlflow", "prefect", "dvc", "great_expectations")
+DEFERRED = ("mlflow", "prefect", "dvc", "great_expectations", "onnx", "onnxruntime", "onnxscript")
 
 
 def module_name(path: Path) -> str:

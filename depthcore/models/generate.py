@@ -15,6 +15,7 @@ import torch
 from depthcore.config import frozen
 from depthcore.models.blocks import KVCache
 from depthcore.models.prefix import fhats_to_prefix
+from depthcore.models.scale_loop import next_scale_loop
 from depthcore.models.var import DepthVAR
 from depthcore.models.vqvae import VQVAE
 
@@ -254,32 +255,34 @@ def rollout(
             rgb_B3HW = rgb_B3HW.repeat_interleave(repeats, dim=0)
         repeats = 1
     autocast = autocast_for(prefix_BLCv.device, model_dtype(var))
-    inputs: list[torch.Tensor] = []
-    idx_all: list[torch.Tensor] = []
-    h_all: list[torch.Tensor] = []
-    fhats: list[torch.Tensor] | None = [] if keep_fhats else None
-    next_BlCv: torch.Tensor | None = None
-    for si, pn in enumerate(var.patch_nums):
+    inputs: list[torch.Tensor] = []  # scales 2..k's inputs so far (the uncached path reruns them)
+
+    def step(si: int, next_BlCv: torch.Tensor | None) -> torch.Tensor:
         with autocast:
             if si == 0:
-                logits_BlV = _first_scale(
+                return _first_scale(
                     var, prefix_BLCv, cache, repeats, prefix_cache is not None, rgb_B3HW
                 )
-            elif cache is not None:
-                logits_BlV = var.step_cached(si, next_BlCv, cache)
-            else:
-                start, end = var.begin_ends[si]
-                logits_BlV = var(prefix_BLCv, torch.cat(inputs, dim=1), rgb_B3HW)[:, start:end]
+            inputs.append(next_BlCv)
+            if cache is not None:
+                return var.step_cached(si, next_BlCv, cache)
+            start, end = var.begin_ends[si]
+            return var(prefix_BLCv, torch.cat(inputs, dim=1), rgb_B3HW)[:, start:end]
+
+    def choose(si: int, logits_BlV: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         idx_Bl, h_BlCv = choose_tokens(vae, logits_BlV.float(), sampling, generator)
-        idx_all.append(idx_Bl)
-        h_BChw = h_BlCv.transpose(1, 2).reshape(B, vae.Cvae, pn, pn)
-        h_all.append(h_BChw)
+        pn = var.patch_nums[si]
+        return idx_Bl, h_BlCv.transpose(1, 2).reshape(B, vae.Cvae, pn, pn)
+
+    def advance(
+        si: int, f_hat: torch.Tensor, h_BChw: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         f_hat, next_BChw = vae.get_next_autoregressive_input(si, SN, f_hat, h_BChw)
-        if fhats is not None:
-            fhats.append(f_hat.clone())
-        next_BlCv = next_BChw.flatten(2).transpose(1, 2)
-        inputs.append(next_BlCv)
-    return Rollout(idx_all, f_hat, fhats, h_all, inputs)
+        return f_hat, next_BChw.flatten(2).transpose(1, 2)
+
+    snapshot = torch.Tensor.clone if keep_fhats else None
+    loop = next_scale_loop(SN, f_hat, step, choose, advance, snapshot)
+    return Rollout(loop.idx_K, loop.f_hat, loop.fhats_K, loop.h_K, loop.next_K)
 
 
 def decode_depth(

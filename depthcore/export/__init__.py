@@ -1,0 +1,1 @@
+"""Exporting a trained model to run outside this package (ONNX graphs + a manifest)."""
