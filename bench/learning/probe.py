@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from depthcore.data.features import FeatureDataset
 from depthcore.evaluation.alignment import align_lsq
 from depthcore.evaluation.metrics import compute_metrics
 from depthcore.evaluation.references import REFERENCE_PREDICTORS
@@ -42,7 +43,6 @@ from depthcore.io import file_sha256, write_text_atomic
 from depthcore.models import build_model, resolve_config
 from depthcore.models.checkpoint import load_pretrained_var, load_vae
 from depthcore.models.generate import DECODINGS, sampling_for
-from depthcore.training.feature_cache import FeatureDataset
 from depthcore.training.losses import prefix_variants
 from depthcore.training.objectives import OBJECTIVES
 from depthcore.training.pretrain import (

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from depthcore.config import to_dict
+from depthcore.data.frames import frame_at_size
 from depthcore.data.shards import ShardDataset
 from depthcore.data.transforms import Normalisation, invert_normalisation
 from depthcore.device import resolve_device
@@ -27,7 +28,6 @@ from depthcore.io import write_text_atomic
 from depthcore.models import resolve_config
 from depthcore.models.checkpoint import load_vae
 from depthcore.spaces import depth_to_space, target_to_depth3
-from depthcore.training.feature_cache import frame_at_size
 from depthcore.training.tokenizer import TokenizerConfig
 
 log = logging.getLogger(__name__)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from depthcore.config import to_dict
+from depthcore.data.features import FeatureDataset
 from depthcore.device import resolve_device
 from depthcore.errors import DataError
 from depthcore.evaluation.alignment import align_lsq
@@ -26,7 +27,6 @@ from depthcore.models.checkpoint import checkpoint_kind, load_model
 from depthcore.models.generate import SamplingConfig, generate, sampling_for
 from depthcore.models.regression import REGRESSION_KIND, load_regression
 from depthcore.spaces import rgb_to_model
-from depthcore.training.feature_cache import FeatureDataset
 from depthcore.training.losses import prefix_variants
 from depthcore.training.train_config import TrainConfig
 from depthcore.viz import save_strip_figure

@@ -1,6 +1,6 @@
 """One trainer for both objectives: same data, steps, optimiser and seed; only the loss differs.
 
-Training reads the frozen-feature cache (:mod:`depthcore.training.feature_cache`), so the
+Training reads the frozen-feature cache (:mod:`depthcore.data.features`), so the
 VQ-VAE encoder never runs in the loop. The batch of every step is a pure
 function of (seed, step, rank), the LR a pure function of the step, and the
 checkpoint holds the weights, optimiser moments and RNG state: an interrupted
@@ -25,6 +25,7 @@ import torch
 from tqdm import tqdm
 
 from depthcore.config import to_dict
+from depthcore.data.features import FeatureDataset
 from depthcore.errors import CheckpointError, DataError
 from depthcore.io import atomic_path, write_text_atomic
 from depthcore.models.checkpoint import (
@@ -44,7 +45,6 @@ from depthcore.training.distributed import (
     mean_over_ranks,
     synced_state,
 )
-from depthcore.training.feature_cache import FeatureDataset
 from depthcore.training.losses import prefix_variants, training_loss
 from depthcore.training.objectives import OBJECTIVES
 from depthcore.training.precision import (
