@@ -41,9 +41,9 @@ from depthcore.evaluation.scales import (
 )
 from depthcore.io import file_sha256, write_text_atomic
 from depthcore.models import build_model, resolve_config
+from depthcore.models.ablation import prefix_variants
 from depthcore.models.checkpoint import load_pretrained_var, load_vae
 from depthcore.models.generate import DECODINGS, sampling_for
-from depthcore.training.losses import prefix_variants
 from depthcore.training.objectives import OBJECTIVES
 from depthcore.training.pretrain import (
     PREFIX_MODES,

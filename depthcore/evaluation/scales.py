@@ -23,11 +23,11 @@ from depthcore.errors import DataError
 from depthcore.evaluation.alignment import align_lsq
 from depthcore.evaluation.metrics import compute_metrics
 from depthcore.io import atomic_path, write_text_atomic
+from depthcore.models.ablation import prefix_variants
 from depthcore.models.checkpoint import checkpoint_kind, load_model
 from depthcore.models.generate import SamplingConfig, generate, sampling_for
 from depthcore.models.regression import REGRESSION_KIND, load_regression
 from depthcore.spaces import rgb_to_model
-from depthcore.training.losses import prefix_variants
 from depthcore.training.train_config import TrainConfig
 from depthcore.viz import save_strip_figure
 

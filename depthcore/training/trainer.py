@@ -28,6 +28,7 @@ from depthcore.config import to_dict
 from depthcore.data.features import FeatureDataset
 from depthcore.errors import CheckpointError, DataError
 from depthcore.io import atomic_path, write_text_atomic
+from depthcore.models.ablation import prefix_variants
 from depthcore.models.checkpoint import (
     load_model,
     save_model,
@@ -45,7 +46,7 @@ from depthcore.training.distributed import (
     mean_over_ranks,
     synced_state,
 )
-from depthcore.training.losses import prefix_variants, training_loss
+from depthcore.training.losses import training_loss
 from depthcore.training.objectives import OBJECTIVES
 from depthcore.training.precision import (
     autocast_for,
