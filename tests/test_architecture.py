@@ -1,7 +1,7 @@
 """The package's dependency graph: one direction, no cycles, no hidden imports.
 
 Layers, lowest first (a module may import its own layer and the ones below):
-foundation (config, errors, io, device, spaces, geometry, viz, tracking.logger) <- models <-
+foundation (config, errors, io, device, spaces, geometry, viz, run_logger) <- models <-
 data <- synth and training <- evaluation <- predict <- tracking <- cli. ``stages`` and
 ``pipelines`` sit on top and the library never imports them.
 """
@@ -18,10 +18,9 @@ PACKAGE = ROOT / "depthcore"
 
 LAYERS: dict[str, int] = {
     "config": 0, "errors": 0, "io": 0, "device": 0, "spaces": 0, "geometry": 0, "viz": 0,
+    "run_logger": 0,
     "models": 1, "data": 2, "synth": 3, "training": 3, "evaluation": 4, "predict": 5,
     "tracking": 6, "cli": 7,
-    # the run logger is a foundation service: trainers log through it, it needs only io
-    "tracking.logger": 0,
 }  # fmt: skip
 #: Heavy optional packages the library may import only inside functions, on purpose.
 DEFERRED = ("mlflow", "prefect", "dvc", "great_expectations")

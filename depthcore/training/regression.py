@@ -25,8 +25,8 @@ from depthcore.models.regression import (
     resolve_regression_config,
     save_regression,
 )
+from depthcore.run_logger import RunLogger
 from depthcore.spaces import rgb_to_model
-from depthcore.tracking.logger import RunLogger
 from depthcore.training.distributed import DistInfo
 from depthcore.training.train_config import TrainConfig
 from depthcore.training.trainer import Trainer

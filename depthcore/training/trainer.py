@@ -33,8 +33,8 @@ from depthcore.models.checkpoint import (
     load_model,
     save_model,
 )
+from depthcore.run_logger import NullLogger, RunLogger, scale_metric_name
 from depthcore.spaces import INPUT_FIT, rgb_to_model
-from depthcore.tracking.logger import NullLogger, RunLogger, scale_metric_name
 from depthcore.training.batches import step_loader
 from depthcore.training.distributed import (
     DistInfo,

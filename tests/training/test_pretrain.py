@@ -13,8 +13,8 @@ from depthcore.data.features import FeatureDataset
 from depthcore.errors import CheckpointError
 from depthcore.models import build_model, image_prefix, resolve_config
 from depthcore.models.checkpoint import load_model, save_model
+from depthcore.run_logger import NullLogger
 from depthcore.spaces import rgb_to_model
-from depthcore.tracking.logger import NullLogger
 from depthcore.training.distributed import DistInfo
 from depthcore.training.launch import run_fingerprint
 from depthcore.training.pretrain import (
