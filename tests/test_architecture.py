@@ -18,7 +18,7 @@ PACKAGE = ROOT / "depthcore"
 
 LAYERS: dict[str, int] = {
     "config": 0, "errors": 0, "io": 0, "device": 0, "spaces": 0, "geometry": 0, "viz": 0,
-    "run_logger": 0,
+    "run_logger": 0, "alignment": 0,
     "models": 1, "data": 2, "synth": 3, "training": 3, "evaluation": 4, "predict": 5,
     "tracking": 6, "cli": 7,
 }  # fmt: skip

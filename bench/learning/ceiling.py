@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from depthcore.alignment import align_lsq
 from depthcore.data.features import FeatureDataset
-from depthcore.evaluation.alignment import align_lsq
 from depthcore.evaluation.metrics import compute_metrics
 from depthcore.evaluation.scales import VAL_DEPTH_RANGE
 from depthcore.models.checkpoint import load_vae

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from depthcore.alignment import align_lsq
 from depthcore.data.features import FeatureDataset
-from depthcore.evaluation.alignment import align_lsq
 from depthcore.evaluation.metrics import compute_metrics
 from depthcore.evaluation.references import REFERENCE_PREDICTORS
 from depthcore.evaluation.scales import (

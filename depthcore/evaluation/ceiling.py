@@ -16,13 +16,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from depthcore.alignment import fit_scale_shift
 from depthcore.config import to_dict
 from depthcore.data.frames import frame_at_size
 from depthcore.data.shards import ShardDataset
 from depthcore.data.transforms import Normalisation, invert_normalisation
 from depthcore.device import resolve_device
 from depthcore.errors import DataError
-from depthcore.evaluation.alignment import fit_scale_shift
 from depthcore.evaluation.metrics import compute_metrics
 from depthcore.io import write_text_atomic
 from depthcore.models import resolve_config

@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from depthcore.alignment import align_lsq
 from depthcore.config import to_dict
 from depthcore.data.features import FeatureDataset
 from depthcore.device import resolve_device
 from depthcore.errors import DataError
-from depthcore.evaluation.alignment import align_lsq
 from depthcore.evaluation.metrics import compute_metrics
 from depthcore.io import atomic_path, write_text_atomic
 from depthcore.models.ablation import prefix_variants

@@ -15,7 +15,7 @@ No tiling: the model sees the whole scene once, as in training.
 From the normalised space to depth: :func:`depthcore.spaces.normalised_to_depth`, a
 documented display convention (a prediction is affine-invariant in the model's space).
 To get metric depth, align the normalised prediction to a few known depths in
-the model's space (``depthcore.evaluation.alignment``), as the evaluation does.
+the model's space (``depthcore.alignment``), as the evaluation does.
 """
 
 from __future__ import annotations
