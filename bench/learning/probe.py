@@ -32,7 +32,6 @@ import torch
 from depthcore.alignment import align_lsq
 from depthcore.data.features import FeatureDataset
 from depthcore.evaluation.metrics import compute_metrics
-from depthcore.evaluation.references import REFERENCE_PREDICTORS
 from depthcore.evaluation.scales import (
     VAL_DEPTH_RANGE,
     prefix_ablation,
@@ -44,6 +43,7 @@ from depthcore.models import build_model, resolve_config
 from depthcore.models.ablation import prefix_variants
 from depthcore.models.checkpoint import load_pretrained_var, load_vae
 from depthcore.models.generate import DECODINGS, sampling_for
+from depthcore.models.references import REFERENCE_PREDICTORS
 from depthcore.training.objectives import OBJECTIVES
 from depthcore.training.pretrain import (
     PREFIX_MODES,

@@ -52,8 +52,8 @@ from depthcore.errors import DataError, DepthcoreError
 from depthcore.evaluation.metrics import DEPTH_METRICS, compute_metrics
 from depthcore.evaluation.outputs import write_outputs
 from depthcore.evaluation.planarity import boundary_errors, planarity
-from depthcore.evaluation.references import DepthModel
 from depthcore.io import write_text_atomic
+from depthcore.models.references import DepthModel
 from depthcore.spaces import SPACES
 
 log = logging.getLogger(__name__)

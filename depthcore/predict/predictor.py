@@ -31,7 +31,6 @@ import yaml
 
 from depthcore.device import resolve_device
 from depthcore.errors import CheckpointError, DataError, DepthcoreError
-from depthcore.evaluation.references import REFERENCE_PREDICTORS, DepthModel
 from depthcore.models.checkpoint import checkpoint_kind, load_model
 from depthcore.models.generate import (
     EXPECTED,
@@ -40,6 +39,7 @@ from depthcore.models.generate import (
     generate,
     prepare_for_inference,
 )
+from depthcore.models.references import REFERENCE_PREDICTORS, DepthModel
 from depthcore.models.regression import REGRESSION_KIND, load_regression
 from depthcore.predict.images import ContentBox, Fit, crop_to_input, fit_to_square
 from depthcore.spaces import DEFAULT_NEAR_FAR_RATIO, INPUT_FIT, normalised_to_depth, rgb_to_model
