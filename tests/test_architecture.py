@@ -1,9 +1,20 @@
 """The package's dependency graph: one direction, no cycles, no hidden imports.
 
-Layers, lowest first (a module may import its own layer and the ones below):
-foundation (config, errors, io, device, spaces, geometry, viz, run_logger) <- models <-
-data <- synth and training <- evaluation <- predict <- tracking <- cli. ``stages`` and
-``pipelines`` sit on top and the library never imports them.
+A module's *unit* is the name right under ``depthcore/`` (``io`` for depthcore/io.py,
+``training`` for everything in depthcore/training/; ``depthcore`` for the package's own
+``__init__``). Units sit in layers, lowest first; a module may import its own unit and
+the units of LOWER layers only, so units that share a layer never import each other:
+
+    depthcore errors geometry spaces        (import nothing of ours)
+    config io device                        (errors)
+    viz alignment run_logger                (the foundation's services)
+    models
+    data
+    synth training evaluation predict       (siblings: none imports another)
+    tracking
+    cli
+
+``stages`` and ``pipelines`` sit on top and the library never imports them.
 """
 
 from __future__ import annotations
@@ -16,12 +27,18 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "depthcore"
 
-LAYERS: dict[str, int] = {
-    "config": 0, "errors": 0, "io": 0, "device": 0, "spaces": 0, "geometry": 0, "viz": 0,
-    "run_logger": 0, "alignment": 0,
-    "models": 1, "data": 2, "synth": 3, "training": 3, "evaluation": 4, "predict": 5,
-    "tracking": 6, "cli": 7,
-}  # fmt: skip
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("depthcore", "errors", "geometry", "spaces"),
+    ("config", "io", "device"),
+    ("viz", "alignment", "run_logger"),
+    ("models",),
+    ("data",),
+    ("synth", "training", "evaluation", "predict"),
+    ("tracking",),
+    ("cli",),
+)
+LAYER_OF: dict[str, int] = {unit: i for i, units in enumerate(LAYERS) for unit in units}
+
 #: Heavy optional packages the library may import only inside functions, on purpose.
 DEFERRED = ("mlflow", "prefect", "dvc", "great_expectations")
 
@@ -61,27 +78,31 @@ def resolve(name: str, known: set[str]) -> str | None:
     return None
 
 
-def layer(module: str) -> int:
+def unit(module: str) -> str:
+    """The name right under ``depthcore`` that ``module`` belongs to."""
     parts = module.split(".")
-    if len(parts) == 1:
-        return -1
-    return LAYERS.get(".".join(parts[1:3]), LAYERS[parts[1]])
+    return parts[1] if len(parts) > 1 else parts[0]
 
 
-def test_every_subpackage_has_a_layer() -> None:
-    for module in all_modules():
-        if module != "depthcore":
-            assert module.split(".")[1] in LAYERS, f"{module}: add its package to LAYERS"
-
-
-def test_imports_point_down_the_layers() -> None:
-    modules = all_modules()
+def violations(modules: dict[str, list[tuple[str, bool]]]) -> list[str]:
+    """Every import of ``modules`` into a unit that is not its own and not in a lower layer."""
     bad = []
     for module, imports in modules.items():
         for target, _ in imports:
             dep = resolve(target, set(modules))
-            if dep and dep != "depthcore" and layer(dep) > layer(module):
+            if dep and unit(dep) != unit(module) and LAYER_OF[unit(dep)] >= LAYER_OF[unit(module)]:
                 bad.append(f"{module} -> {dep}")
+    return bad
+
+
+def test_every_unit_has_a_layer_and_every_layer_name_exists() -> None:
+    units = {unit(m) for m in all_modules()}
+    assert not units - set(LAYER_OF), f"add to LAYERS: {sorted(units - set(LAYER_OF))}"
+    assert not set(LAYER_OF) - units, f"not in depthcore: {sorted(set(LAYER_OF) - units)}"
+
+
+def test_imports_point_down_the_layers() -> None:
+    bad = violations(all_modules())
     assert not bad, "imports against the layer order:\n" + "\n".join(bad)
 
 
@@ -133,10 +154,20 @@ def test_library_never_imports_orchestration_at_module_level() -> None:
     assert not bad, "\n".join(bad)
 
 
-def test_the_layer_test_can_fail(tmp_path: Path) -> None:
-    """A models module importing evaluation is caught (the checker is not vacuous)."""
-    bad = tmp_path / "depthcore" / "models" / "bad.py"
-    bad.parent.mkdir(parents=True)
-    bad.write_text("from depthcore.evaluation.metrics import compute_metrics\n")
-    (target,) = imports_of(bad)
-    assert layer("depthcore.models.bad") < layer(target[0])
+@pytest.mark.parametrize(
+    ("module", "source"),
+    [
+        ("depthcore.models.bad", "from depthcore.evaluation.metrics import compute_metrics"),
+        ("depthcore.evaluation.bad", "from depthcore.training.trainer import Trainer"),
+        ("depthcore.predict.bad", "import depthcore.evaluation.run"),
+        ("depthcore.io", "from depthcore.run_logger import NullLogger"),
+    ],
+)
+def test_the_layer_test_can_fail(tmp_path: Path, module: str, source: str) -> None:
+    """An import up the layers, or into a sibling of the same layer, is caught."""
+    bad = tmp_path / "bad.py"
+    bad.write_text(source + "\n")
+    modules = all_modules()
+    assert not violations(modules)
+    (found,) = violations({**modules, module: imports_of(bad)})
+    assert found.startswith(f"{module} -> depthcore.")
