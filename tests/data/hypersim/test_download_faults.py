@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.download_faults import run_download_faults
 from depthcore.data.hypersim.download import DownloadConfig, download
 from tests.helpers.net import KINDS
+from tests.helpers.reliability.download_faults import run_download_faults
 
 
 def test_download_survives_twenty_faults(hypersim_source: Path, tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """The downloader against the range server's faults (tests/helpers/net.py), then reruns.
 
-``python bench/download_faults.py`` prints the figures; the same runs back
-``tests/data/hypersim/test_download_faults.py`` and ``bench/reliability_report.py``.
+``python -m tests.helpers.reliability.download_faults`` prints the figures; the same runs back
+``tests/data/hypersim/test_download_faults.py`` and ``python -m bench.reliability_report``.
 
 Run 1 (faults): every kind of :data:`tests.helpers.net.KINDS`, round-robin, on the first
 attempt of every other distinct request, and one scene zip replaced by a new version
