@@ -14,7 +14,8 @@ the units of LOWER layers only, so units that share a layer never import each ot
     tracking
     cli
 
-``stages`` and ``pipelines`` sit on top and the library never imports them.
+``stages`` and ``pipelines`` sit on top and the library never imports them. The tests import
+from bench/ only the studies they check.
 """
 
 from __future__ import annotations
@@ -171,3 +172,18 @@ def test_the_layer_test_can_fail(tmp_path: Path, module: str, source: str) -> No
     assert not violations(modules)
     (found,) = violations({**modules, module: imports_of(bad)})
     assert found.startswith(f"{module} -> depthcore.")
+
+
+def test_tests_import_from_bench_only_the_studies() -> None:
+    """What the tests use (servers, harnesses, recipes) lives in tests/helpers, and bench
+    scripts import it from there; a test imports no speed benchmark or screenshot script,
+    only the studies it checks (bench.learning), and the helpers import nothing of bench."""
+    bad = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        for target, _ in imports_of(path):
+            if target.split(".")[0] != "bench":
+                continue
+            if rel.startswith("tests/helpers/") or not target.startswith("bench.learning."):
+                bad.append(f"{rel} imports {target}")
+    assert not bad, "\n".join(bad)

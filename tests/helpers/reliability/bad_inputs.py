@@ -3,7 +3,7 @@ a non-zero exit, exactly one ``error:`` line that names the file or key, no trac
 and no partial output (in a batch: the good items still written).
 
 ``python -m tests.helpers.reliability.bad_inputs`` prints one line per case;
-``python -m bench.reliability_report`` counts them. Cases run in-process
+``python -m bench.reliability.report`` counts them. Cases run in-process
 (``depthcore.cli.main``, ``stages.<name>.main``) with stderr captured.
 """
 

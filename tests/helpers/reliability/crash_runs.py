@@ -1,7 +1,7 @@
 """Kill stages with SIGKILL at a random point, rerun them, and compare with an uninterrupted run.
 
 Used by ``tests/pipeline/test_kill_data_stages.py``, ``tests/training/test_kill_resume.py``
-and ``python -m bench.reliability_report``. Each scenario runs the real stage command
+and ``python -m bench.reliability.report``. Each scenario runs the real stage command
 (``python -m stages.<name> --params params.yaml``) in a work folder:
 
 1. once uninterrupted (the reference);

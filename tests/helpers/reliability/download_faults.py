@@ -1,7 +1,7 @@
 """The downloader against the range server's faults (tests/helpers/net.py), then reruns.
 
 ``python -m tests.helpers.reliability.download_faults`` prints the figures; the same runs back
-``tests/data/hypersim/test_download_faults.py`` and ``python -m bench.reliability_report``.
+``tests/data/hypersim/test_download_faults.py`` and ``python -m bench.reliability.report``.
 
 Run 1 (faults): every kind of :data:`tests.helpers.net.KINDS`, round-robin, on the first
 attempt of every other distinct request, and one scene zip replaced by a new version
