@@ -17,23 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from depthcore.synth.hypersim import SynthConfig, generate_hypersim
+from depthcore.synth.hypersim import generate_hypersim
+from tests.helpers.hypersim_files import SMALL_SOURCE
 from tests.helpers.net import ServerLog, free_ports, serve
-
-#: A 3-scene Hypersim-format source: the downloader tests' size.
-SMALL_SOURCE = SynthConfig(
-    n_scenes=3,
-    cameras_per_scene=1,
-    frames_per_camera=2,
-    height=16,
-    width=16,
-    val_scenes=1,
-    test_scenes=1,
-    lens_shift_scenes=1,
-    window_views=1,
-    flat_views=0,
-    excluded_frames=0,
-)
 
 
 @pytest.fixture(scope="session")

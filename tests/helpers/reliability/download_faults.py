@@ -25,8 +25,8 @@ from pathlib import Path
 from depthcore.data.hypersim.download import DownloadConfig, download
 from depthcore.errors import DataError
 from depthcore.synth.hypersim import generate_hypersim
+from tests.helpers.hypersim_files import SMALL_SOURCE
 from tests.helpers.net import FaultPlan, ServerLog, range_server
-from tests.helpers.servers import SMALL_SOURCE
 
 NEEDED = (".color.hdf5", ".depth_meters.hdf5", ".render_entity_id.hdf5", "metadata_scene.csv")
 
