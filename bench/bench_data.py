@@ -29,21 +29,20 @@ is an upper bound of what a real scene gives.
 from __future__ import annotations
 
 import argparse
-import http.server
 import logging
-import re
 import resource
 import shutil
 import statistics
+import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
 import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: tests.helpers
 
 from depthcore.data.hypersim.download import DownloadConfig, download, select_members
 from depthcore.data.hypersim.plan import list_scenes
@@ -57,56 +56,7 @@ from depthcore.data.hypersim.reader import (
 )
 from depthcore.data.hypersim.zipremote import read_central_directory
 from depthcore.synth.hypersim import SynthConfig, generate_hypersim
-
-_RANGE = re.compile(r"bytes=(\d+)-(\d+)?")
-
-
-class _RangeHandler(http.server.BaseHTTPRequestHandler):
-    """GET with a single ``Range: bytes=a-b`` (206) or without one (200); counts bytes sent."""
-
-    root: Path
-    sent: list[int]
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        path = self.root / self.path.lstrip("/")
-        if not path.is_file():
-            self.send_error(404)
-            return
-        size = path.stat().st_size
-        m = _RANGE.fullmatch(self.headers.get("Range", ""))
-        start, stop = 0, size
-        if m:
-            start = int(m.group(1))
-            stop = min(size, int(m.group(2)) + 1) if m.group(2) else size
-        with open(path, "rb") as f:
-            f.seek(start)
-            body = f.read(stop - start)
-        self.send_response(206 if m else 200)
-        if m:
-            self.send_header("Content-Range", f"bytes {start}-{stop - 1}/{size}")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-        self.sent.append(len(body))
-
-    def log_message(self, *args: object) -> None:
-        """Silence the per-request stderr line."""
-
-
-@contextmanager
-def _serve(root: Path) -> Iterator[tuple[str, list[int]]]:
-    """An HTTP range server for ``root`` on a free loopback port, and its byte log."""
-    sent: list[int] = []
-    handler = type("Handler", (_RangeHandler,), {"root": root, "sent": sent})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", sent
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+from tests.helpers.net import range_server
 
 
 def _member_bytes(zips: list[Path]) -> dict[str, int]:
@@ -274,13 +224,13 @@ def main(argv: list[str] | None = None) -> None:
             f"download file://: {moved / 1e6:.2f} MB member data of {total / 1e6:.2f} MB zips "
             f"(ratio {moved / total:.3f}), {secs:.2f} s, {moved / 1e6 / secs:.1f} MB/s"
         )
-        with _serve(tmp / "src") as (url, sent):
+        with range_server(tmp / "src") as (url, log):
             secs, moved = _timed_download(url, tmp / "raw_http", args.workers)
-        served = sum(sent)
+        served = log.bytes_sent
         print(
             f"download http (loopback, Range): server sent {served / 1e6:.2f} MB "
             f"({moved / 1e6:.2f} MB member data) of {total / 1e6:.2f} MB zips "
-            f"(ratio {served / total:.3f}), {len(sent)} requests, {secs:.2f} s, "
+            f"(ratio {served / total:.3f}), {len(log.served)} requests, {secs:.2f} s, "
             f"{served / 1e6 / secs:.1f} MB/s"
         )
         if args.keep is not None:

@@ -1,10 +1,22 @@
 """The package's dependency graph: one direction, no cycles, no hidden imports.
 
-Layers, lowest first (a module may import its own layer and the ones below):
-foundation (config, errors, io, device, spaces, geometry, viz, tracking.logger,
-tracking.datasets) <- models <-
-data <- synth and training <- evaluation <- predict and export <- tracking <- cli. ``stages`` and
-``pipelines`` sit on top and the library never imports them.
+A module's *unit* is the name right under ``depthcore/`` (``io`` for depthcore/io.py,
+``training`` for everything in depthcore/training/; ``depthcore`` for the package's own
+``__init__``). Units sit in layers, lowest first; a module may import its own unit and
+the units of LOWER layers only, so units that share a layer never import each other:
+
+    depthcore errors geometry spaces        (import nothing of ours)
+    config io device                        (errors)
+    viz alignment run_logger run_inputs     (the foundation's services)
+    profiles
+    models
+    data export
+    synth training evaluation predict       (siblings: none imports another)
+    tracking
+    cli
+
+``stages`` and ``pipelines`` sit on top and the library never imports them. The tests import
+from bench/ only the studies they check.
 """
 
 from __future__ import annotations
@@ -17,15 +29,18 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "depthcore"
 
-LAYERS: dict[str, int] = {
-    "config": 0, "errors": 0, "io": 0, "device": 0, "spaces": 0, "geometry": 0, "viz": 0,
-    "models": 1, "data": 2, "synth": 3, "training": 3, "evaluation": 4, "predict": 5,
-    "export": 5, "tracking": 6, "cli": 7, "profiles": 7,
-    # the run logger is a foundation service: trainers log through it, it needs only io
-    "tracking.logger": 0,
-    # the datasets a run read (DVC hashes from dvc.lock), logged by trainers like the logger
-    "tracking.datasets": 0,
-}  # fmt: skip
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("depthcore", "errors", "geometry", "spaces"),
+    ("config", "io", "device"),
+    ("viz", "alignment", "run_logger", "run_inputs", "profiles"),
+    ("models",),
+    ("data", "export"),
+    ("synth", "training", "evaluation", "predict"),
+    ("tracking",),
+    ("cli",),
+)
+LAYER_OF: dict[str, int] = {unit: i for i, units in enumerate(LAYERS) for unit in units}
+
 #: Heavy optional packages the library may import only inside functions, on purpose.
 DEFERRED = ("mlflow", "prefect", "dvc", "great_expectations", "onnx", "onnxruntime", "onnxscript")
 
@@ -65,27 +80,31 @@ def resolve(name: str, known: set[str]) -> str | None:
     return None
 
 
-def layer(module: str) -> int:
+def unit(module: str) -> str:
+    """The name right under ``depthcore`` that ``module`` belongs to."""
     parts = module.split(".")
-    if len(parts) == 1:
-        return -1
-    return LAYERS.get(".".join(parts[1:3]), LAYERS[parts[1]])
+    return parts[1] if len(parts) > 1 else parts[0]
 
 
-def test_every_subpackage_has_a_layer() -> None:
-    for module in all_modules():
-        if module != "depthcore":
-            assert module.split(".")[1] in LAYERS, f"{module}: add its package to LAYERS"
-
-
-def test_imports_point_down_the_layers() -> None:
-    modules = all_modules()
+def violations(modules: dict[str, list[tuple[str, bool]]]) -> list[str]:
+    """Every import of ``modules`` into a unit that is not its own and not in a lower layer."""
     bad = []
     for module, imports in modules.items():
         for target, _ in imports:
             dep = resolve(target, set(modules))
-            if dep and dep != "depthcore" and layer(dep) > layer(module):
+            if dep and unit(dep) != unit(module) and LAYER_OF[unit(dep)] >= LAYER_OF[unit(module)]:
                 bad.append(f"{module} -> {dep}")
+    return bad
+
+
+def test_every_unit_has_a_layer_and_every_layer_name_exists() -> None:
+    units = {unit(m) for m in all_modules()}
+    assert not units - set(LAYER_OF), f"add to LAYERS: {sorted(units - set(LAYER_OF))}"
+    assert not set(LAYER_OF) - units, f"not in depthcore: {sorted(set(LAYER_OF) - units)}"
+
+
+def test_imports_point_down_the_layers() -> None:
+    bad = violations(all_modules())
     assert not bad, "imports against the layer order:\n" + "\n".join(bad)
 
 
@@ -137,10 +156,35 @@ def test_library_never_imports_orchestration_at_module_level() -> None:
     assert not bad, "\n".join(bad)
 
 
-def test_the_layer_test_can_fail(tmp_path: Path) -> None:
-    """A models module importing evaluation is caught (the checker is not vacuous)."""
-    bad = tmp_path / "depthcore" / "models" / "bad.py"
-    bad.parent.mkdir(parents=True)
-    bad.write_text("from depthcore.evaluation.metrics import compute_metrics\n")
-    (target,) = imports_of(bad)
-    assert layer("depthcore.models.bad") < layer(target[0])
+@pytest.mark.parametrize(
+    ("module", "source"),
+    [
+        ("depthcore.models.bad", "from depthcore.evaluation.metrics import compute_metrics"),
+        ("depthcore.evaluation.bad", "from depthcore.training.trainer import Trainer"),
+        ("depthcore.predict.bad", "import depthcore.evaluation.run"),
+        ("depthcore.io", "from depthcore.run_logger import NullLogger"),
+    ],
+)
+def test_the_layer_test_can_fail(tmp_path: Path, module: str, source: str) -> None:
+    """An import up the layers, or into a sibling of the same layer, is caught."""
+    bad = tmp_path / "bad.py"
+    bad.write_text(source + "\n")
+    modules = all_modules()
+    assert not violations(modules)
+    (found,) = violations({**modules, module: imports_of(bad)})
+    assert found.startswith(f"{module} -> depthcore.")
+
+
+def test_tests_import_from_bench_only_the_studies() -> None:
+    """What the tests use (servers, harnesses, recipes) lives in tests/helpers, and bench
+    scripts import it from there; a test imports no speed benchmark or screenshot script,
+    only the studies it checks (bench.learning), and the helpers import nothing of bench."""
+    bad = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        for target, _ in imports_of(path):
+            if target.split(".")[0] != "bench":
+                continue
+            if rel.startswith("tests/helpers/") or not target.startswith("bench.learning."):
+                bad.append(f"{rel} imports {target}")
+    assert not bad, "\n".join(bad)

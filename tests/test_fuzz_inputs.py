@@ -32,8 +32,8 @@ from depthcore.data.hypersim.zipremote import read_central_directory
 from depthcore.errors import CheckpointError, DataError, DepthcoreError
 from depthcore.models import create_model, resolve_config
 from depthcore.models.checkpoint import load_model, save_model
+from depthcore.models.model_dir import checkpoint_in_model_dir
 from depthcore.predict.images import load_rgb
-from depthcore.predict.predictor import checkpoint_in_model_dir
 from depthcore.training.train_config import TrainConfig
 
 SEED = 1101

@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from depthcore.evaluation.alignment import align_lsq
+from depthcore.alignment import align_lsq
+from depthcore.data.features import FeatureDataset
 from depthcore.evaluation.metrics import compute_metrics
 from depthcore.evaluation.scales import VAL_DEPTH_RANGE
 from depthcore.models.checkpoint import load_vae
 from depthcore.models.generate import decode_depth
-from depthcore.training.feature_cache import FeatureDataset
 
 FIELDS = ("fD", "prefix", "rgb", "depth", "mask")
 

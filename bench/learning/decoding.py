@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from depthcore.config import load_section
+from depthcore.data.features import FeatureDataset
 from depthcore.evaluation.run import EvaluateConfig, run_evaluation
 from depthcore.evaluation.scales import validate_scales, var_scales
 from depthcore.io import write_text_atomic
 from depthcore.models.checkpoint import load_model
 from depthcore.models.generate import DECODINGS, sampling_for
 from depthcore.predict.predictor import load_depth_model
-from depthcore.training.feature_cache import FeatureDataset
 from depthcore.training.train_config import TrainConfig
 
 

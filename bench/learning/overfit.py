@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 
 from bench.learning.probe import _parse_sets
+from depthcore.data.features import FeatureDataset
 from depthcore.models import build_model, resolve_config
 from depthcore.models.checkpoint import load_vae
 from depthcore.spaces import rgb_to_model
-from depthcore.training.feature_cache import FeatureDataset
 from depthcore.training.losses import scale_balanced_loss
 from depthcore.training.objectives import OBJECTIVES
 

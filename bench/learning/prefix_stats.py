@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
+from depthcore.data.features import FeatureDataset
 from depthcore.models.checkpoint import load_vae
-from depthcore.training.feature_cache import FeatureDataset
 
 
 @torch.no_grad()

@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from depthcore.evaluation.alignment import align_lsq
+from depthcore.alignment import align_lsq
+from depthcore.data.features import FeatureDataset
 from depthcore.evaluation.metrics import compute_metrics
-from depthcore.evaluation.references import REFERENCE_PREDICTORS
 from depthcore.evaluation.scales import (
     VAL_DEPTH_RANGE,
     prefix_ablation,
@@ -40,10 +40,10 @@ from depthcore.evaluation.scales import (
 )
 from depthcore.io import file_sha256, write_text_atomic
 from depthcore.models import build_model, resolve_config
+from depthcore.models.ablation import prefix_variants
 from depthcore.models.checkpoint import load_pretrained_var, load_vae
 from depthcore.models.generate import DECODINGS, sampling_for
-from depthcore.training.feature_cache import FeatureDataset
-from depthcore.training.losses import prefix_variants
+from depthcore.models.references import REFERENCE_PREDICTORS
 from depthcore.training.objectives import OBJECTIVES
 from depthcore.training.pretrain import (
     PREFIX_MODES,

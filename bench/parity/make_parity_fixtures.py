@@ -2,9 +2,10 @@
 
 Imports FoundationVision/VAR's ``models`` package from a checkout given on the command
 line (nothing of theirs is copied here), builds its VQVAE and VAR for each parity config
-with the weights of ``recipe.fill_parameters``, runs the seeded ``recipe.parity_image``
-through ``img_to_idxBl``, ``idxBl_to_var_input``, the teacher-forced ``VAR.forward``
-(null class, eval mode) and ``idxBl_to_img``, and writes one ``.npz`` per config.
+with the weights of ``fill_parameters`` (tests/helpers/parity.py, the recipe the parity
+test follows too), runs its seeded ``parity_image`` through ``img_to_idxBl``,
+``idxBl_to_var_input``, the teacher-forced ``VAR.forward`` (null class, eval mode) and
+``idxBl_to_img``, and writes one ``.npz`` per config.
 
     python bench/parity/make_parity_fixtures.py --var-root /tmp/var_official \
         --var-commit 78b9539... --out tests/fixtures/parity
@@ -23,8 +24,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from recipe import PARITY_CONFIGS, fill_parameters, parity_image, summarise  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: tests.helpers
+from tests.helpers.parity import (  # noqa: E402 - the recipe the parity test follows too
+    PARITY_CONFIGS,
+    fill_parameters,
+    parity_image,
+    summarise,
+)
 
 SEED = 20240617
 FULL_MAX_ELEMENTS = 8192  # tensors up to this size are stored whole, larger ones summarised

@@ -11,24 +11,23 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
+from depthcore.alignment import fit_scale_shift
 from depthcore.config import to_dict
+from depthcore.data.frames import frame_at_size
 from depthcore.data.shards import ShardDataset
 from depthcore.data.transforms import Normalisation, invert_normalisation
 from depthcore.device import resolve_device
 from depthcore.errors import DataError
-from depthcore.evaluation.alignment import fit_scale_shift
 from depthcore.evaluation.metrics import compute_metrics
 from depthcore.io import write_text_atomic
 from depthcore.models import resolve_config
 from depthcore.models.checkpoint import load_vae
 from depthcore.spaces import depth_to_space, target_to_depth3
-from depthcore.training.feature_cache import frame_at_size
-from depthcore.training.tokenizer import TokenizerConfig
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +87,28 @@ def reconstruction_metrics(
     }
 
 
-def run_tokenizer_eval(cfg: TokenizerConfig) -> dict[str, Any]:
+class CeilingSettings(Protocol):
+    """The settings the tokenizer_eval stage reads, from the ``tokenizer`` section (a frozen
+    dataclass, written whole into the metrics file): the evaluation takes them as given
+    and imports no training code."""
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def out_dir(self) -> str: ...
+    @property
+    def data_dir(self) -> str: ...
+    @property
+    def eval_split(self) -> str: ...
+    @property
+    def eval_frames(self) -> int: ...
+    @property
+    def device(self) -> str: ...
+    @property
+    def num_threads(self) -> int: ...
+
+
+def run_tokenizer_eval(cfg: CeilingSettings) -> dict[str, Any]:
     """The tokenizer_eval stage: ``<out_dir>/tokenizer_metrics.json`` (a DVC metrics file)."""
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)

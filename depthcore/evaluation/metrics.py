@@ -1,7 +1,7 @@
 """Depth metrics and their direction (is lower or higher better).
 
 Pure numpy functions, one image at a time; the evaluation averages them over
-images. Alignment lives in :mod:`depthcore.evaluation.alignment`, the iBims-1
+images. Alignment lives in :mod:`depthcore.alignment`, the iBims-1
 geometric metrics in :mod:`depthcore.evaluation.planarity` and the rank metric in
 :mod:`depthcore.evaluation.ranking`.
 
@@ -18,7 +18,7 @@ from typing import Literal
 
 import numpy as np
 
-from depthcore.evaluation.alignment import check_shapes
+from depthcore.alignment import check_shapes
 
 Direction = Literal["lower", "higher"]
 

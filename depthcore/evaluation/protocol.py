@@ -47,7 +47,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from depthcore.evaluation.alignment import align_median
+from depthcore.alignment import align_median
 from depthcore.evaluation.metrics import compute_metrics
 
 Protocol = Literal["native", "paper"]

@@ -2,7 +2,7 @@
 
 :func:`evaluate` runs batched inference, resamples every prediction to its ground
 truth, aligns it with each configured convention that applies to the model's space
-(:mod:`depthcore.evaluation.alignment`; ``median`` only for ``scale_depth``/``depth``
+(:mod:`depthcore.alignment`; ``median`` only for ``scale_depth``/``depth``
 models, otherwise left out and recorded as not applicable with the reason), scores it
 (:mod:`depthcore.evaluation.metrics`, plus the iBims-1 planarity and boundary errors
 where a sample carries the annotations), and writes ``metrics.json``,
@@ -41,15 +41,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from depthcore.config import frozen, param, to_dict
-from depthcore.data.benchmarks.registry import make_reader
-from depthcore.errors import DataError, DepthcoreError
-from depthcore.evaluation.alignment import (
+from depthcore.alignment import (
     align_lsq,
     align_median,
     median_not_applicable,
     median_relative_depth,
 )
+from depthcore.config import frozen, param, to_dict
+from depthcore.data.benchmarks.registry import make_reader
+from depthcore.errors import DataError, DepthcoreError
 from depthcore.evaluation.metrics import DEPTH_METRICS, compute_metrics
 from depthcore.evaluation.outputs import write_outputs
 from depthcore.evaluation.planarity import boundary_errors, planarity
@@ -64,8 +64,8 @@ from depthcore.evaluation.protocol import (
     paper_upsample,
     upsample_bilinear,
 )
-from depthcore.evaluation.references import DepthModel
 from depthcore.io import write_text_atomic
+from depthcore.models.references import DepthModel
 from depthcore.spaces import SPACES
 
 log = logging.getLogger(__name__)

@@ -11,24 +11,23 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
+from depthcore.alignment import align_lsq
 from depthcore.config import to_dict
+from depthcore.data.features import FeatureDataset
 from depthcore.device import resolve_device
 from depthcore.errors import DataError
-from depthcore.evaluation.alignment import align_lsq
 from depthcore.evaluation.metrics import compute_metrics
 from depthcore.io import atomic_path, write_text_atomic
+from depthcore.models.ablation import prefix_variants
 from depthcore.models.checkpoint import checkpoint_kind, load_model
 from depthcore.models.generate import SamplingConfig, generate, sampling_for
 from depthcore.models.regression import REGRESSION_KIND, load_regression
 from depthcore.spaces import rgb_to_model
-from depthcore.training.feature_cache import FeatureDataset
-from depthcore.training.losses import prefix_variants
-from depthcore.training.train_config import TrainConfig
 from depthcore.viz import save_strip_figure
 
 #: Aligned validation predictions are clipped to this depth range (metres).
@@ -175,7 +174,36 @@ def write_scales_csv(path: Path, patch_nums: list[int], abs_rel_K: list[float]) 
     write_text_atomic(path, "\n".join(rows) + "\n")
 
 
-def run_scales(cfg: TrainConfig, objective: str) -> dict[str, Any]:
+class ScalesSettings(Protocol):
+    """The settings the scales stage reads, from whichever params section holds them
+    (a frozen dataclass, written whole into ``scales.json``): the evaluation takes them
+    as given and imports no training code."""
+
+    @property
+    def out_dir(self) -> str: ...
+    @property
+    def features_dir(self) -> str: ...
+    @property
+    def val_split(self) -> str: ...
+    @property
+    def val_frames(self) -> int: ...
+    @property
+    def val_batch_size(self) -> int: ...
+    @property
+    def val_decoding(self) -> str: ...
+    @property
+    def figures(self) -> bool: ...
+    @property
+    def num_figures(self) -> int: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def device(self) -> str: ...
+    @property
+    def num_threads(self) -> int: ...
+
+
+def run_scales(cfg: ScalesSettings, objective: str) -> dict[str, Any]:
     """The scales stage: ``scales.csv``, ``scales.json`` and ``figures/`` of one trained model.
 
     Reads ``<out_dir>/<objective>/model.safetensors`` and the validation features

@@ -41,8 +41,8 @@ from depthcore.export.manifest import (
 from depthcore.io import file_sha256
 from depthcore.models.checkpoint import checkpoint_kind, load_model
 from depthcore.models.generate import sampling_for
+from depthcore.models.model_dir import checkpoint_in_model_dir
 from depthcore.models.regression import REGRESSION_KIND, load_regression
-from depthcore.predict.predictor import checkpoint_in_model_dir
 
 #: Initializers at least this large go to the shared weights file (small ones stay inline).
 EXTERNAL_MIN_BYTES = 1024

@@ -5,7 +5,7 @@
 more pixels of known depth (a tape measure, a LiDAR return, a known object) pin that
 map down: the output and the known depths are both moved into the model's space,
 a scale and shift are fitted by least squares there (as the evaluation aligns to
-ground truth, :func:`depthcore.evaluation.alignment.align_lsq`), and the result is
+ground truth, :func:`depthcore.alignment.align_lsq`), and the result is
 moved back to metres. ``depthart align`` is the command-line form.
 
 Points are a CSV with the columns ``x,y,depth``: 0-based pixel column and row in the
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from depthcore.alignment import fit_scale_shift
 from depthcore.errors import DataError
-from depthcore.evaluation.alignment import fit_scale_shift
 from depthcore.spaces import depth_to_space, space_to_depth
 
 

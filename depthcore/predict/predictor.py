@@ -15,7 +15,7 @@ No tiling: the model sees the whole scene once, as in training.
 From the normalised space to depth: :func:`depthcore.spaces.normalised_to_depth`, a
 documented display convention (a prediction is affine-invariant in the model's space).
 To get metric depth, align the normalised prediction to a few known depths in
-the model's space (``depthcore.evaluation.alignment``), as the evaluation does.
+the model's space (``depthcore.alignment``), as the evaluation does.
 """
 
 from __future__ import annotations
@@ -27,11 +27,9 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import yaml
 
 from depthcore.device import resolve_device
 from depthcore.errors import CheckpointError, DataError, DepthcoreError
-from depthcore.evaluation.references import REFERENCE_PREDICTORS, DepthModel
 from depthcore.models.checkpoint import checkpoint_kind, load_model
 from depthcore.models.generate import (
     EXPECTED,
@@ -40,11 +38,12 @@ from depthcore.models.generate import (
     generate,
     prepare_for_inference,
 )
+from depthcore.models.model_dir import checkpoint_in_model_dir
+from depthcore.models.references import REFERENCE_PREDICTORS, DepthModel
 from depthcore.models.regression import REGRESSION_KIND, load_regression
 from depthcore.predict.images import ContentBox, Fit, crop_to_input, fit_to_square
 from depthcore.spaces import DEFAULT_NEAR_FAR_RATIO, INPUT_FIT, normalised_to_depth, rgb_to_model
 
-CHECKPOINT_ARTIFACT = "checkpoint"  # the logged pyfunc's artifact holding the weights
 URI_SCHEMES = (
     "models:/",
     "runs:/",
@@ -314,32 +313,6 @@ class DepthPredictor:
                 for s_B1SS in gen.scales_K_B1HW
             ]
         return pred_BNSS.mean(dim=1), scales_KBSS, std_BSS
-
-
-def checkpoint_in_model_dir(model_dir: str | Path) -> Path:
-    """The checkpoint file inside a downloaded (or local) MLflow model folder."""
-    model_dir = Path(model_dir)
-    mlmodel = model_dir / "MLmodel"
-    if not mlmodel.is_file():
-        raise CheckpointError(f"{model_dir}: not an MLflow model folder (no MLmodel file)")
-    try:
-        spec = yaml.safe_load(mlmodel.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        reason = " ".join(str(exc).split())
-        raise CheckpointError(f"{mlmodel}: not valid YAML: {reason}") from exc
-    if not isinstance(spec, dict):
-        raise CheckpointError(f"{mlmodel}: expected a YAML mapping")
-    entry = spec
-    for key in ("flavors", "python_function", "artifacts", CHECKPOINT_ARTIFACT):
-        entry = entry.get(key) if isinstance(entry, dict) else None
-    if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
-        raise CheckpointError(
-            f"{mlmodel}: no '{CHECKPOINT_ARTIFACT}' artifact (not a depthart model)"
-        )
-    checkpoint = model_dir / entry["path"]
-    if not checkpoint.is_file():
-        raise CheckpointError(f"{checkpoint}: checkpoint artifact listed in {mlmodel} is missing")
-    return checkpoint
 
 
 def load_depth_model(spec: str, **kwargs: Any) -> DepthModel:

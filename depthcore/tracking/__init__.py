@@ -1,25 +1,3 @@
-"""Everything that talks to MLflow; mlflow itself is imported inside functions only."""
-
-from depthcore.tracking.logger import (
-    DEFAULT_TRACKING_URI,
-    CsvLogger,
-    MlflowLogger,
-    NullLogger,
-    RunLogger,
-    TrackingError,
-    make_logger,
-    open_run_logger,
-    resolve_tracking_uri,
-)
-
-__all__ = [
-    "DEFAULT_TRACKING_URI",
-    "CsvLogger",
-    "MlflowLogger",
-    "NullLogger",
-    "RunLogger",
-    "TrackingError",
-    "make_logger",
-    "open_run_logger",
-    "resolve_tracking_uri",
-]
+"""After training, everything that talks to MLflow: run records, the registry, the pyfunc
+model. mlflow is imported inside functions only. The run logger that training writes
+through is a foundation module, :mod:`depthcore.run_logger`."""

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from depthcore.evaluation.comparison import DiffCI
-from depthcore.tracking.datasets import read_lock, stage_data_deps
+from depthcore.run_inputs import read_lock, stage_data_deps
 from depthcore.tracking.glossary import arrow
 
 #: The most tags a version carries (the UI lists them all above the fold).

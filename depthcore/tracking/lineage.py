@@ -2,7 +2,7 @@
 
 Why: "which data was the champion trained on" should be one call, not an archaeology of
 run ids. The training run logs its inputs as MLflow datasets with their DVC hashes
-(:mod:`depthcore.tracking.datasets`); the register stage adds what dvc.lock recorded for
+(:mod:`depthcore.run_inputs`); the register stage adds what dvc.lock recorded for
 the ``train@<objective>`` and ``evaluate@<objective>`` stages (the authoritative hashes,
 written once those stages finished) and links the version to them. :func:`read_lineage`
 follows a ``models:/`` URI back to all of it; ``depthart lineage`` prints it.
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from depthcore.errors import DepthcoreError
-from depthcore.tracking.datasets import (
+from depthcore.run_inputs import (
     EVALUATION,
     TRAINING,
     TRAINING_SOURCE,

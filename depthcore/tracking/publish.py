@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 
 from depthcore.evaluation.comparison import DiffCI
 from depthcore.io import file_sha256, write_text_atomic
+from depthcore.run_logger import git_commit
 from depthcore.tracking import describe, runs
 from depthcore.tracking.describe import Decision, Standing
-from depthcore.tracking.logger import git_commit
 from depthcore.tracking.rounds import NewModel, RegisterConfig, RoundResult
 
 if TYPE_CHECKING:

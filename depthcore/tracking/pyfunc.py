@@ -42,13 +42,9 @@ import numpy as np
 from PIL import Image
 
 from depthcore.errors import CheckpointError, DataError
+from depthcore.models.model_dir import CHECKPOINT_ARTIFACT, checkpoint_in_model_dir
 from depthcore.predict.images import load_rgb
-from depthcore.predict.predictor import (
-    CHECKPOINT_ARTIFACT,
-    URI_SCHEMES,
-    DepthPredictor,
-    checkpoint_in_model_dir,
-)
+from depthcore.predict.predictor import URI_SCHEMES, DepthPredictor
 
 REGISTERED_MODEL_NAME = "depthart"
 _MODEL_CODE = textwrap.dedent(

@@ -45,10 +45,10 @@ from depthcore.evaluation.ranking import (
     read_metrics,
 )
 from depthcore.io import file_sha256
+from depthcore.run_logger import RUN_RECORD, read_run_id, resolve_tracking_uri
 from depthcore.tracking import runs
 from depthcore.tracking.describe import Decision, Standing
 from depthcore.tracking.glossary import headline_metrics
-from depthcore.tracking.logger import RUN_RECORD, read_run_id, resolve_tracking_uri
 from depthcore.tracking.provenance import attach_provenance
 from depthcore.tracking.publish import (
     REFERENCE_PREFIX,

@@ -19,16 +19,16 @@ from typing import TYPE_CHECKING, Any
 
 from depthcore.errors import DataError
 from depthcore.evaluation.ranking import NestedMetrics
-from depthcore.tracking.glossary import (
-    eval_metrics_and_params,
-    glossary_markdown,
-    headline_metrics,
-)
-from depthcore.tracking.logger import (
+from depthcore.run_logger import (
     EXPERIMENT_NOTE,
     ensure_experiment,
     run_tags,
     scale_metric_name,
+)
+from depthcore.tracking.glossary import (
+    eval_metrics_and_params,
+    glossary_markdown,
+    headline_metrics,
 )
 
 if TYPE_CHECKING:

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import torch
 
+from depthcore.data.features import FeatureDataset
 from depthcore.errors import DataError
-from depthcore.training.feature_cache import FeatureDataset
 
 
 @functools.lru_cache(maxsize=8)

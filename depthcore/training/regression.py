@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from depthcore.data.features import FeatureDataset
 from depthcore.models.regression import (
     DepthRegressor,
     RegressionConfig,
@@ -24,10 +25,9 @@ from depthcore.models.regression import (
     resolve_regression_config,
     save_regression,
 )
+from depthcore.run_logger import RunLogger
 from depthcore.spaces import rgb_to_model
-from depthcore.tracking.logger import RunLogger
 from depthcore.training.distributed import DistInfo
-from depthcore.training.feature_cache import FeatureDataset
 from depthcore.training.train_config import TrainConfig
 from depthcore.training.trainer import Trainer
 

@@ -14,13 +14,13 @@ from typing import Any
 import torch
 
 from depthcore.config import to_dict
+from depthcore.data.features import FeatureDataset
 from depthcore.io import file_sha256
 from depthcore.models import build_model, resolve_config
 from depthcore.models.checkpoint import load_official_var, load_pretrained_var, load_vae
-from depthcore.tracking.datasets import log_training_inputs
-from depthcore.tracking.logger import NullLogger, RunLogger, open_run_logger
+from depthcore.run_inputs import log_training_inputs
+from depthcore.run_logger import NullLogger, RunLogger, open_run_logger
 from depthcore.training.distributed import DistInfo, init_distributed, shutdown_distributed
-from depthcore.training.feature_cache import FeatureDataset
 from depthcore.training.train_config import TrainConfig
 from depthcore.training.trainer import Trainer
 

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from depthcore.config import frozen, param, to_dict
+from depthcore.data.frames import iter_frames
 from depthcore.data.shards import ShardDataset
 from depthcore.device import resolve_device
 from depthcore.errors import DataError
@@ -31,7 +32,6 @@ from depthcore.io import write_text_atomic
 from depthcore.models import MODEL_CONFIGS, VQVAE, resolve_config
 from depthcore.models.checkpoint import load_official_vae, save_vae
 from depthcore.spaces import rgb_to_model, target_to_depth3
-from depthcore.training.feature_cache import iter_frames
 
 log = logging.getLogger(__name__)
 

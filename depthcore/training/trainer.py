@@ -1,6 +1,6 @@
 """One trainer for both objectives: same data, steps, optimiser and seed; only the loss differs.
 
-Training reads the frozen-feature cache (:mod:`depthcore.training.feature_cache`), so the
+Training reads the frozen-feature cache (:mod:`depthcore.data.features`), so the
 VQ-VAE encoder never runs in the loop. The batch of every step is a pure
 function of (seed, step, rank), the LR a pure function of the step, and the
 checkpoint holds the weights, optimiser moments and RNG state: an interrupted
@@ -26,14 +26,16 @@ from tqdm import tqdm
 
 from depthcore.config import to_dict
 from depthcore.data.domain import trained_on
+from depthcore.data.features import FeatureDataset
 from depthcore.errors import CheckpointError, DataError
 from depthcore.io import atomic_path, write_text_atomic
+from depthcore.models.ablation import prefix_variants
 from depthcore.models.checkpoint import (
     load_model,
     save_model,
 )
+from depthcore.run_logger import NullLogger, RunLogger, scale_metric_name
 from depthcore.spaces import INPUT_FIT, rgb_to_model
-from depthcore.tracking.logger import NullLogger, RunLogger, scale_metric_name
 from depthcore.training.batches import step_loader
 from depthcore.training.distributed import (
     DistInfo,
@@ -45,8 +47,7 @@ from depthcore.training.distributed import (
     mean_over_ranks,
     synced_state,
 )
-from depthcore.training.feature_cache import FeatureDataset
-from depthcore.training.losses import prefix_variants, training_loss
+from depthcore.training.losses import training_loss
 from depthcore.training.objectives import OBJECTIVES
 from depthcore.training.precision import (
     autocast_for,

@@ -15,8 +15,8 @@ from depthcore.config import ConfigError, from_dict
 from depthcore.data.benchmarks.base import BenchmarkSample
 from depthcore.errors import DepthcoreError
 from depthcore.evaluation.metrics import DEPTH_METRICS
-from depthcore.evaluation.references import ConstantPlane, DepthModel, VerticalGradient
 from depthcore.evaluation.run import EvaluateConfig, evaluate, upsample_bilinear
+from depthcore.models.references import ConstantPlane, DepthModel, VerticalGradient
 from depthcore.predict.predictor import load_depth_model
 
 H, W = 24, 32

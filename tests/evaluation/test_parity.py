@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from depthcore.data.benchmarks.registry import make_reader
+from depthcore.data.frames import iter_frames
 from depthcore.data.hypersim import preprocess
 from depthcore.data.hypersim.reader import FrameId, HypersimFrame
 from depthcore.data.shards import ShardDataset, ShardWriter
@@ -24,7 +25,7 @@ from depthcore.models.checkpoint import save_model
 from depthcore.predict.predictor import DepthPredictor
 from depthcore.spaces import rgb_to_model
 from depthcore.synth.benchmarks import generate_benchmark
-from depthcore.training.feature_cache import encode_batch, iter_frames
+from depthcore.training.feature_cache import encode_batch
 
 
 @pytest.fixture(scope="module")

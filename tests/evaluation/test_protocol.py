@@ -23,8 +23,8 @@ from depthcore.evaluation.protocol import (
     paper_metrics,
     paper_upsample,
 )
-from depthcore.evaluation.references import ConstantPlane
 from depthcore.evaluation.run import EvaluateConfig, evaluate, open_benchmarks, run_evaluation
+from depthcore.models.references import ConstantPlane
 from depthcore.synth.bench_formats import write_nyu_set
 
 # ----- resize and crop ---------------------------------------------------------------------------

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.crash_runs import make_train_setup
 from depthcore.data.shards import FrameArrays, ShardWriter
 from depthcore.data.transforms import normalise_depth
+from tests.helpers.reliability.crash_runs import make_train_setup
 
 SHARD_SIZE = 64  # the tiny model's size (test_features checks resizing on its own frame)
 

@@ -27,6 +27,12 @@ SMALL_SYNTH = SynthConfig(
     excluded_frames=1,
 )
 
+#: A 3-scene Hypersim-format source: the downloader tests' size.
+SMALL_SOURCE = SynthConfig(
+    n_scenes=3, cameras_per_scene=1, frames_per_camera=2, height=16, width=16, val_scenes=1,
+    test_scenes=1, lens_shift_scenes=1, window_views=1, flat_views=0, excluded_frames=0,
+)  # fmt: skip
+
 SRC_H, SRC_W = 24, 32
 M_DEFAULT = "0.5773502886169104,0.0,0.0,0.0,0.4330127164626828,0.0,0.0,0.0,-1.0"
 

@@ -1,5 +1,6 @@
-"""Real servers on loopback for the downloader tests: an HTTP range server, a fault-injecting
-S3 proxy (in front of moto) and a SeaweedFS S3 server; plus a small generated Hypersim source."""
+"""Real servers on loopback for the downloader tests: a fault-injecting S3 proxy (in front of
+moto) and a SeaweedFS S3 server; plus a small generated Hypersim source. The HTTP range
+server is :func:`tests.helpers.net.range_server`."""
 
 from __future__ import annotations
 
@@ -8,20 +9,17 @@ import http.client
 import http.server
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote
 
 import pytest
 
-from bench.download_faults import SMALL_SOURCE
 from depthcore.synth.hypersim import generate_hypersim
+from tests.helpers.hypersim_files import SMALL_SOURCE
+from tests.helpers.net import ServerLog, free_ports, serve
 
 
 @pytest.fixture(scope="session")
@@ -47,91 +45,6 @@ def s3_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     for k in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(k, raising=False)
     return env
-
-
-@dataclass
-class ServerLog:
-    """What a test server saw: (path, first byte, stop) per successful GET, bytes sent,
-    and how many answers are still to fail with a 5xx."""
-
-    ranges: list[tuple[str, int, int]] = field(default_factory=list)
-    bytes_sent: int = 0
-    fail_next: int = 0
-    failed: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def take_failure(self) -> bool:
-        with self.lock:
-            if self.fail_next > 0:
-                self.fail_next -= 1
-                self.failed += 1
-                return True
-            return False
-
-
-def _parse_range(header: str | None, size: int) -> tuple[int, int] | None:
-    if not header or not header.startswith("bytes="):
-        return None
-    first, _, last = header[len("bytes=") :].partition("-")
-    start = int(first)
-    stop = min(size, int(last) + 1) if last else size
-    return start, stop
-
-
-class _RangeHandler(http.server.BaseHTTPRequestHandler):
-    """Static files with single-range ``Range`` support (206 + Content-Range), like a CDN."""
-
-    root: Path
-    log: ServerLog
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        if self.log.take_failure():
-            self.send_error(503, "injected fault")
-            return
-        path = self.root / unquote(self.path.lstrip("/"))
-        if not path.is_file() or not path.resolve().is_relative_to(self.root.resolve()):
-            self.send_error(404)
-            return
-        size = path.stat().st_size
-        rng = _parse_range(self.headers.get("Range"), size)
-        start, stop = rng or (0, size)
-        with open(path, "rb") as f:
-            f.seek(start)
-            body = f.read(stop - start)
-        self.send_response(206 if rng else 200)
-        if rng:
-            self.send_header("Content-Range", f"bytes {start}-{stop - 1}/{size}")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-        with self.log.lock:
-            self.log.ranges.append((path.name, start, stop))
-            self.log.bytes_sent += len(body)
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet
-        return
-
-
-@contextlib.contextmanager
-def _serve(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
-@contextlib.contextmanager
-def range_server(root: Path) -> Iterator[tuple[str, ServerLog]]:
-    """Serve ``root`` over HTTP on 127.0.0.1 (free port); yields (base url, log)."""
-    log = ServerLog()
-    handler = type("Handler", (_RangeHandler,), {"root": root, "log": log})
-    with _serve(handler) as url:
-        yield url, log
 
 
 class _FaultProxyHandler(http.server.BaseHTTPRequestHandler):
@@ -181,20 +94,8 @@ class _FaultProxyHandler(http.server.BaseHTTPRequestHandler):
 def fault_proxy(upstream_host: str, upstream_port: int) -> Iterator[tuple[str, ServerLog]]:
     log = ServerLog()
     attrs = {"upstream": (upstream_host, upstream_port), "log": log}
-    with _serve(type("Proxy", (_FaultProxyHandler,), attrs)) as url:
+    with serve(type("Proxy", (_FaultProxyHandler,), attrs)) as url:
         yield url, log
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 WEED_KEY, WEED_SECRET, WEED_BUCKET = "depthcore-test", "depthcore-test-secret", "hypersim"
@@ -210,7 +111,7 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     names = ["master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
              "filer.port.grpc", "s3.port", "s3.port.grpc", "admin.port", "admin.port.grpc",
              "debug.port", "s3.debug.port"]  # fmt: skip
-    ports = dict(zip(names, _free_ports(len(names)), strict=True))
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
     data = tmp_path_factory.mktemp("seaweedfs")
     args = [weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             "-webdav=false", "-admin.ui=false", "-master.telemetry=false",

@@ -1,7 +1,7 @@
 """Numerical parity with the official VAR code, through golden fixtures.
 
 ``bench/parity/make_parity_fixtures.py`` ran FoundationVision/VAR's own VQVAE and VAR
-(commit in tests/fixtures/parity/README.md) with weights from ``bench/parity/recipe.py``;
+(commit in tests/fixtures/parity/README.md) with weights from ``tests/helpers/parity.py``;
 here the same weights go into our modules, the same input goes through, and every
 output must match: tokens exactly, floats to 1e-4 (fp32).
 """
@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.parity.recipe import PARITY_CONFIGS, fill_parameters, parity_image, summarise
 from depthcore.models import VQVAE, DepthVAR, VARConfig
+from tests.helpers.parity import PARITY_CONFIGS, fill_parameters, parity_image, summarise
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "parity"
 ATOL = 1e-4

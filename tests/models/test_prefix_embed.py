@@ -9,8 +9,9 @@ import torch
 
 from depthcore.errors import CheckpointError
 from depthcore.models import build_model, resolve_config
+from depthcore.models.ablation import prefix_variants
 from depthcore.models.checkpoint import load_official_var
-from depthcore.training.losses import prefix_variants, scale_balanced_loss
+from depthcore.training.losses import scale_balanced_loss
 
 SMALL = {"depth": 2, "embed_dim": 64, "num_heads": 2, "prefix_local": False}  # official layout
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.crash_runs import (
+from tests.helpers.reliability.crash_runs import (
     download_sections,
     kill_and_rerun,
     members_written,

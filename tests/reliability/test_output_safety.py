@@ -18,11 +18,18 @@ import pytest
 import yaml
 from PIL import Image
 
-from bench.crash_runs import REPO, SOURCE, download_sections, run_stage, stage_env, tree_digest
 from depthcore.cli import main as depthart
 from depthcore.io import MARKER, UnsafeOutputError, atomic_path, protect, protected_inputs
 from depthcore.synth.hypersim import generate_hypersim
 from tests.helpers.checkpoints import random_rgb
+from tests.helpers.reliability.crash_runs import (
+    REPO,
+    SOURCE,
+    download_sections,
+    run_stage,
+    stage_env,
+    tree_digest,
+)
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from depthcore.evaluation.metrics import METRICS
+from depthcore.run_logger import scale_metric_name
 from depthcore.tracking.describe import MAX_TAGS, Standing, curated_tags, data_version
 from depthcore.tracking.glossary import (
     GLOSSARY,
@@ -14,7 +15,6 @@ from depthcore.tracking.glossary import (
     glossary_markdown,
     headline_metrics,
 )
-from depthcore.tracking.logger import scale_metric_name
 
 GLOSSARY_PAGE = Path(__file__).resolve().parents[2] / "docs" / "evaluation.md"
 

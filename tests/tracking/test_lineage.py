@@ -27,15 +27,15 @@ from depthcore.cli import main as depthart
 from depthcore.data.domain import DEMO_WARNING, EMBEDDED, trained_on
 from depthcore.evaluation.comparison import paired_bootstrap_ci, read_per_image
 from depthcore.models.checkpoint import META_KEY
-from depthcore.tracking import registry
-from depthcore.tracking.datasets import (
+from depthcore.run_inputs import (
     EVALUATION,
     TRAINING,
     TRAINING_SOURCE,
     log_training_inputs,
 )
+from depthcore.run_logger import MlflowLogger
+from depthcore.tracking import registry
 from depthcore.tracking.lineage import lineage_text, read_lineage
-from depthcore.tracking.logger import MlflowLogger
 from depthcore.tracking.model_card import LICENCES, CardFacts, model_card
 from depthcore.tracking.registry import RegisterConfig
 from tests.helpers.registry import metrics_payload, new_model, references, tiny_pyfunc

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bench.ui_screenshots import free_port, serving
 from depthcore.models.checkpoint import load_model
 from depthcore.training.train_config import TrainConfig
+from tests.helpers.net import free_port, serving
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.bad_inputs import bomb_png
-from depthcore.predict.predictor import CHECKPOINT_ARTIFACT
+from depthcore.models.model_dir import CHECKPOINT_ARTIFACT
 from depthcore.tracking.pyfunc import make_python_model
 from tests.helpers.checkpoints import random_rgb
+from tests.helpers.reliability.bad_inputs import bomb_png
 
 
 @pytest.fixture(scope="module")

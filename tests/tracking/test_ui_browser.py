@@ -1,8 +1,8 @@
 """The MLflow UI in a real browser: the product model page answers "who is champion, why".
 
 Runs where the system Chromium (Debian package ``chromium``) and Playwright are
-installed; skipped with the reason where they are not. The browser helpers are the
-screenshot script's (``bench/ui_screenshots.py``).
+installed; skipped with the reason where they are not. The browser helpers (tests/helpers/ui.py)
+are the screenshot script's too (``bench/screenshots/ui_screenshots.py``).
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.ui_screenshots import CHROMIUM, VIEWPORT, chromium, free_port, mlflow_ui, shoot
 from depthcore.tracking import registry
 from depthcore.tracking.registry import RegisterConfig
+from tests.helpers.net import free_port
 from tests.helpers.registry import metrics_payload, new_model, references, tiny_pyfunc
+from tests.helpers.ui import CHROMIUM, VIEWPORT, chromium, mlflow_ui, shoot
 
 pytestmark = [
     pytest.mark.integration,

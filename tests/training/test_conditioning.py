@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from depthcore.data.features import FeatureDataset
 from depthcore.data.shards import ShardDataset
 from depthcore.evaluation.scales import prefix_ablation
 from depthcore.io import file_sha256
@@ -14,7 +15,7 @@ from depthcore.models import build_model, resolve_config
 from depthcore.models.checkpoint import load_vae, save_vae
 from depthcore.models.generate import GREEDY, generate
 from depthcore.spaces import rgb_to_model
-from depthcore.training.feature_cache import FeatureDataset, build_feature_cache
+from depthcore.training.feature_cache import build_feature_cache
 from depthcore.training.tokenizer import TokenizerConfig, load_training_images, train_vqvae
 from depthcore.training.train_config import TrainConfig
 from depthcore.training.trainer import Trainer

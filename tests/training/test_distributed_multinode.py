@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 import yaml
 
+from depthcore.data.features import FeatureDataset
 from depthcore.models import build_model, resolve_config
 from depthcore.models.checkpoint import load_model, load_vae
-from depthcore.training.feature_cache import FeatureDataset
 from depthcore.training.train_config import TrainConfig
 from depthcore.training.trainer import Trainer
 from tests.training.test_trainer import _cfg

@@ -10,17 +10,14 @@ import numpy as np
 import pytest
 import torch
 
+from depthcore.data.features import PRELOAD_MAX_BYTES, FeatureDataset
+from depthcore.data.frames import frame_at_size
 from depthcore.data.shards import ShardDataset
 from depthcore.errors import DataError
 from depthcore.models import create_model, image_prefix
 from depthcore.spaces import rgb_to_model, target_to_depth3
 from depthcore.training.batches import step_indices, step_loader
-from depthcore.training.feature_cache import (
-    PRELOAD_MAX_BYTES,
-    FeatureDataset,
-    build_feature_cache,
-    frame_at_size,
-)
+from depthcore.training.feature_cache import build_feature_cache
 from tests.helpers.frames import make_frame
 
 

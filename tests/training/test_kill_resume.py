@@ -15,7 +15,8 @@ from pathlib import Path
 
 import yaml
 
-from bench.crash_runs import (
+from depthcore.training.launch import FINGERPRINT
+from tests.helpers.reliability.crash_runs import (
     checkpoint_written,
     dvc_removed_outs,
     kill_and_rerun,
@@ -23,7 +24,6 @@ from bench.crash_runs import (
     train_sections,
     tree_digest,
 )
-from depthcore.training.launch import FINGERPRINT
 
 ARGS = ["stages.train", "--params", "params.yaml", "--objective", "var_tf"]
 

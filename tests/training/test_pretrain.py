@@ -8,14 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.crash_runs import dvc_removed_outs
+from depthcore.data.features import FeatureDataset
 from depthcore.errors import CheckpointError
 from depthcore.models import build_model, image_prefix, resolve_config
 from depthcore.models.checkpoint import load_model, save_model
+from depthcore.run_logger import NullLogger
 from depthcore.spaces import rgb_to_model
-from depthcore.tracking.logger import NullLogger
 from depthcore.training.distributed import DistInfo
-from depthcore.training.feature_cache import FeatureDataset
 from depthcore.training.launch import run_fingerprint
 from depthcore.training.pretrain import (
     RGB_NEXT_SCALE,
@@ -26,6 +25,7 @@ from depthcore.training.pretrain import (
 )
 from depthcore.training.runner import build_trainer
 from depthcore.training.train_config import TrainConfig
+from tests.helpers.reliability.crash_runs import dvc_removed_outs
 
 BASE = dict(
     steps=2, batch_size=2, ckpt_every=0, val_frames=2, val_batch_size=2, tracking="none",

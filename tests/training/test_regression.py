@@ -13,8 +13,8 @@ import torch
 from depthcore.evaluation.scales import run_scales
 from depthcore.models.regression import load_regression
 from depthcore.predict.predictor import load_depth_model
+from depthcore.run_logger import NullLogger
 from depthcore.spaces import rgb_to_model
-from depthcore.tracking.logger import NullLogger
 from depthcore.training.distributed import DistInfo
 from depthcore.training.regression import (
     REGRESSION,

@@ -14,12 +14,12 @@ import torch
 import yaml
 
 from depthcore.data.domain import trained_on
+from depthcore.data.features import FeatureDataset
 from depthcore.errors import CheckpointError
 from depthcore.evaluation.scales import run_scales
 from depthcore.models import build_model, resolve_config
 from depthcore.models.checkpoint import load_model
 from depthcore.training.distributed import DistInfo
-from depthcore.training.feature_cache import FeatureDataset
 from depthcore.training.runner import run_training
 from depthcore.training.train_config import TrainConfig
 from depthcore.training.trainer import Trainer

@@ -11,7 +11,8 @@ import pytest
 from depthcore.data.hypersim.download import DownloadConfig, download, safe_target, select_members
 from depthcore.data.hypersim.zipremote import read_central_directory
 from depthcore.errors import DataError
-from tests.helpers.servers import WEED_BUCKET, fault_proxy, range_server
+from tests.helpers.net import range_server
+from tests.helpers.servers import WEED_BUCKET, fault_proxy
 
 NEEDED = (".color.hdf5", ".depth_meters.hdf5", ".render_entity_id.hdf5", "metadata_scene.csv")
 
@@ -108,14 +109,14 @@ def test_http_selective_with_5xx_and_resume(hypersim_source: Path, tmp_path: Pat
         result = download(_cfg(url, out))  # scenes "all": read from the split file over http
     assert log.failed == 1
     _assert_mirrors(hypersim_source, out)
-    starts = {(name, a) for name, a, _ in log.ranges}
+    starts = {(name, a) for name, a, _ in log.served}
     assert (first_zip.name, data_at + half) in starts and (first_zip.name, data_at) not in starts
-    for name, a, b in log.ranges:  # no byte of an unneeded member is ever requested
+    for name, a, b in log.served:  # no byte of an unneeded member is ever requested
         if name == first_zip.name and b != first_zip.stat().st_size:  # all but the tail read
             assert all(b <= lo or a >= hi for lo, hi in unneeded), (a, b)
     # Bytes served from the zips: the tail, the central directory, then per needed member a
     # 30-byte local header and its data; never more.
-    served = sum(b - a for name, a, b in log.ranges if name.endswith(".zip"))
+    served = sum(b - a for name, a, b in log.served if name.endswith(".zip"))
     bound = 0
     for z in _zips(hypersim_source):
         with zipfile.ZipFile(z) as zf:

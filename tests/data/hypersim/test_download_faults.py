@@ -1,4 +1,4 @@
-"""The downloader under injected network faults (bench/faultserver.py on loopback).
+"""The downloader under injected network faults (tests/helpers/net.py on loopback).
 
 One run meets every fault kind (resets, truncated bodies, 500/503, 429 with
 Retry-After, stalls past the timeout, wrong Content-Length and Content-Range, a zip
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.download_faults import run_download_faults
-from bench.faultserver import KINDS
 from depthcore.data.hypersim.download import DownloadConfig, download
+from tests.helpers.net import KINDS
+from tests.helpers.reliability.download_faults import run_download_faults
 
 
 def test_download_survives_twenty_faults(hypersim_source: Path, tmp_path: Path) -> None:

@@ -16,7 +16,8 @@ import yaml
 from depthcore.data.hypersim.download import DownloadConfig
 from depthcore.data.hypersim.listing import list_source, write_listing
 from depthcore.errors import DataError
-from tests.helpers.servers import WEED_BUCKET, range_server
+from tests.helpers.net import range_server
+from tests.helpers.servers import WEED_BUCKET
 
 ROOT = Path(__file__).resolve().parents[3]
 

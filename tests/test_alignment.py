@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from depthcore.data.transforms import fit_normalisation
-from depthcore.evaluation.alignment import (
+from depthcore.alignment import (
     align_lsq,
     align_median,
     fit_scale_shift,
     median_not_applicable,
     median_relative_depth,
 )
+from depthcore.data.transforms import fit_normalisation
 from depthcore.evaluation.metrics import compute_metrics
 from depthcore.evaluation.run import align
 from depthcore.spaces import DEFAULT_NEAR_FAR_RATIO, normalised_to_depth

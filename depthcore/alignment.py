@@ -15,6 +15,9 @@ conventions are offered and both are reported by the evaluation:
   and the evaluation leaves ``median`` out for such a model instead of scoring the
   display convention of :func:`depthcore.spaces.normalised_to_depth` (an assumed
   near/far ratio, which scored AbsRel 0.47 for the exact ground truth of a 2-4 m scene).
+
+A foundation module: the evaluation and the prediction's metric fit
+(:mod:`depthcore.predict.metric`) both align, and neither imports the other.
 """
 
 from __future__ import annotations

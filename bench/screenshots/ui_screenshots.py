@@ -1,6 +1,6 @@
 """Screenshots of the MLflow and Prefect UIs over a finished pipeline run (docs/ui/*.png).
 
-``python bench/ui_screenshots.py [--work DIR] [--out docs/ui]``:
+``python bench/screenshots/ui_screenshots.py [--work DIR] [--out docs/ui]``:
 
 1. clones this repository into ``DIR/repo`` (a fresh clone: committed code only), shrinks
    params.yaml to the end-to-end test's tiny pipeline, starts a Prefect server on loopback
@@ -15,21 +15,19 @@
    flow run and its summary.
 
 Prints the wall time of each step and the size of each PNG. Everything listens on
-127.0.0.1 only; nothing is downloaded. The helpers are reused by the screenshot test.
+127.0.0.1 only; nothing is downloaded. The browser and server helpers are the browser
+test's (tests/helpers/ui.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,102 +36,22 @@ import yaml
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))  # run as a script: the repo's own tests package
+from tests.helpers.net import free_port  # noqa: E402 - the loopback tools
 from tests.helpers.tiny_repo import TINY  # noqa: E402 - the end-to-end tests' tiny params
+from tests.helpers.ui import (  # noqa: E402
+    chromium,
+    mlflow_ui,
+    open_page,
+    prefect_env,
+    prefect_server,
+    save,
+    shoot,
+)
 
-CHROMIUM = Path("/usr/bin/chromium")
-VIEWPORT = {"width": 1280, "height": 860}
 #: The runs-table columns a reader picks first (logged as plain names, see the glossary).
 HEADLINE_COLUMNS = ("rank", "mean_abs_rel", "mean_delta1", "val_abs_rel")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_http(url: str, timeout_s: float, proc: subprocess.Popen) -> None:
-    """Poll ``url`` until it answers 200; fail naming the URL (and the log) if it never does."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server for {url} exited with {proc.returncode}")
-        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as resp:
-            if resp.status == 200:
-                return
-        time.sleep(0.5)
-    raise TimeoutError(f"{url} did not answer within {timeout_s:.0f} s")
-
-
-@contextlib.contextmanager
-def serving(cmd: list[str], health: str, log: Path, env: dict[str, str]) -> Iterator[None]:
-    """Run a server process until the block ends (terminated, then killed if it lingers)."""
-    with log.open("w") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
-        try:
-            wait_http(health, 90, proc)
-            yield
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def mlflow_ui(db: Path, port: int, log: Path) -> contextlib.AbstractContextManager[None]:
-    """``mlflow ui`` on loopback over the sqlite store ``db``."""
-    cmd = [
-        sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", f"sqlite:///{db}",
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-    ]  # fmt: skip
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
-    return serving(cmd, f"http://127.0.0.1:{port}/health", log, env)
-
-
-def prefect_server(home: Path, port: int, log: Path) -> contextlib.AbstractContextManager[None]:
-    """A Prefect server on loopback with its database under ``home``."""
-    cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-           "--port", str(port)]  # fmt: skip
-    env = {**os.environ, **prefect_env(home, port)}
-    return serving(cmd, f"http://127.0.0.1:{port}/api/health", log, env)
-
-
-def prefect_env(home: Path, port: int) -> dict[str, str]:
-    return {
-        "PREFECT_HOME": str(home),
-        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-    }
-
-
-def open_page(page: Page, url: str, wait_text: str) -> None:
-    """Open ``url`` and wait until ``wait_text`` is visible; close MLflow's assistant panel."""
-    page.goto(url)
-    page.get_by_text(wait_text, exact=False).first.wait_for(timeout=60_000)
-    page.wait_for_timeout(1500)  # charts and lazy panels settle
-    assistant = page.get_by_role("button", name="Close", exact=True)
-    if assistant.count() == 1 and assistant.is_visible():
-        assistant.click()  # MLflow 3's assistant panel opens on first load, over the page
-        page.wait_for_timeout(500)
-
-
-def save(page: Page, path: Path) -> None:
-    """The viewport as a 128-colour PNG (a fifth of the RGB file's size)."""
-    from PIL import Image
-
-    page.screenshot(path=str(path))
-    Image.open(path).convert("RGB").quantize(colors=128).save(path, optimize=True)
-
-
-def shoot(page: Page, url: str, path: Path, wait_text: str) -> None:
-    """Open ``url``, wait for ``wait_text``, save the viewport."""
-    open_page(page, url, wait_text)
-    save(page, path)
 
 
 def click_text(page: Page, text: str) -> None:
@@ -155,21 +73,6 @@ def toggle_columns(page: Page, names: list[str]) -> None:
         page.locator(f"xpath=//*[strong and normalize-space(.)='{name}']").first.click()
     page.keyboard.press("Escape")
     page.wait_for_timeout(1000)
-
-
-@contextlib.contextmanager
-def chromium() -> Iterator[Page]:
-    """A Playwright page in the system Chromium (no browser download)."""
-    from playwright.sync_api import sync_playwright
-
-    if not CHROMIUM.is_file():
-        raise FileNotFoundError(f"{CHROMIUM} not found: apt-get install -y chromium")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        try:
-            yield browser.new_page(viewport=VIEWPORT)
-        finally:
-            browser.close()
 
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> None:

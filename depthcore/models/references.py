@@ -2,7 +2,9 @@
 
 Both ignore the image content. A trained model that does not rank clearly
 above them on every benchmark has learnt nothing useful; they also let the
-evaluation be tested end to end without any trained weights.
+evaluation be tested end to end without any trained weights. With :class:`DepthModel`,
+the interface every predictor offers, they sit beside the models: the evaluation scores
+them and :mod:`depthcore.predict` loads them by name, neither importing the other.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Kill stages with SIGKILL at a random point, rerun them, and compare with an uninterrupted run.
 
 Used by ``tests/pipeline/test_kill_data_stages.py``, ``tests/training/test_kill_resume.py``
-and ``bench/reliability_report.py``. Each scenario runs the real stage command
+and ``python -m bench.reliability.report``. Each scenario runs the real stage command
 (``python -m stages.<name> --params params.yaml``) in a work folder:
 
 1. once uninterrupted (the reference);
@@ -41,7 +41,7 @@ from depthcore.models.checkpoint import save_vae
 from depthcore.synth.hypersim import SynthConfig, generate_hypersim
 from depthcore.training.feature_cache import build_feature_cache
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 TEMP_MARKERS = (".part", ".tmp-", ".old-")
 
 

@@ -1,5 +1,5 @@
 """Bad params sections and damaged raw data or sources, through the stages that read them
-(cases for :mod:`bench.bad_inputs`)."""
+(cases for :mod:`tests.helpers.reliability.bad_inputs`)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ import h5py
 import numpy as np
 import yaml
 
-from bench.crash_runs import SOURCE, download_sections, run_stage
-from bench.entrypoints import Case
 from depthcore.synth.hypersim import generate_hypersim
 from stages.download import main as download_main
 from stages.preprocess import main as preprocess_main
 from stages.train import main as train_main
+from tests.helpers.reliability.crash_runs import SOURCE, download_sections, run_stage
+from tests.helpers.reliability.entrypoints import Case
 
 SEED = 1101
 

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from depthcore.tracking import CsvLogger, MlflowLogger, TrackingError, make_logger
+from depthcore.run_logger import CsvLogger, MlflowLogger, TrackingError, make_logger
 
 
-def test_tracking_does_not_import_mlflow_at_import() -> None:
+def test_run_logger_and_tracking_do_not_import_mlflow_at_import() -> None:
     import subprocess
 
-    code = "import depthcore.tracking, sys; print('mlflow' in sys.modules)"
+    code = "import depthcore.run_logger, depthcore.tracking, sys; print('mlflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -88,7 +88,7 @@ def test_stage_runs_are_tagged_resumed_and_orphans_closed(
 
     from mlflow.tracking import MlflowClient
 
-    from depthcore.tracking.logger import open_run_logger, read_run_id
+    from depthcore.run_logger import open_run_logger, read_run_id
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)

@@ -1,11 +1,12 @@
-"""A loopback HTTP file server that injects network faults, for the downloader's fault tests.
+"""Loopback network tools for the tests and the bench scripts: THE HTTP range server (with
+injectable faults), free ports, and server processes waited on until they answer.
 
-``FaultServer(root)`` serves a folder with single-range ``Range`` support, an ``ETag``
-per file version and ``If-Match`` (412 when the file changed), like a CDN or S3. It
-injects faults on the *first* attempt of selected requests (every ``fault_every``-th
-distinct ``(file, range)`` in arrival order, kinds taken round-robin from ``kinds``),
-so a client with one retry per request always gets through and the number of faults
-does not depend on thread timing. The kinds:
+:func:`range_server` serves a folder with single-range ``Range`` support, an
+``ETag`` per file version and ``If-Match`` (412 when the file changed), like a CDN or
+S3. With a :class:`FaultPlan` it injects faults on the *first* attempt of selected
+requests (every ``fault_every``-th distinct ``(file, range)`` in arrival order, kinds
+taken round-robin from ``kinds``), so a client with one retry per request always gets
+through and the number of faults does not depend on thread timing. The kinds:
 
 ``reset``        headers and half the body, then a TCP reset (RST)
 ``truncate``     headers promising the whole body, half of it, then a clean close
@@ -20,7 +21,8 @@ does not depend on thread timing. The kinds:
 ``replace_after`` maps a file name to (n, bytes): when that file's n-th request
 arrives, its content is replaced (new ETag and size), the way an object is
 re-uploaded mid-download. ``always_fail`` maps a file name to byte spans
-whose requests always get a 503 (a member that can never be fetched).
+whose requests always get a 503 (a member that can never be fetched). Setting
+``log.fail_next = n`` answers the next n GETs, whatever they ask, with a 503.
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ import contextlib
 import http.server
 import socket
 import struct
+import subprocess
 import threading
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -51,12 +55,17 @@ KINDS = (
 
 
 @dataclass
-class FaultLog:
-    """What the server did: faults by kind, clean answers, replacements, and for each
-    ``http429`` the time it was sent and when the same request came back."""
+class ServerLog:
+    """What a test server did: each clean answer's (file, first byte, stop) and the bytes
+    sent; the 5xx still to send (``fail_next``) and sent (``failed``); planned faults by
+    kind, replacements, 412 refusals and, for each ``http429``, how long until the same
+    request came back."""
 
-    injected: Counter = field(default_factory=Counter)
     served: list[tuple[str, int, int]] = field(default_factory=list)
+    bytes_sent: int = 0
+    fail_next: int = 0
+    failed: int = 0
+    injected: Counter = field(default_factory=Counter)
     replaced: list[str] = field(default_factory=list)
     refused_412: int = 0
     retry_after_waits: list[float] = field(default_factory=list)
@@ -64,7 +73,17 @@ class FaultLog:
 
     @property
     def total(self) -> int:
+        """Planned faults and replacements (not the ``fail_next`` answers)."""
         return sum(self.injected.values()) + len(self.replaced)
+
+    def take_failure(self) -> bool:
+        """Whether this request is one of the ``fail_next`` to answer with a 5xx."""
+        with self.lock:
+            if self.fail_next > 0:
+                self.fail_next -= 1
+                self.failed += 1
+                return True
+            return False
 
 
 @dataclass
@@ -94,7 +113,7 @@ def _etag(path: Path) -> str:
 class _Handler(http.server.BaseHTTPRequestHandler):
     root: Path
     plan: FaultPlan
-    log: FaultLog
+    log: ServerLog
     state: dict[str, object]  # seen keys, arrival counter, per-file request counts, 429 times
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet
@@ -147,6 +166,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.connection.close()
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        if self.log.take_failure():
+            self.send_error(503, "injected fault")
+            return
         name = unquote(self.path.lstrip("/"))
         path = self.root / name
         if not path.is_file() or not path.resolve().is_relative_to(self.root.resolve()):
@@ -177,6 +199,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._send(status, headers, body)
             with self.log.lock:
                 self.log.served.append((name, start, stop))
+                self.log.bytes_sent += len(body)
         elif kind in ("http500", "http503"):
             self.send_error(int(kind[4:]), "injected fault")
         elif kind == "http429":
@@ -205,19 +228,73 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def fault_server(root: Path, plan: FaultPlan) -> Iterator[tuple[str, FaultLog]]:
-    """Serve ``root`` on 127.0.0.1 (a free port) with ``plan``'s faults; yields (url, log)."""
-    log = FaultLog()
-    state = {"seen": {}, "counts": Counter(), "sent_429": {}}
-    attrs = {"root": root, "plan": plan, "log": log, "state": state}
-    handler = type("FaultHandler", (_Handler,), attrs)
+def serve(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Run ``handler`` on 127.0.0.1 (a free port) until the block ends; yields the base URL."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", log
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@contextlib.contextmanager
+def range_server(root: Path, plan: FaultPlan | None = None) -> Iterator[tuple[str, ServerLog]]:
+    """Serve ``root`` on 127.0.0.1 (a free port), with ``plan``'s faults (none by default);
+    yields (base url, log)."""
+    log = ServerLog()
+    state = {"seen": {}, "counts": Counter(), "sent_429": {}}
+    attrs = {"root": root, "plan": plan or FaultPlan(fault_every=0), "log": log, "state": state}
+    with serve(type("RangeHandler", (_Handler,), attrs)) as url:
+        yield url, log
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct loopback ports free now (all bound at once, then released)."""
+    socks = []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def free_port() -> int:
+    return free_ports(1)[0]
+
+
+def wait_http(url: str, timeout_s: float, proc: subprocess.Popen) -> None:
+    """Poll ``url`` until it answers 200; fail naming the URL (and the log) if it never does."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server for {url} exited with {proc.returncode}")
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as resp:
+            if resp.status == 200:
+                return
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer within {timeout_s:.0f} s")
+
+
+@contextlib.contextmanager
+def serving(cmd: list[str], health: str, log: Path, env: dict[str, str]) -> Iterator[None]:
+    """Run a server process until the block ends (terminated, then killed if it lingers)."""
+    with log.open("w") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+        try:
+            wait_http(health, 90, proc)
+            yield
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

@@ -1,9 +1,9 @@
-"""The downloader against :mod:`bench.faultserver`: many faults in one run, then a rerun.
+"""The downloader against the range server's faults (tests/helpers/net.py), then reruns.
 
-``python bench/download_faults.py`` prints the figures; the same runs back
-``tests/synth_data/test_download_faults.py`` and ``bench/reliability_report.py``.
+``python -m tests.helpers.reliability.download_faults`` prints the figures; the same runs back
+``tests/data/hypersim/test_download_faults.py`` and ``python -m bench.reliability.report``.
 
-Run 1 (faults): every kind of :data:`bench.faultserver.KINDS`, round-robin, on the first
+Run 1 (faults): every kind of :data:`tests.helpers.net.KINDS`, round-robin, on the first
 attempt of every other distinct request, and one scene zip replaced by a new version
 mid-download. Expected: every member complete and byte-identical to the *current*
 source zip (CRC-verified), zero corrupt files, no ``.part`` left.
@@ -22,10 +22,11 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.faultserver import FaultLog, FaultPlan, fault_server
 from depthcore.data.hypersim.download import DownloadConfig, download
 from depthcore.errors import DataError
-from depthcore.synth.hypersim import SynthConfig, generate_hypersim
+from depthcore.synth.hypersim import generate_hypersim
+from tests.helpers.hypersim_files import SMALL_SOURCE
+from tests.helpers.net import FaultPlan, ServerLog, range_server
 
 NEEDED = (".color.hdf5", ".depth_meters.hdf5", ".render_entity_id.hdf5", "metadata_scene.csv")
 
@@ -87,7 +88,7 @@ def member_data_span(zip_path: Path, suffix: str) -> tuple[str, tuple[int, int]]
 class FaultRunReport:
     """The figures of :func:`run_download_faults`."""
 
-    faults: FaultLog
+    faults: ServerLog
     faulted_run: MirrorCheck
     rerun_fetched: int
     missing_run: MirrorCheck
@@ -109,44 +110,28 @@ def run_download_faults(source: Path, work: Path) -> FaultRunReport:
     zips = sorted(src.glob("ai_*.zip"))
     plan = FaultPlan(replace_after={zips[0].name: (6, new_version(zips[0]))})
     out = work / "raw"
-    with fault_server(src, plan) as (url, log):
+    with range_server(src, plan) as (url, log):
         download(_cfg(url, out))
     faulted = check_mirror(src, out)
     quiet = FaultPlan(fault_every=0)
-    with fault_server(src, quiet) as (url, _):
+    with range_server(src, quiet) as (url, _):
         rerun = download(_cfg(url, out))
 
     out2 = work / "raw_missing"
     _, span = member_data_span(zips[-1], ".depth_meters.hdf5")
     broken = FaultPlan(fault_every=0, always_fail={zips[-1].name: [span]})
     error = ""
-    with fault_server(src, broken) as (url, _):
+    with range_server(src, broken) as (url, _):
         try:
             download(_cfg(url, out2))
         except DataError as exc:
             error = str(exc)
     missing = check_mirror(src, out2)
-    with fault_server(src, quiet) as (url, _):
+    with range_server(src, quiet) as (url, _):
         fixed = download(_cfg(url, out2))
     return FaultRunReport(
         log, faulted, rerun.fetched, missing, error, fixed.fetched, check_mirror(src, out2)
     )
-
-
-#: A 3-scene Hypersim-format source: the downloader tests' size (tests/helpers/servers.py).
-SMALL_SOURCE = SynthConfig(
-    n_scenes=3,
-    cameras_per_scene=1,
-    frames_per_camera=2,
-    height=16,
-    width=16,
-    val_scenes=1,
-    test_scenes=1,
-    lens_shift_scenes=1,
-    window_views=1,
-    flat_views=0,
-    excluded_frames=0,
-)
 
 
 def generate_small_source(out: Path) -> Path:

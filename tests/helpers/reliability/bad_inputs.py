@@ -2,9 +2,9 @@
 a non-zero exit, exactly one ``error:`` line that names the file or key, no traceback,
 and no partial output (in a batch: the good items still written).
 
-``python bench/bad_inputs.py`` prints one line per case; ``bench/reliability_report.py``
-counts them. Cases run in-process (``depthcore.cli.main``, ``stages.<name>.main``)
-with stderr captured.
+``python -m tests.helpers.reliability.bad_inputs`` prints one line per case;
+``python -m bench.reliability.report`` counts them. Cases run in-process
+(``depthcore.cli.main``, ``stages.<name>.main``) with stderr captured.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bench.bad_stage_inputs import data_cases, params_cases
-from bench.entrypoints import Case, Outcome, run_case
 from depthcore.cli import main as cli_main
 from depthcore.models import create_model, resolve_config
 from depthcore.models.checkpoint import save_model
+from tests.helpers.reliability.bad_stage_inputs import data_cases, params_cases
+from tests.helpers.reliability.entrypoints import Case, Outcome, run_case
 
 SEED = 1101
 
