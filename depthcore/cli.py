@@ -364,10 +364,12 @@ def run_predict(args: argparse.Namespace) -> int:
                 try:
                     write_outputs(stem, rgb_HW3, result, args, outputs)
                     written += 1
-                except OSError as exc:
+                except BaseException as exc:  # SIGTERM/Ctrl-C too: re-raised below
                     # all of an image's files or none: drop the ones this attempt wrote
                     for partial in set(stem.parent.glob(f"{stem.name}*")) - before:
                         partial.unlink(missing_ok=True)
+                    if not isinstance(exc, OSError):
+                        raise
                     failures.append(f"{job.source}: cannot write outputs: {exc}")
                     _say("error: %s", failures[-1])
         bar.update(min(args.batch_size, len(jobs) - start))
