@@ -14,9 +14,10 @@ from __future__ import annotations
 import argparse
 import glob
 import itertools
+import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +70,23 @@ class Job:
     found: bool = False  # found in a folder or by a glob (not named on the command line)
 
 
+def _number_in(low: float, high: float) -> Callable[[str], float]:
+    """An argparse type: a finite number strictly between ``low`` and ``high`` (NaN, inf
+    and out-of-range values are refused before anything is loaded or written)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (math.isfinite(value) and low < value < high):
+            bound = f"> {low:g}" if math.isinf(high) else f"between {low:g} and {high:g}"
+            raise argparse.ArgumentTypeError(f"must be a finite number {bound}, got {text!r}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``depthart`` argument parser (a subcommand per use)."""
     parser = argparse.ArgumentParser(prog="depthart", description=__doc__.splitlines()[0])
@@ -93,7 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-r", "--recursive", action="store_true", help="descend into sub-folders")
     p.add_argument("--outputs", default=DEFAULT_OUTPUTS, help=f"comma list of {', '.join(OUTPUTS)}")
     p.add_argument("--ply", action="store_true", help="also write the point cloud")
-    p.add_argument("--fov", type=float, default=60.0, help="horizontal FoV in degrees for the PLY")
+    p.add_argument(
+        "--fov",
+        type=_number_in(0.0, 180.0),
+        default=60.0,
+        help="horizontal FoV in degrees for the PLY (0 < fov < 180)",
+    )
     p.add_argument("--scales", action="store_true", help="write the per-scale strip figure")
     p.add_argument("--samples", type=int, default=0, help="N sampled rollouts: mean + std map")
     p.add_argument(
@@ -132,7 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--points", type=Path, required=True, help="CSV with columns x,y,depth (m)")
     a.add_argument("-o", "--output", type=Path, required=True, metavar="METRIC.npy")
     a.add_argument("--space", default="sqrt_disparity", help="the model's space (predict says)")
-    a.add_argument("--max-depth", type=float, default=1000.0, help="clip far depths (metres)")
+    a.add_argument(
+        "--max-depth", type=_number_in(0.0, math.inf), default=1000.0, help="clip far depths (m)"
+    )
     return parser
 
 
@@ -389,9 +414,11 @@ def run_align(args: argparse.Namespace) -> int:
         depth_HW = np.load(args.depth, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise DataError(f"{args.depth}: not a .npy depth map: {exc}") from exc
-    fit = metric.align_to_points(
-        depth_HW, metric.read_points(args.points), args.space, args.max_depth
-    )
+    points = metric.read_points(args.points)
+    try:
+        fit = metric.align_to_points(depth_HW, points, args.space, args.max_depth)
+    except DataError as exc:
+        raise DataError(f"{args.depth} with {args.points}: {exc}") from exc
     _save_npy(args.output, fit.depth_HW)
     _say(
         "aligned %s with %s: scale %.4g, shift %.4g in %s; rms error at the points %.3g m -> %s",

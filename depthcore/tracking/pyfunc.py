@@ -49,6 +49,7 @@ from depthcore.predict.predictor import (
     DepthPredictor,
     checkpoint_in_model_dir,
 )
+from depthcore.tracking.logger import check_sqlite_store
 
 REGISTERED_MODEL_NAME = "depthart"
 _MODEL_CODE = textwrap.dedent(
@@ -241,6 +242,9 @@ def model_tracking_uri(uri: str, tracking_uri: str | None = None) -> str:
         db = Path(tracking_uri[len("sqlite:///") :])
         if not db.is_file():
             raise CheckpointError(f"{uri}: tracking URI {tracking_uri}: no such registry file")
+        if db.stat().st_size == 0:  # MLflow would create its tables in it
+            raise CheckpointError(f"{uri}: tracking URI {tracking_uri}: empty registry file")
+        check_sqlite_store(tracking_uri)
     return tracking_uri
 
 
