@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from depthcore import viz as vis
 from depthcore.errors import DEBUG_ENV, CheckpointError, DataError, DepthcoreError, run_guarded
-from depthcore.io import atomic_path
+from depthcore.io import atomic_path, refuse_overlaps
 from depthcore.models.generate import DECODINGS, sampling_for
 from depthcore.predict import metric
 from depthcore.predict.images import load_rgb
@@ -329,6 +329,7 @@ def run_align(args: argparse.Namespace) -> int:
         depth_HW = np.load(args.depth, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise DataError(f"{args.depth}: not a .npy depth map: {exc}") from exc
+    refuse_overlaps({"-o": args.output}, {"DEPTH.npy": args.depth, "--points": args.points})
     points = metric.read_points(args.points)
     try:
         fit = metric.align_to_points(depth_HW, points, args.space, args.max_depth)

@@ -150,6 +150,7 @@ def signals_unwind() -> Iterator[None]:
     finally:
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, previous_int)
+        _RECEIVED.clear()  # the caller has the exception; later library calls start clean
 
 
 def run_guarded(prefix: str, body: Callable[[], int | None], debug: bool = False) -> int:

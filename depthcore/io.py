@@ -155,7 +155,7 @@ def atomic_path(path: str | Path, owned: Callable[[Path], bool] | None = None) -
 
 
 def close_or_keep(handle: Any, *parts: Any) -> None:
-    """Close ``handle`` (its ``parts`` first dropped); if closing fails, keep them all.
+    """Close ``handle``; if closing fails, keep it and its ``parts`` (its datasets) for ever.
 
     After a failed write (full disk, file size limit) HDF5 cannot close the file, and
     h5py finalising such objects later prints "Exception ignored" tracebacks and can

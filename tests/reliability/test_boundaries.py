@@ -42,6 +42,10 @@ def test_align_refuses_non_finite_points_and_maps(tmp_path: Path, capsys) -> Non
     code, err = _align(capsys, tmp_path, depth_HW, "x,y,depth\n1,1,2.0\n5,5,4.0\n")
     assert code == 1 and "d.npy with" in err and "no valid depth" in err and "(5, 5)" in err
     assert not (tmp_path / "m.npy").exists()
+    before = (tmp_path / "d.npy").read_bytes()  # -o onto the input map: refused, kept
+    argv = ["align", str(tmp_path / "d.npy"), "--points", str(tmp_path / "p.csv")]
+    assert depthart([*argv, "-o", str(tmp_path / "d.npy")]) == 1
+    assert "-o " in capsys.readouterr().err and (tmp_path / "d.npy").read_bytes() == before
     depth_HW[5, 5] = 2.5  # the same inputs, fixed: aligned and written
     code, err = _align(capsys, tmp_path, depth_HW, "x,y,depth\n1,1,2.0\n5,5,4.0\n")
     assert code == 0 and np.isfinite(np.load(tmp_path / "m.npy")).all(), err

@@ -21,32 +21,19 @@ from PIL import Image
 
 from depthcore import viz
 from depthcore.cli import main as depthart
-from depthcore.predict.predictor import CHECKPOINT_ARTIFACT
-from depthcore.tracking.pyfunc import MAX_IMAGES, make_python_model
+from depthcore.tracking.pyfunc import MAX_IMAGES
 from tests.helpers.checkpoints import random_rgb
+from tests.helpers.scoring import call, served_model
 
 
 @pytest.fixture(scope="module")
 def served(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    import mlflow.pyfunc
-
-    path = tmp_path_factory.mktemp("served_limits") / "model"
-    mlflow.pyfunc.save_model(
-        path, python_model=make_python_model(), pip_requirements=[],
-        artifacts={CHECKPOINT_ARTIFACT: str(tiny_checkpoint)},
-    )  # fmt: skip
-    return mlflow.pyfunc.load_model(str(path))
+    """Our pyfunc saved as an MLflow model folder and loaded back, as the server holds it."""
+    return served_model(tiny_checkpoint, tmp_path_factory.mktemp("served_limits"))
 
 
 def _call(served: Any, body: str) -> tuple[int, str]:
-    from mlflow.exceptions import MlflowException
-    from mlflow.pyfunc.scoring_server import invocations
-
-    try:
-        resp = invocations(body, "application/json", served, None)
-    except MlflowException as exc:
-        return exc.get_http_status_code(), exc.message
-    return resp.status, resp.response
+    return call(served, body)
 
 
 def _inputs(n: int, size: int = 8) -> str:
