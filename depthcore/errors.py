@@ -169,6 +169,7 @@ def run_guarded(prefix: str, body: Callable[[], int | None], debug: bool = False
     except Exception as exc:  # noqa: BLE001 - the entry point boundary: every failure ends here
         if debug_enabled(debug):
             traceback.print_exc()
-        print(f"error: {prefix}: {describe(exc)}", file=sys.stderr)
+        # one line, also when a library put its own line breaks in the text (HDF5 does)
+        print(f"error: {prefix}: {' '.join(describe(exc).split())}", file=sys.stderr)
         return 1
     return 0 if status is None else int(status)
