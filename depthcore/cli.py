@@ -14,12 +14,10 @@ written, the summary lists every failure and the exit status is 1.
 from __future__ import annotations
 
 import argparse
-import glob
-import itertools
+import math
 import os
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -31,10 +29,11 @@ from depthcore.data.domain import photo_warning
 from depthcore.device import resolve_device
 from depthcore.errors import DEBUG_ENV, CheckpointError, DataError, DepthcoreError, run_guarded
 from depthcore.export.cli import add_export_parser, run_export
-from depthcore.io import UnsafeOutputError, atomic_path, overlap
+from depthcore.io import atomic_path, refuse_overlaps
 from depthcore.models.generate import DECODINGS, sampling_for
 from depthcore.predict import metric
 from depthcore.predict.images import load_rgb
+from depthcore.predict.inputs import Job, drop_outputs_dir, expand_inputs, output_files
 from depthcore.predict.onnx_backend import BACKENDS, load_onnx_predictor
 from depthcore.predict.predictor import DepthPredictor, DepthResult
 from depthcore.predict.shard import is_finished, shard_from_env
@@ -43,13 +42,15 @@ from depthcore.tracking import lineage
 from depthcore.tracking.pyfunc import load_predictor as load_model_uri
 from depthcore.tracking.registry import connect
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 OUTPUTS = ("npy", "png", "color", "ply")
 DEFAULT_OUTPUTS = "npy,png,color"
 PRECISIONS = ("fp32", "bf16")
 GREY_NAMES = ("grey", "gray")  # a grey ramp: near is white, far is black
 CHAMPION_URI = "models:/depthart@champion"
 LOCAL_REGISTRY = "mlflow.db"
+# Photos over this many pixels are refused (--max-pixels raises it): a 50-Mpx photo needs
+# about 1.5 GB in predict (decoded RGB, the full-size float32 map and its outputs).
+DEFAULT_MAX_PIXELS = 50_000_000
 
 _EPILOG = """\
 outputs per image NAME (by --outputs):
@@ -70,13 +71,21 @@ def _say(fmt: str, *args: object) -> None:
     tqdm.write(fmt % args if args else fmt, file=sys.stderr)
 
 
-@dataclass
-class Job:
-    """One input image and the stem (relative to OUTDIR) its outputs are written under."""
+def _number_in(low: float, high: float) -> Callable[[str], float]:
+    """An argparse type: a finite number strictly between ``low`` and ``high`` (NaN, inf
+    and out-of-range values are refused before anything is loaded or written)."""
 
-    source: Path
-    stem: Path
-    found: bool = False  # found in a folder or by a glob (not named on the command line)
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (math.isfinite(value) and low < value < high):
+            bound = f"> {low:g}" if math.isinf(high) else f"between {low:g} and {high:g}"
+            raise argparse.ArgumentTypeError(f"must be a finite number {bound}, got {text!r}")
+        return value
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,7 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-r", "--recursive", action="store_true", help="descend into sub-folders")
     p.add_argument("--outputs", default=DEFAULT_OUTPUTS, help=f"comma list of {', '.join(OUTPUTS)}")
     p.add_argument("--ply", action="store_true", help="also write the point cloud")
-    p.add_argument("--fov", type=float, default=60.0, help="horizontal FoV in degrees for the PLY")
+    p.add_argument(
+        "--fov",
+        type=_number_in(0.0, 180.0),
+        default=60.0,
+        help="horizontal FoV in degrees for the PLY (0 < fov < 180)",
+    )
     p.add_argument("--scales", action="store_true", help="write the per-scale strip figure")
     p.add_argument("--samples", type=int, default=0, help="N sampled rollouts: mean + std map")
     p.add_argument(
@@ -131,6 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="turbo",
         help="matplotlib colour map of the colour PNG, or grey (default: turbo)",
     )
+    p.add_argument(
+        "--max-pixels",
+        type=_number_in(0.0, math.inf),
+        default=DEFAULT_MAX_PIXELS,
+        help=f"refuse larger photos before decoding them (default {DEFAULT_MAX_PIXELS:.0e}: "
+        "about 1.5 GB of memory at that size)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument(
         "--backend",
@@ -154,7 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--points", type=Path, required=True, help="CSV with columns x,y,depth (m)")
     a.add_argument("-o", "--output", type=Path, required=True, metavar="METRIC.npy")
     a.add_argument("--space", default="sqrt_disparity", help="the model's space (predict says)")
-    a.add_argument("--max-depth", type=float, default=1000.0, help="clip far depths (metres)")
+    a.add_argument(
+        "--max-depth", type=_number_in(0.0, math.inf), default=1000.0, help="clip far depths (m)"
+    )
     pr = sub.add_parser(
         "profile",
         help="apply a parameter profile (profiles/NAME.yaml) to params.yaml",
@@ -173,89 +196,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("model", metavar="MODEL_URI", help="models:/NAME@ALIAS or models:/NAME/VERSION")
     g.add_argument("--tracking-uri", help="default: MLFLOW_TRACKING_URI, else ./mlflow.db")
     return parser
-
-
-def expand_inputs(inputs: Sequence[str], recursive: bool) -> tuple[list[Job], list[str]]:
-    """Files, folders, globs -> jobs (sorted, unique stems) and one failure line per bad input."""
-    sources: list[tuple[Path, Path, bool]] = []  # (file, stem relative to OUTDIR, found)
-    failures: list[str] = []
-    for text in inputs:
-        path = Path(text)
-        if path.is_dir():
-            pattern = "**/*" if recursive else "*"
-            files = sorted(p for p in path.glob(pattern) if p.suffix.lower() in IMAGE_SUFFIXES)
-            files = [p for p in files if p.is_file()]
-            if not files:
-                failures.append(f"{path}: folder has no images (.png/.jpg/...)")
-            sources += [(p, p.relative_to(path).with_suffix(""), True) for p in files]
-        elif path.exists():
-            sources.append((path, Path(path.stem), False))
-        elif glob.has_magic(text):
-            matches = sorted(Path(m) for m in glob.glob(text, recursive=True) if Path(m).is_file())
-            if not matches:
-                failures.append(f"{text}: pattern matches no files")
-            base = _glob_base(text)
-            sources += [(p, p.relative_to(base).with_suffix(""), True) for p in matches]
-        else:
-            failures.append(f"{path}: no such file or directory")
-    jobs: list[Job] = []
-    seen: set[Path] = set()
-    files: set[Path] = set()
-    for source, stem, found in sources:
-        if source.resolve() in files:
-            continue  # the same file given twice
-        files.add(source.resolve())
-        if stem in seen:  # x.png and x.jpg side by side: keep both, name by extension
-            stem = stem.with_name(f"{stem.name}_{source.suffix.lstrip('.').lower()}")
-        base, n = stem, 2
-        while stem in seen:  # two inputs with the same tree: number the later ones
-            stem, n = base.with_name(f"{base.name}_{n}"), n + 1
-        seen.add(stem)
-        jobs.append(Job(source, stem, found))
-    return jobs, failures
-
-
-def drop_outputs_dir(
-    jobs: list[Job], out_dir: Path, inputs: Sequence[str]
-) -> tuple[list[Job], int]:
-    """The jobs whose image is not inside ``out_dir``, and how many were dropped.
-
-    A rerun of ``predict photos -r -o photos/depth`` must not predict depth for its own
-    outputs; images named on the command line are always kept. An ``out_dir`` equal to
-    an input folder or a glob's folder (outputs mixed with the photos) is refused
-    (:class:`UnsafeOutputError`).
-    """
-    for text in inputs:
-        path = Path(text)
-        base = path if path.is_dir() else _glob_base(text) if glob.has_magic(text) else None
-        if base is not None and overlap(out_dir, base) == "is":
-            raise UnsafeOutputError(
-                f"-o {out_dir} is the input folder of {text}: outputs would mix with (and "
-                "later be read as) the photos; choose another output folder"
-            )
-    kept = [job for job in jobs if not job.found or overlap(job.source, out_dir) is None]
-    return kept, len(jobs) - len(kept)
-
-
-def _output_files(stem: Path, outputs: set[str], args: argparse.Namespace) -> list[Path]:
-    """Every file :func:`write_outputs` may write for ``stem``."""
-    names = {
-        "npy": ["_depth.npy"],
-        "png": ["_depth.png"],
-        "color": ["_depth_color.png"],
-        "ply": [".ply"],
-    }
-    suffixes = [s for o in sorted(outputs) for s in names[o]]
-    suffixes += ["_scales.png"] if args.scales else []
-    suffixes += ["_std.npy", "_std.png"] if args.samples > 0 else []
-    return [stem.with_name(f"{stem.name}{s}") for s in suffixes]
-
-
-def _glob_base(pattern: str) -> Path:
-    """The folder a glob's matches are mirrored from: its leading parts without wildcards."""
-    parts = Path(pattern).parts
-    fixed = list(itertools.takewhile(lambda part: not glob.has_magic(part), parts))
-    return Path(*fixed) if fixed else Path(".")
 
 
 def load_predictor(
@@ -359,9 +299,7 @@ def run_predict(args: argparse.Namespace) -> int:
     sources = {job.source.resolve() for job in jobs}
     for job in list(jobs):
         hit = [
-            p
-            for p in _output_files(args.output / job.stem, outputs, args)
-            if p.resolve() in sources
+            p for p in output_files(args.output / job.stem, outputs, args) if p.resolve() in sources
         ]
         if hit:
             jobs.remove(job)
@@ -399,7 +337,9 @@ def run_predict(args: argparse.Namespace) -> int:
         batch: list[tuple[Job, np.ndarray]] = []
         for job in chunk:
             try:
-                rgb_HW3, notes = load_rgb(job.source)
+                rgb_HW3, notes = load_rgb(
+                    job.source, max_pixels=int(args.max_pixels), limit_hint=" (--max-pixels)"
+                )
             except DepthcoreError as exc:
                 failures.append(str(exc))
                 _say("error: %s", exc)
@@ -421,10 +361,12 @@ def run_predict(args: argparse.Namespace) -> int:
                 try:
                     write_outputs(stem, rgb_HW3, result, args, outputs)
                     written += 1
-                except OSError as exc:
+                except BaseException as exc:  # SIGTERM/Ctrl-C too: re-raised below
                     # all of an image's files or none: drop the ones this attempt wrote
                     for partial in set(stem.parent.glob(f"{stem.name}*")) - before:
                         partial.unlink(missing_ok=True)
+                    if not isinstance(exc, OSError):
+                        raise
                     failures.append(f"{job.source}: cannot write outputs: {exc}")
                     _say("error: %s", failures[-1])
         bar.update(min(args.batch_size, len(jobs) - start))
@@ -448,9 +390,12 @@ def run_align(args: argparse.Namespace) -> int:
         depth_HW = np.load(args.depth, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise DataError(f"{args.depth}: not a .npy depth map: {exc}") from exc
-    fit = metric.align_to_points(
-        depth_HW, metric.read_points(args.points), args.space, args.max_depth
-    )
+    refuse_overlaps({"-o": args.output}, {"DEPTH.npy": args.depth, "--points": args.points})
+    points = metric.read_points(args.points)
+    try:
+        fit = metric.align_to_points(depth_HW, points, args.space, args.max_depth)
+    except DataError as exc:
+        raise DataError(f"{args.depth} with {args.points}: {exc}") from exc
     _save_npy(args.output, fit.depth_HW)
     _say(
         "aligned %s with %s: scale %.4g, shift %.4g in %s; rms error at the points %.3g m -> %s",

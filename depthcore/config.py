@@ -217,16 +217,56 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a mapping with a key given twice.
+
+    PyYAML keeps the last value silently; DVC's own loader rejects the same file, so
+    a duplicated key would mean one value for ``dvc repro`` and another for a stage.
+    """
+
+
+def _strict_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            first = seen.setdefault(key, key_node.start_mark.line + 1)
+        except TypeError:  # an unhashable key: SafeLoader's own error names it
+            continue
+        if first != key_node.start_mark.line + 1:
+            raise ConfigError(
+                f"duplicate key {key!r} at line {key_node.start_mark.line + 1} "
+                f"(first at line {first})"
+            )
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _strict_mapping)
+
+
+def load_yaml(text: str, label: str | Path) -> Any:
+    """Parse YAML safely and strictly: a duplicated key or bad syntax is a
+    :class:`ConfigError` naming ``label`` (the file) and the line."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except ConfigError as exc:
+        raise ConfigError(f"{label}: {exc}") from exc
+    except yaml.YAMLError as exc:
+        reason = " ".join(str(exc).split())
+        raise ConfigError(f"{label}: not valid YAML: {reason}") from exc
+
+
 def read_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
-    """Read a params file, failing with the file's name when it is missing or malformed."""
+    """Read a params file, failing with the file's name when it is missing or malformed
+    (duplicate keys included)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: params file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        reason = " ".join(str(exc).split())
-        raise ConfigError(f"{path}: not valid YAML: {reason}") from exc
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid YAML: not UTF-8 text ({exc.reason})") from exc
+    data = load_yaml(text, path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     return data
@@ -266,6 +306,7 @@ __all__ = [
     "from_dict",
     "to_dict",
     "read_params",
+    "load_yaml",
     "load_section",
     "frozen",
 ]

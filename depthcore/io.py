@@ -20,14 +20,17 @@ import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
-from depthcore.errors import DepthcoreError, DiskFullError, disk_full
+from depthcore.errors import DepthcoreError, check_interrupted, disk_full, write_failure
 
 # Written into every folder atomic_path produces: the proof that a later run may replace it.
 MARKER = ".depthcore-output"
 _MARKER_TEXT = "written by depthcore (depthcore.io.atomic_path); a rerun may replace this folder\n"
 # (name, resolved path) of the inputs the running stage reads; see protected_inputs.
 _PROTECTED: list[tuple[str, Path]] = []
+# Handles whose close failed (HDF5 after a failed write): never finalised, see close_or_keep.
+_UNCLOSED: list[object] = []
 
 
 class UnsafeOutputError(DepthcoreError):
@@ -131,6 +134,7 @@ def atomic_path(path: str | Path, owned: Callable[[Path], bool] | None = None) -
         if tmp.is_dir() and not tmp.is_symlink() and owned is None:
             (tmp / MARKER).write_text(_MARKER_TEXT)
         _check_replaceable(path, owned)  # the body may have run for hours: check again
+        check_interrupted()  # never commit an output after SIGTERM / Ctrl-C
         if path.is_dir() != tmp.is_dir() and path.exists():
             kind = "folder" if path.is_dir() else "file"
             raise UnsafeOutputError(f"{path}: exists as a {kind}; refusing to replace it")
@@ -142,17 +146,48 @@ def atomic_path(path: str | Path, owned: Callable[[Path], bool] | None = None) -
             _remove(old)
         else:
             os.replace(tmp, path)
-    except OSError as exc:
-        if is_disk_full(exc) and not isinstance(exc, DiskFullError):
+    except Exception as exc:
+        if write_failure(exc) is not None and not isinstance(exc, DepthcoreError):
             raise disk_full(path, exc) from exc
         raise
     finally:
         _remove(tmp)
 
 
-def is_disk_full(exc: OSError) -> bool:
+def close_or_keep(handle: Any, *parts: Any) -> None:
+    """Close ``handle``; if closing fails, keep it and its ``parts`` (its datasets) for ever.
+
+    After a failed write (full disk, file size limit) HDF5 cannot close the file, and
+    h5py finalising such objects later prints "Exception ignored" tracebacks and can
+    crash the process (SIGSEGV). Kept referenced here they are never finalised: the
+    entry point reports the error and ends with :func:`os._exit` when
+    :func:`unclosed_handles` is non-zero. The close error is raised.
+    """
+    try:
+        # flush first: closing an HDF5 file whose flush fails can itself crash h5py
+        flush = getattr(handle, "flush", None)
+        if flush is not None:
+            flush()
+        handle.close()
+    except BaseException:
+        _UNCLOSED.extend((handle, *parts))
+        raise
+
+
+def keep_unfinalised(*objects: Any) -> None:
+    """Never finalise ``objects`` (a process pool whose workers were killed mid-message:
+    its threads would hang the interpreter's exit); the stage exits with os._exit."""
+    _UNCLOSED.extend(objects)
+
+
+def unclosed_handles() -> int:
+    """How many objects must never be finalised (the process exits without finalisers)."""
+    return len(_UNCLOSED)
+
+
+def is_disk_full(exc: BaseException) -> bool:
     """ENOSPC, also where a library (HDF5) kept only the message and dropped the errno."""
-    return exc.errno == errno.ENOSPC or "No space left on device" in str(exc)
+    return write_failure(exc) == errno.ENOSPC
 
 
 def _pid_alive(pid: int) -> bool:

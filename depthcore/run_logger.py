@@ -11,6 +11,7 @@ import csv
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -91,8 +92,54 @@ class CsvLogger:
 
 
 def resolve_tracking_uri(default: str = DEFAULT_TRACKING_URI) -> str:
-    """``MLFLOW_TRACKING_URI`` when set, else ``default`` (the params value)."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or default
+    """``MLFLOW_TRACKING_URI`` when set, else ``default`` (the params value); a SQLite
+    store is checked by :func:`check_sqlite_store` first."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or default
+    check_sqlite_store(uri)
+    return uri
+
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+# Tables every MLflow SQLite store has (MLflow creates them, with alembic's version table).
+_MLFLOW_TABLES = frozenset({"alembic_version", "experiments", "runs"})
+
+
+def check_sqlite_store(uri: str) -> None:
+    """Refuse a ``sqlite:///`` tracking URI whose file exists but is not an MLflow store.
+
+    MLflow adds its ~65 tables to any SQLite file it is pointed at (and would migrate
+    it), so another program's database at ``./mlflow.db`` would be altered; a
+    non-database file there gives an error that does not name it. A missing or empty
+    file is fine: MLflow creates the store, which is then ours. Read-only: the file is
+    opened with ``mode=ro``.
+    """
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        return
+    db = Path(uri[len(prefix) :].split("?", 1)[0])
+    if not db.exists() or (db.is_file() and db.stat().st_size == 0):
+        return
+    hint = "set tracking_uri (or MLFLOW_TRACKING_URI) to another file"
+    if not db.is_file():
+        raise TrackingError(f"{db}: the MLflow tracking store path is not a file; {hint}")
+    with db.open("rb") as fh:
+        magic = fh.read(len(_SQLITE_MAGIC))
+    if magic != _SQLITE_MAGIC:
+        raise TrackingError(f"{db}: not an SQLite database, so not an MLflow store; {hint}")
+    try:
+        con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            rows = con.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error as exc:
+        raise TrackingError(f"{db}: cannot read this SQLite database ({exc}); {hint}") from exc
+    missing = sorted(_MLFLOW_TABLES - {name for (name,) in rows})
+    if missing:
+        raise TrackingError(
+            f"{db}: an SQLite database that is not an MLflow store (no {', '.join(missing)} "
+            f"table); refusing to add MLflow's tables to it; {hint}"
+        )
 
 
 def default_artifact_location(tracking_uri: str) -> str | None:
@@ -131,6 +178,7 @@ class MlflowLogger:
 
         self.tracking_uri = tracking_uri
         self._buffer: list[Any] = []
+        check_sqlite_store(tracking_uri)
         try:
             self.client = MlflowClient(tracking_uri=tracking_uri)
             if run_id is not None:

@@ -36,14 +36,26 @@ _PLY_VERTEX = np.dtype(
 )
 
 
+# Pixels per block of the full-size writers: float64 arithmetic per block only, so a
+# 100-Mpx map costs its own float32 array plus small blocks, not several float64 copies.
+_BLOCK_PIXELS = 1 << 18
+
+
+def _row_blocks(height: int, width: int) -> list[slice]:
+    """Row ranges of about :data:`_BLOCK_PIXELS` pixels covering ``height`` rows."""
+    rows = max(1, _BLOCK_PIXELS // max(1, width))
+    return [slice(r, min(r + rows, height)) for r in range(0, height, rows)]
+
+
 def _robust_range(x: np.ndarray, percentiles: tuple[float, float]) -> tuple[float, float]:
-    finite = x[np.isfinite(x)]
+    x = np.asarray(x)
+    finite = x[np.isfinite(x)]  # x's own dtype (float32 maps: 4 bytes a pixel)
     if finite.size == 0:
         return 0.0, 1.0
-    lo, hi = np.percentile(finite, percentiles)
+    lo, hi = (float(v) for v in np.percentile(finite, percentiles))
     if hi <= lo:
         hi = lo + 1e-6
-    return float(lo), float(hi)
+    return lo, hi
 
 
 def colorize(
@@ -60,20 +72,25 @@ def colorize(
     map, so several maps (the per-scale strip) share one scale; by default it is
     the robust 2..98th percentile range of this map. ``near_is_high`` is for maps
     whose large values are near (disparity, sqrt-disparity). Non-finite pixels
-    are black.
+    are black. Computed in row blocks: memory is the output plus small blocks
+    (the colour map's RGBA floats of a whole photo would be 32 bytes a pixel).
     """
     from matplotlib import colormaps
 
-    depth_HW = np.asarray(depth_HW, dtype=np.float64)
+    depth_HW = np.asarray(depth_HW)
     if depth_HW.ndim != 2:
         raise ValueError(f"colorize expects an HxW map, got shape {depth_HW.shape}")
     lo, hi = value_range if value_range is not None else _robust_range(depth_HW, percentiles)
-    t_HW = np.clip((depth_HW - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
-    if not near_is_high:
-        t_HW = 1.0 - t_HW  # turbo's high end is red: put near there
-    rgba_HW4 = colormaps[cmap](np.nan_to_num(t_HW, nan=0.0))
-    rgb_HW3 = (rgba_HW4[..., :3] * 255.0 + 0.5).astype(np.uint8)
-    rgb_HW3[~np.isfinite(depth_HW)] = 0
+    colour = colormaps[cmap]
+    rgb_HW3 = np.empty((*depth_HW.shape, 3), dtype=np.uint8)
+    for rows in _row_blocks(*depth_HW.shape):
+        block = depth_HW[rows].astype(np.float64)
+        t = np.clip((block - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
+        if not near_is_high:
+            t = 1.0 - t  # turbo's high end is red: put near there
+        rgb = (colour(np.nan_to_num(t, nan=0.0))[..., :3] * 255.0 + 0.5).astype(np.uint8)
+        rgb[~np.isfinite(block)] = 0
+        rgb_HW3[rows] = rgb
     return rgb_HW3
 
 
@@ -90,15 +107,17 @@ def save_depth_png16(path: str | Path, depth_HW: np.ndarray) -> tuple[float, flo
     would waste or overflow the 16 bits; the per-image range keeps full
     precision and the text chunks make the file self-describing.
     """
-    depth_HW = np.asarray(depth_HW, dtype=np.float64)
-    valid_HW = np.isfinite(depth_HW)
-    if valid_HW.any():
-        dmin, dmax = float(depth_HW[valid_HW].min()), float(depth_HW[valid_HW].max())
-    else:
-        dmin, dmax = 0.0, 0.0
+    depth_HW = np.asarray(depth_HW)
+    finite = depth_HW[np.isfinite(depth_HW)]
+    dmin, dmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    del finite
     span = dmax - dmin
-    scaled_HW = (depth_HW - dmin) / span if span > 0 else np.zeros_like(depth_HW)
-    v_HW = np.where(valid_HW, 1 + np.rint(np.nan_to_num(scaled_HW) * _PNG16_SPAN), PNG16_INVALID)
+    v_HW = np.empty(depth_HW.shape, dtype=np.uint16)
+    for rows in _row_blocks(*depth_HW.shape):  # float64 per block only (see colorize)
+        block = depth_HW[rows].astype(np.float64)
+        scaled = (block - dmin) / span if span > 0 else np.zeros_like(block)
+        v = np.where(np.isfinite(block), 1 + np.rint(np.nan_to_num(scaled) * _PNG16_SPAN), 0)
+        v_HW[rows] = v.astype(np.uint16)
     info = PngImagePlugin.PngInfo()
     info.add_text("depth_min", repr(dmin))
     info.add_text("depth_max", repr(dmax))
@@ -107,7 +126,7 @@ def save_depth_png16(path: str | Path, depth_HW: np.ndarray) -> tuple[float, flo
         "0 = invalid; depth = depth_min + (v - 1) / 65534 * (depth_max - depth_min)",
     )
     with atomic_path(path) as tmp:
-        Image.fromarray(v_HW.astype(np.uint16)).save(tmp, format="PNG", pnginfo=info)
+        Image.fromarray(v_HW).save(tmp, format="PNG", pnginfo=info)
     return dmin, dmax
 
 

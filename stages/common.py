@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -62,8 +63,21 @@ def run_stage(name: str, body: Callable[[], object], debug: bool = False) -> Non
             body()
 
     status = run_guarded(f"stage {name} failed", call, debug)
+    if status and io.unclosed_handles() and _is_main_process_stage():
+        # An HDF5 file whose write failed, or a pool whose workers were killed, cannot be
+        # finalised safely (h5py crashes, the pool's threads hang the exit): the error line
+        # is out and the temporaries were removed on the way up, so exit without finalisers.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
     if status:
         raise SystemExit(status)
+
+
+def _is_main_process_stage() -> bool:
+    """Whether this process is ``python -m stages.<name>`` (not a test calling ``main``)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return spec is not None and spec.name.startswith("stages.")
 
 
 def _paths(value: Any, key: str) -> Iterator[tuple[str, Any]]:

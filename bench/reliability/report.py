@@ -11,7 +11,14 @@ with the counts it measured. Nothing in the document is typed in by hand.
 4. kills: :mod:`tests.helpers.reliability.crash_runs` on the download, preprocess and train stages;
 5. full disk: the ENOSPC tests (``tests/test_io.py``, ``test_bad_frames.py``);
 6. serving: ``tests/tracking/test_serving_errors.py`` (bad requests to the scoring server);
-7. two ``dvc repro`` at once: ``tests/pipeline/test_dvc_lock.py``.
+7. two ``dvc repro`` at once: ``tests/pipeline/test_dvc_lock.py``;
+8. round two (issue 25): outputs that would delete inputs, a real full disk (tmpfs) and
+   file size limit (RLIMIT_FSIZE), real SIGTERM / SIGINT, numbers and paths at every
+   boundary, serving and predict limits: the classes of :data:`ROUND_TWO`, each a test
+   file (or part of one) under ``tests/reliability``.
+
+``--round-two-only`` measures section 8 alone and replaces it in the existing document
+(between its markers), leaving the other sections as their last full run measured them.
 """
 
 from __future__ import annotations
@@ -55,6 +62,50 @@ SERVING_TESTS = "tests/tracking/test_serving_errors.py"
 LOCK_TEST = "tests/pipeline/test_dvc_lock.py"
 SERVING_REQUESTS = 8  # malformed JSON, not an image, not base64, oversized, column, 3 shapes
 FUZZ_READERS, FUZZ_VARIANTS = 9, 49  # parametrised readers x (48 variants + the empty file)
+# (class, pytest arguments, what its cases are): section 8, issue 25
+ROUND_TWO = (
+    (
+        "a stage or predict would delete or overwrite its input",
+        ["tests/reliability/test_output_safety.py"],
+        "preprocess out_dir equal to in_dir, inside it, a symlink to it, a parent of it "
+        "holding unrelated files; a foreign folder at the output path; validate and "
+        "evaluate outputs onto their inputs; `predict -r` rerun into its own input tree, "
+        "`-o` equal to the input folder, an output name equal to another input image",
+    ),
+    (
+        "real full disk and file size limit",
+        ["tests/reliability/test_failure_paths.py", "-k", "full_disk or size_limit"],
+        "HDF5 shards (the preprocess stage), a safetensors checkpoint and a 16-bit PNG "
+        "written onto a small tmpfs and under RLIMIT_FSIZE (SIGXFSZ ignored: EFBIG): exit 1, "
+        "one line naming the output, no traceback, no segfault, no temporary, the previous "
+        "output byte-identical, a rerun with space completes",
+    ),
+    (
+        "SIGTERM / Ctrl-C",
+        ["tests/reliability/test_failure_paths.py", "-k", "signal or sigterm"],
+        "SIGTERM to preprocess (2 workers), SIGINT to its process group, SIGTERM to "
+        "`depthart predict` mid-batch: exit 128+signal, workers gone, no temporary, each "
+        "output whole or absent, the previous output intact, a rerun completes",
+    ),
+    (
+        "numbers and paths at the boundaries",
+        ["tests/reliability/test_boundaries.py"],
+        "`depthart align` with NaN/inf known depths or a NaN map at a point; --fov 0/nan/"
+        "inf/180 and --max-depth -1/nan; folder manifests with min_depth >= max_depth, a "
+        "non-number or NaN min_depth, inf max_depth, a negative depth_scale, `../`, "
+        "absolute and symlinked paths out of the folder, a key given twice, an 8-bit depth "
+        "PNG; params.yaml with a key given twice; another program's SQLite file and a text "
+        "file at ./mlflow.db",
+    ),
+    (
+        "serving and predict limits",
+        ["tests/reliability/test_serving_limits.py"],
+        "NaN, Infinity and 1e400 pixels, a ragged array, a string or a mapping as the "
+        "input, 17 images, more pixels than the limit, a bad limit setting, a spent time "
+        "budget; a photo over --max-pixels; colour-map memory of a 4-Mpx map",
+    ),
+)
+ROUND_TWO_BEGIN, ROUND_TWO_END = "<!-- round-two: begin -->", "<!-- round-two: end -->"
 ENOSPC_TESTS = (
     "tests/test_io.py::test_enospc_keeps_previous_file_and_says_disk_full",
     "tests/test_io.py::test_enospc_while_saving_a_checkpoint",
@@ -62,14 +113,78 @@ ENOSPC_TESTS = (
 )
 
 
-def _pytest(*targets: str) -> tuple[int, int]:
-    """(passed, failed) of a pytest run over ``targets``."""
+def _pytest_counts(*targets: str) -> dict[str, int]:
+    """{"passed": n, "failed": n, "skipped": n, "error": n} of a pytest run over ``targets``."""
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *targets],
         cwd=REPO, capture_output=True, text=True,
     )  # fmt: skip
-    found = dict((word, int(n)) for n, word in re.findall(r"(\d+) (passed|failed)", proc.stdout))
-    return found.get("passed", 0), found.get("failed", 0)
+    words = r"(\d+) (passed|failed|skipped|errors?)"
+    found = {word.rstrip("s"): int(n) for n, word in re.findall(words, proc.stdout)}
+    return {k: found.get(k, 0) for k in ("passed", "failed", "skipped", "error")}
+
+
+def _pytest(*targets: str) -> tuple[int, int]:
+    """(passed, failed) of a pytest run over ``targets``."""
+    counts = _pytest_counts(*targets)
+    return counts["passed"], counts["failed"] + counts["error"]
+
+
+def round_two() -> list[tuple[str, dict[str, int], str]]:
+    """Section 8's measurements: (class, pytest counts, what its cases are) per class."""
+    return [(name, _pytest_counts(*args), what) for name, args, what in ROUND_TWO]
+
+
+def render_round_two(rows: list[tuple[str, dict[str, int], str]]) -> str:
+    """Section 8 of the document, between its markers."""
+    table = _table(
+        ("class", "tests", "passed", "failed", "skipped", "what the cases are"),
+        [
+            (name, sum(c.values()), c["passed"], c["failed"] + c["error"], c["skipped"], what)
+            for name, c, what in rows
+        ],
+    )
+    return f"""{ROUND_TWO_BEGIN}
+## 8. Round two (issue 25): inputs kept, real failures, every boundary checked
+
+Measured by `python -m bench.reliability.report` (or `--round-two-only`): the tests under
+`tests/reliability`, each on a real process, file system, signal or request.
+A skipped test could not mount a tmpfs on this machine (it needs root).
+
+{table}
+
+The rules these check (the same in every stage and in `depthart`):
+
+- **Nothing read is deleted or overwritten.** A stage's output key (`out_dir`, `out`,
+  `report_dir`, `--out`) equal to or inside an existing input path of its params section
+  is refused before any work, symlinks resolved; the inputs stay protected for the run,
+  so an output folder replace that would contain one is refused too. An existing folder
+  is replaced only when it is our own previous output, recognised by the
+  `.depthcore-output` marker file every output folder carries (or when it is empty): a
+  foreign folder is refused, never deleted. `depthart predict` skips the files found
+  inside `-o` (a rerun never predicts its own outputs), refuses `-o` equal to an input
+  folder, and refuses an image whose output name is another input.
+- **A failed write is one line.** Disk full, a file size limit and a quota are named with
+  the output path, also when HDF5 or safetensors kept only the text; an HDF5 file that
+  cannot be closed is never finalised (h5py would crash): the stage reports and ends
+  with `os._exit(1)`.
+- **SIGTERM and Ctrl-C unwind.** Temporaries are removed, preprocess workers terminated,
+  the exit status is 128+signal, and no output is committed after a signal.
+- **Numbers are checked where they enter,** finite and in range, naming the file, key or
+  option; a YAML key given twice is refused (params files, manifests); a file at the
+  MLflow SQLite path that MLflow did not make is refused, never altered.
+- **Serving limits** (environment variables of the serving process): at most
+  `DEPTHART_SERVE_MAX_IMAGES` (16) images and `DEPTHART_SERVE_MAX_PIXELS` (16 000 000)
+  pixels per request, checked before decoding (400); NaN/Infinity pixels 400; the work
+  of a request stops after `DEPTHART_SERVE_MAX_SECONDS` (50) with a 504.
+  `depthart predict --max-pixels` (default 50 000 000) refuses larger photos from their
+  header.
+
+Not fixed here: a request body nested thousands of levels deep makes MLflow's own JSON
+parser raise `RecursionError` before our model sees it (the scoring server answers 500);
+MLflow's server, not this project, parses the body.
+{ROUND_TWO_END}
+"""
 
 
 def _kills(work: Path, seeds: int, train_seeds: int) -> list[KillRun]:
@@ -111,7 +226,7 @@ def _table(header: tuple[str, ...], rows: list[tuple[object, ...]]) -> str:
 
 def render(corpus: list, fuzz: tuple[int, int], faults: object, kills: list[KillRun],
            enospc: tuple[int, int], serving: tuple[int, int], lock: tuple[int, int],
-           seconds: float) -> str:  # fmt: skip
+           seconds: float, round_two_text: str) -> str:  # fmt: skip
     """The Markdown document from the measured results."""
     by_kind: dict[str, list] = {}
     for o in corpus:
@@ -217,6 +332,7 @@ Tests passed: {serving[0]}, failed: {serving[1]}.
 The second stops at once with DVC's lock message naming the first process's PID; the
 first finishes and its output is whole. Tests passed: {lock[0]}, failed: {lock[1]}.
 
+{round_two_text}
 ## Not covered here
 
 The MLflow server dying mid-training (issue 11, item 4) is not measured: a logging
@@ -229,9 +345,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3, help="kills per data stage")
     parser.add_argument("--train-seeds", type=int, default=2, help="kills of the train stage")
+    parser.add_argument(
+        "--round-two-only", action="store_true", help="measure and replace section 8 only"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     start = time.monotonic()
+    if args.round_two_only:
+        section = render_round_two(round_two())
+        text = DOC.read_text()
+        if ROUND_TWO_BEGIN in text:
+            head, rest = text.split(ROUND_TWO_BEGIN, 1)
+            text = head + section.rstrip("\n") + rest.split(ROUND_TWO_END, 1)[1]
+        else:
+            text = text.replace("## Not covered here", section + "\n## Not covered here", 1)
+        write_text_atomic(DOC, text)
+        print(section)
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         (work / "corpus").mkdir()
@@ -244,8 +374,10 @@ def main(argv: list[str] | None = None) -> int:
         enospc = _pytest(*ENOSPC_TESTS)
         serving = _pytest(SERVING_TESTS)
         lock = _pytest(LOCK_TEST)
+        two = round_two()
     seconds = time.monotonic() - start
-    text = render(corpus, fuzz, faults, kills, enospc, serving, lock, seconds)
+    two_text = render_round_two(two)
+    text = render(corpus, fuzz, faults, kills, enospc, serving, lock, seconds, two_text)
     write_text_atomic(DOC, text)
     print(text)
     return 0

@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from PIL import Image
 
+from depthcore.config import ConfigError, load_yaml
 from depthcore.data.benchmarks.base import (
     BenchmarkItem,
     BenchmarkReader,
@@ -50,6 +50,8 @@ from depthcore.errors import DataError
 
 MANIFESTS = ("manifest.yaml", "manifest.yml", "manifest.csv")
 DEPTH_SUFFIXES = (".png", ".npy", ".pfm")
+# Pillow's modes of a single-channel 16-bit PNG ("I" in older Pillow versions)
+PNG16_MODES = ("I;16", "I;16B", "I;16L", "I")
 SPLITS = ("train", "val", "test")
 _COLUMNS = ("rgb", "depth", "mask", "split", "depth_scale")
 _PFM_HEADER = re.compile(rb"^(PF|Pf)\s+(\d+)\s+(\d+)\s+(-?[0-9.eE+-]+)\s")
@@ -96,9 +98,9 @@ def _rows(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         rows = list(csv.DictReader(text.splitlines()))
         return [{k: v for k, v in r.items() if v not in ("", None)} for r in rows], {}
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise DataError(f"{path}: not valid YAML: {exc}") from exc
+        data = load_yaml(text, path)
+    except ConfigError as exc:  # bad syntax or a key given twice
+        raise DataError(str(exc)) from exc
     if not isinstance(data, dict) or not isinstance(data.get("frames"), list):
         raise DataError(f"{path}: expected a mapping with a 'frames' list")
     settings = {k: v for k, v in data.items() if k != "frames"}
@@ -108,14 +110,26 @@ def _rows(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     return data["frames"], settings
 
 
-def _number(value: Any, where: str) -> float:
+def _number(value: Any, where: str, zero_ok: bool = False) -> float:
+    if isinstance(value, bool):  # YAML's yes/no: not a number
+        raise DataError(f"{where}: expected a number, got {value!r}")
     try:
         number = float(value)
     except (TypeError, ValueError):
         raise DataError(f"{where}: expected a number, got {value!r}") from None
-    if not np.isfinite(number) or number <= 0:
-        raise DataError(f"{where}: must be a positive number, got {value!r}")
+    if not np.isfinite(number) or number < 0 or (number == 0 and not zero_ok):
+        kind = "a finite number >= 0" if zero_ok else "a finite positive number"
+        raise DataError(f"{where}: must be {kind}, got {value!r}")
     return number
+
+
+def _inside(root: Path, value: Any, where: str) -> Path:
+    """``root / value``, refused when it leaves ``root`` (``..``, an absolute path, or a
+    symlink pointing elsewhere): a manifest names files of its own folder only."""
+    path = root / str(value)
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise DataError(f"{where}: path {value!r} leaves the dataset folder {root}")
+    return path
 
 
 def read_manifest(root: str | Path) -> FolderManifest:
@@ -139,7 +153,7 @@ def read_manifest(root: str | Path) -> FolderManifest:
         missing = [k for k in ("rgb", "depth") if k not in row]
         if unknown or missing:
             raise DataError(f"{where}: unknown {unknown} / missing {missing} (columns {_COLUMNS})")
-        depth = root / str(row["depth"])
+        depth = _inside(root, row["depth"], f"{where}: depth")
         if depth.suffix.lower() not in DEPTH_SUFFIXES:
             raise DataError(f"{where}: depth {depth.name} is not one of {DEPTH_SUFFIXES}")
         split = str(row.get("split", "train"))
@@ -154,15 +168,15 @@ def read_manifest(root: str | Path) -> FolderManifest:
         if name in seen:
             raise DataError(f"{where}: frame {name} listed twice")
         seen.add(name)
-        mask = root / str(row["mask"]) if "mask" in row else None
-        frames.append(FolderFrame(name, root / str(row["rgb"]), depth, mask, split, scale))
+        mask = _inside(root, row["mask"], f"{where}: mask") if "mask" in row else None
+        rgb = _inside(root, row["rgb"], f"{where}: rgb")
+        frames.append(FolderFrame(name, rgb, depth, mask, split, scale))
     lo, hi = settings.get("min_depth"), settings.get("max_depth")
-    return FolderManifest(
-        path,
-        tuple(frames),
-        None if lo is None else float(lo),
-        None if hi is None else _number(hi, f"{path}: max_depth"),
-    )
+    lo = None if lo is None else _number(lo, f"{path}: min_depth", zero_ok=True)
+    hi = None if hi is None else _number(hi, f"{path}: max_depth")
+    if lo is not None and hi is not None and lo >= hi:
+        raise DataError(f"{path}: min_depth {lo:g} must be below max_depth {hi:g}")
+    return FolderManifest(path, tuple(frames), lo, hi)
 
 
 def read_pfm(path: str | Path) -> np.ndarray:
@@ -196,8 +210,12 @@ def read_depth(path: Path, scale: float | None) -> np.ndarray:
     if suffix == ".png":
         with Image.open(path) as im:
             units_HW = np.asarray(im)
-        if units_HW.ndim != 2 or units_HW.dtype.kind not in "ui":
-            raise DataError(f"{path}: depth PNG must be single-channel 16-bit, got mode {im.mode}")
+        if im.mode not in PNG16_MODES or units_HW.ndim != 2:
+            raise DataError(
+                f"{path}: depth PNG must be single-channel 16-bit, got mode {im.mode} "
+                f"({'8-bit' if units_HW.dtype == np.uint8 else units_HW.dtype}): an 8-bit "
+                "PNG holds 256 depth levels only; save depth as 16-bit PNG, .npy or .pfm"
+            )
         if scale is None:
             raise DataError(f"{path}: PNG depth needs a depth_scale")
         depth_HW = units_HW.astype(np.float64) * scale

@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import Dataset
 
 from depthcore.errors import DataError
+from depthcore.io import close_or_keep
 
 KEY_DTYPE = h5py.string_dtype("utf-8")
 ARRAYS = ("rgb", "depth", "mask", "target")
@@ -78,6 +79,7 @@ class ShardWriter:
         self._number = -1
         self._count = 0  # frames in the current shard, written or pending
         self._pending: list[FrameArrays] = []
+        self._datasets: dict[str, h5py.Dataset] = {}
 
     def __enter__(self) -> ShardWriter:
         return self
@@ -88,11 +90,19 @@ class ShardWriter:
         self.close()
 
     def close(self) -> None:
-        """Write the pending block and close the current shard."""
-        self.flush()
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        """Write the pending block and close the current shard.
+
+        The shard is closed even when the write fails (full disk, file size limit):
+        an HDF5 file left to the garbage collector after a failed write makes h5py
+        print "Exception ignored" tracebacks and can crash the process.
+        """
+        try:
+            self.flush()
+        finally:
+            f, self._file = self._file, None
+            if f is not None:
+                handles, self._datasets = list(self._datasets.values()), {}
+                close_or_keep(f, *handles)
 
     def _open_next(self) -> None:
         self.close()
@@ -116,6 +126,8 @@ class ShardWriter:
         f.create_dataset("key", shape=(0,), maxshape=(None,), dtype=KEY_DTYPE, chunks=(1024,))
         f.attrs.update(self.attrs)
         self._file = f
+        # held for the shard's life: a dataset finalised after a failed write crashes h5py
+        self._datasets = {name: f[name] for name in (*shapes, "key")}
 
     def add(self, frame: FrameArrays) -> tuple[str, int]:
         """Queue one frame; return (shard file name, index within it)."""
@@ -148,9 +160,8 @@ class ShardWriter:
             "key": np.array([f.key for f in frames], dtype=object),
         }
         for name, value in values.items():
-            ds = self._file[name]
-            ds.resize(stop, axis=0)
-            ds[start:stop] = value
+            self._datasets[name].resize(stop, axis=0)
+            self._datasets[name][start:stop] = value
 
 
 def read_frame(path: str | Path, index: int) -> FrameArrays:

@@ -23,18 +23,31 @@ from depthcore.errors import DataError
 Fit = Literal["pad", "stretch"]
 
 
-def load_rgb(source: str | Path | bytes, name: str | None = None) -> tuple[np.ndarray, list[str]]:
+def load_rgb(
+    source: str | Path | bytes,
+    name: str | None = None,
+    max_pixels: int | None = None,
+    limit_hint: str = "",
+) -> tuple[np.ndarray, list[str]]:
     """Decode a JPEG/PNG (path or bytes) to ``rgb_HW3`` uint8, plus notes on conversions made.
 
     EXIF orientation is applied; RGBA loses its alpha, greyscale is replicated to
     three channels and 16-bit images are reduced to 8 bits, each with a note so
-    the CLI can warn. Raises :class:`DataError` naming ``name`` (or the path).
+    the CLI can warn. An image over ``max_pixels`` is refused from its header,
+    before its pixels are decoded (``limit_hint`` says how to raise the limit).
+    Raises :class:`DataError` naming ``name`` (or the path).
     """
     label = name or (str(source) if not isinstance(source, bytes) else "<bytes>")
     if isinstance(source, str | Path) and not Path(source).is_file():
         raise DataError(f"{label}: no such file")
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+            width, height = img.size
+            if max_pixels is not None and width * height > max_pixels:
+                raise DataError(
+                    f"{label}: {width}x{height} = {width * height / 1e6:.1f} Mpx is over the "
+                    f"limit of {max_pixels / 1e6:g} Mpx{limit_hint}"
+                )
             img.load()
             img = ImageOps.exif_transpose(img)
     except Image.DecompressionBombError as exc:  # not an OSError: a claimed size this big

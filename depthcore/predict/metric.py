@@ -15,6 +15,7 @@ predicted map, and the depth there in metres (planar, along the optical axis).
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +60,10 @@ def read_points(path: str | Path) -> KnownPoints:
             values.append((int(row["x"]), int(row["y"]), float(row["depth"])))
         except (TypeError, ValueError) as exc:
             raise DataError(f"{path}: line {i}: {exc}") from exc
+        if not (math.isfinite(values[-1][2]) and values[-1][2] > 0):
+            raise DataError(
+                f"{path}: line {i}: depth must be positive metres, got {row['depth']!r}"
+            )
     x, y, depth = (np.asarray(col) for col in zip(*values, strict=True))
     return KnownPoints(x, y, depth.astype(np.float64))
 
@@ -84,8 +89,15 @@ def align_to_points(
         raise DataError("known depths must be positive metres")
     if len(np.unique(points.depth)) < 2:
         raise DataError("need at least two points at different depths to fix scale and shift")
-    pred_P = depth_to_space(depth_HW[points.y, points.x], space)
+    at_points = depth_HW[points.y, points.x]
+    if not (np.isfinite(at_points) & (at_points > 0)).all():
+        bad = [(int(x), int(y)) for x, y, d in zip(points.x, points.y, at_points, strict=True)
+               if not (np.isfinite(d) and d > 0)]  # fmt: skip
+        raise DataError(f"the map has no valid depth (NaN, inf or <= 0) at the points {bad}")
+    pred_P = depth_to_space(at_points, space)
     scale, shift = fit_scale_shift(pred_P, depth_to_space(points.depth, space))
+    if not (np.isfinite(scale) and np.isfinite(shift)):
+        raise DataError(f"no finite scale/shift fits the points (scale {scale}, shift {shift})")
     if scale <= 0:
         raise DataError(
             f"the known points contradict the predicted ordering (scale {scale:.3g} <= 0): "

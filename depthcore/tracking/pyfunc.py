@@ -23,6 +23,14 @@ is an 8x8 base64 PNG. In Python, ``model.predict`` takes a DataFrame with an ``i
 column or ``{"image": [rgb_HW3, ...]}``; MLflow's schema check refuses a bare
 (N, H, W, 3) array (over HTTP, ``{"inputs": [...]}`` still works).
 
+Limits per request (checked before any image is decoded in full, answered 400 with
+the limit and how to raise it): at most :data:`MAX_IMAGES` images
+(``DEPTHART_SERVE_MAX_IMAGES``) and :data:`MAX_PIXELS` pixels in all
+(``DEPTHART_SERVE_MAX_PIXELS``); array pixels must be finite numbers in [0, 255]
+(NaN / Infinity refused). The work of one request stops after
+:data:`MAX_SECONDS` (``DEPTHART_SERVE_MAX_SECONDS``, below MLflow's own 60-s
+request timeout) with a 504, instead of running on for a client that has gone.
+
 Response: ``{"predictions": [depth_1, depth_2, ...]}`` with one ``depth_i`` per
 input image, a list of H rows of W floats at the input image's resolution:
 affine-invariant depth, near = small (conversion rule in :mod:`depthcore.predict.predictor`).
@@ -35,6 +43,7 @@ import binascii
 import os
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +54,7 @@ from depthcore.errors import CheckpointError, DataError
 from depthcore.models.model_dir import CHECKPOINT_ARTIFACT, checkpoint_in_model_dir
 from depthcore.predict.images import load_rgb
 from depthcore.predict.predictor import URI_SCHEMES, DepthPredictor
+from depthcore.run_logger import check_sqlite_store
 
 REGISTERED_MODEL_NAME = "depthart"
 _MODEL_CODE = textwrap.dedent(
@@ -60,8 +70,30 @@ _MODEL_CODE = textwrap.dedent(
 _PIP_PACKAGES = ("torch", "numpy", "pillow", "pandas", "safetensors", "pyyaml", "tqdm", "mlflow")
 
 
-def decode_images(model_input: Any) -> list[np.ndarray]:
-    """Turn any accepted pyfunc input (module docstring) into a list of ``rgb_HW3`` uint8 arrays."""
+#: Per-request limits of the served model (module docstring); environment overrides.
+MAX_IMAGES = 16
+MAX_PIXELS = 16_000_000
+MAX_SECONDS = 50.0
+SERVE_CHUNK = 4  # images per forward pass between two checks of the time budget
+
+
+def serving_limit(name: str, default: float) -> float:
+    """``DEPTHART_SERVE_<name>`` from the environment (a positive number), else ``default``."""
+    var = f"DEPTHART_SERVE_{name}"
+    text = os.environ.get(var, "")
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise DataError(f"{var}={text!r}: expected a positive number") from None
+    if not (np.isfinite(value) and value > 0):
+        raise DataError(f"{var}={text!r}: expected a positive number")
+    return value
+
+
+def _cells(model_input: Any) -> list[Any]:
+    """The per-image cells of any accepted pyfunc input (module docstring)."""
     import pandas as pd
 
     if isinstance(model_input, pd.DataFrame):
@@ -76,19 +108,64 @@ def decode_images(model_input: Any) -> list[np.ndarray]:
         cells = list(model_input["image"])
     elif isinstance(model_input, np.ndarray) and model_input.dtype.kind in "uif":
         cells = [model_input] if model_input.ndim == 3 else list(model_input)
-    else:
+    elif isinstance(model_input, list | tuple) or getattr(model_input, "ndim", 0) >= 1:
         cells = list(model_input)
-    images = []
+    else:
+        raise DataError(f"expected a list of images, got {str(model_input)[:40]!r}")
+    return cells
+
+
+def decode_images(
+    model_input: Any, max_images: int | None = None, max_pixels: int | None = None
+) -> list[np.ndarray]:
+    """Turn any accepted pyfunc input (module docstring) into a list of ``rgb_HW3`` uint8 arrays.
+
+    ``max_images`` / ``max_pixels`` (all images together) are checked before any image
+    is decoded in full (a PNG's size comes from its header).
+    """
+    cells = _cells(model_input)
+    if max_images is not None and len(cells) > max_images:
+        raise DataError(
+            f"{len(cells)} images in one request; the limit is {max_images} "
+            "(DEPTHART_SERVE_MAX_IMAGES): send smaller batches"
+        )
+    encoded: list[bytes | np.ndarray] = []
+    pixels = 0
     for i, cell in enumerate(cells):
         if isinstance(cell, str | bytes):
             try:
                 raw = base64.b64decode(cell, validate=True)
             except (binascii.Error, ValueError) as exc:
                 raise DataError(f"image {i}: not valid base64: {exc}") from exc
-            images.append(load_rgb(raw, name=f"image {i}")[0])
+            width, height = _encoded_size(raw, i)
+            encoded.append(raw)
         else:
-            images.append(_as_rgb_array(cell, i))
-    return images
+            array = _as_rgb_array(cell, i)
+            height, width = array.shape[:2]
+            encoded.append(array)
+        pixels += width * height
+        if max_pixels is not None and pixels > max_pixels:
+            raise DataError(
+                f"images 0..{i} hold {pixels} pixels; the limit per request is {max_pixels} "
+                "(DEPTHART_SERVE_MAX_PIXELS): send fewer or smaller images"
+            )
+    return [
+        load_rgb(item, name=f"image {i}")[0] if isinstance(item, bytes) else item
+        for i, item in enumerate(encoded)
+    ]
+
+
+def _encoded_size(raw: bytes, i: int) -> tuple[int, int]:
+    """(width, height) from an encoded image's header, without decoding its pixels."""
+    from io import BytesIO
+
+    try:
+        with Image.open(BytesIO(raw)) as img:
+            return img.size
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"image {i}: image too large to decode safely: {exc}") from exc
+    except (OSError, SyntaxError, ValueError) as exc:  # UnidentifiedImageError is an OSError
+        raise DataError(f"image {i}: cannot read image: {exc}") from exc
 
 
 def decode_images_for_serving(model_input: Any) -> list[np.ndarray]:
@@ -99,22 +176,54 @@ def decode_images_for_serving(model_input: Any) -> list[np.ndarray]:
     from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
     try:
-        return decode_images(model_input)
+        return decode_images(
+            model_input,
+            max_images=int(serving_limit("MAX_IMAGES", MAX_IMAGES)),
+            max_pixels=int(serving_limit("MAX_PIXELS", MAX_PIXELS)),
+        )
     except DataError as exc:
         raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from exc
 
 
 def _as_rgb_array(cell: Any, i: int) -> np.ndarray:
-    array = np.asarray(cell)
-    if array.dtype == object:  # a column of nested lists comes through as object arrays
-        array = np.asarray(array.tolist())
+    try:
+        array = np.asarray(cell)
+        if array.dtype == object:  # a column of nested lists comes through as object arrays
+            array = np.asarray(array.tolist())
+    except (ValueError, TypeError, RecursionError, MemoryError) as exc:  # ragged, too deep
+        raise DataError(f"image {i}: not an HxWx3 array of numbers ({exc})") from exc
     if array.ndim != 3 or array.shape[-1] != 3 or 0 in array.shape:
         raise DataError(f"image {i}: expected an HxWx3 array, got shape {array.shape}")
     if array.shape[0] * array.shape[1] > Image.MAX_IMAGE_PIXELS:  # the limit load_rgb keeps
         raise DataError(f"image {i}: {array.shape[1]}x{array.shape[0]} pixels is too large")
-    if array.dtype.kind not in "uif" or array.min() < 0 or array.max() > 255:
+    if array.dtype.kind not in "uif":
+        raise DataError(f"image {i}: expected numbers in [0, 255], got {array.dtype}")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise DataError(f"image {i}: pixel values must be finite (NaN or Infinity sent)")
+    if array.min() < 0 or array.max() > 255:
         raise DataError(f"image {i}: expected uint8 values in [0, 255]")
     return np.rint(array).astype(np.uint8)
+
+
+def predict_in_time(predictor: DepthPredictor, images: list[np.ndarray]) -> list[Any]:
+    """Depth for ``images``, a few at a time, stopping with a 504 once the request's time
+    budget (``DEPTHART_SERVE_MAX_SECONDS``) is spent: MLflow's server gives up on the
+    client after 60 s but would keep computing an abandoned request."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import DEADLINE_EXCEEDED
+
+    budget = serving_limit("MAX_SECONDS", MAX_SECONDS)
+    start = time.monotonic()
+    results: list[Any] = []
+    for first in range(0, len(images), SERVE_CHUNK):
+        if first and time.monotonic() - start > budget:
+            raise MlflowException(
+                f"request stopped after {budget:g} s with {first} of {len(images)} images "
+                "done (DEPTHART_SERVE_MAX_SECONDS): send fewer or smaller images",
+                error_code=DEADLINE_EXCEEDED,
+            )
+        results += predictor.predict_images(images[first : first + SERVE_CHUNK])
+    return results
 
 
 def make_python_model() -> Any:
@@ -133,8 +242,7 @@ def make_python_model() -> Any:
         # schema, refusing the several request forms this model accepts.
         def predict(self, context, model_input, params=None):
             images = decode_images_for_serving(model_input)
-            results = self.predictor.predict_images(images)
-            return [r.depth.tolist() for r in results]
+            return [r.depth.tolist() for r in predict_in_time(self.predictor, images)]
 
     return DepthArtPyfunc()
 
@@ -237,6 +345,9 @@ def model_tracking_uri(uri: str, tracking_uri: str | None = None) -> str:
         db = Path(tracking_uri[len("sqlite:///") :])
         if not db.is_file():
             raise CheckpointError(f"{uri}: tracking URI {tracking_uri}: no such registry file")
+        if db.stat().st_size == 0:  # MLflow would create its tables in it
+            raise CheckpointError(f"{uri}: tracking URI {tracking_uri}: empty registry file")
+        check_sqlite_store(tracking_uri)
     return tracking_uri
 
 

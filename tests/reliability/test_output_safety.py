@@ -18,41 +18,11 @@ import pytest
 import yaml
 from PIL import Image
 
+from tests.helpers.reliability.crash_runs import REPO, stage_env, tree_digest
 from depthcore.cli import main as depthart
 from depthcore.io import MARKER, UnsafeOutputError, atomic_path, protect, protected_inputs
-from depthcore.synth.hypersim import generate_hypersim
 from tests.helpers.checkpoints import random_rgb
-from tests.helpers.reliability.crash_runs import (
-    REPO,
-    SOURCE,
-    download_sections,
-    run_stage,
-    stage_env,
-    tree_digest,
-)
-
-
-@pytest.fixture(scope="module")
-def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A downloaded Hypersim folder (the preprocess input), made once."""
-    root = tmp_path_factory.mktemp("safety")
-    generate_hypersim(root / "source", SOURCE)
-    (root / "params.yaml").write_text(yaml.safe_dump(download_sections(root / "source")))
-    run_stage(["stages.download", "--params", "params.yaml"], root)
-    return root / "data/raw"
-
-
-def _preprocess(work: Path, in_dir: Path, out_dir: Path) -> subprocess.CompletedProcess:
-    section = {"in_dir": str(in_dir), "out_dir": str(out_dir), "resolution": [32, 32]}
-    (work / "params.yaml").write_text(yaml.safe_dump({"preprocess": {**section, "workers": 1}}))
-    return subprocess.run(
-        [sys.executable, "-m", "stages.preprocess", "--params", "params.yaml"],
-        cwd=work,
-        env=stage_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+from tests.reliability.conftest import preprocess_run as _preprocess
 
 
 def _copy_raw(raw: Path, dst: Path) -> Path:
@@ -185,7 +155,7 @@ def test_predict_never_reads_its_own_outputs(tmp_path, tiny_checkpoint, capsys) 
         "-o",
         str(tmp_path / "flat"),
         *model,
-    )  # noqa: E501
+    )
     assert code == 1 and "is an input image; not overwritten" in err
     assert (tmp_path / "flat" / "c_depth.png").read_bytes() == before
     assert np.load(tmp_path / "flat" / "c_depth_depth.npy").shape == (8, 8)

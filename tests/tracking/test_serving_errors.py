@@ -13,23 +13,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from depthcore.models.model_dir import CHECKPOINT_ARTIFACT
-from depthcore.tracking.pyfunc import make_python_model
-from tests.helpers.checkpoints import random_rgb
 from tests.helpers.reliability.bad_inputs import bomb_png
+from tests.helpers.checkpoints import random_rgb
+from tests.helpers.scoring import call, served_model
 
 
 @pytest.fixture(scope="module")
 def served(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """Our pyfunc saved as an MLflow model folder and loaded back, as the server holds it."""
-    import mlflow.pyfunc
-
-    path = tmp_path_factory.mktemp("served") / "model"
-    mlflow.pyfunc.save_model(
-        path, python_model=make_python_model(), pip_requirements=[],
-        artifacts={CHECKPOINT_ARTIFACT: str(tiny_checkpoint)},
-    )  # fmt: skip
-    return mlflow.pyfunc.load_model(str(path))
+    return served_model(tiny_checkpoint, tmp_path_factory.mktemp("served"))
 
 
 def _png_b64(path: Path | None = None, rgb: np.ndarray | None = None) -> str:
@@ -46,14 +38,7 @@ def _frame(cell: str, column: str = "image") -> str:
 
 
 def _call(served: Any, body: str) -> tuple[int, str]:
-    from mlflow.exceptions import MlflowException
-    from mlflow.pyfunc.scoring_server import invocations
-
-    try:
-        resp = invocations(body, "application/json", served, None)
-    except MlflowException as exc:
-        return exc.get_http_status_code(), exc.message
-    return resp.status, resp.response
+    return call(served, body)
 
 
 def test_bad_requests_get_400_with_our_message(served: Any, tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import signal
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -38,8 +39,8 @@ from depthcore.data.hypersim.reader import FrameId, load_frame
 from depthcore.data.hypersim.tables import camera_matrix, load_camera_table, load_split_table
 from depthcore.data.shards import FrameArrays, ShardWriter
 from depthcore.data.transforms import infill_nearest, normalise_depth, resize_depth, resize_rgb
-from depthcore.errors import DataError
-from depthcore.io import atomic_path
+from depthcore.errors import DataError, check_interrupted, interrupted
+from depthcore.io import atomic_path, keep_unfinalised
 
 log = logging.getLogger(__name__)
 
@@ -306,16 +307,43 @@ def run_jobs(jobs: list[SceneJob | FolderJob], workers: int) -> Iterator[JobResu
     # fresh interpreter per worker would pay ~1-4 s of imports on a small machine.
     ctx = multiprocessing.get_context("fork")
     todo = iter(jobs)
-    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx) as pool:
-        pending = deque(pool.submit(process_job, job) for job in islice(todo, 2 * workers))
-        try:
-            while pending:
-                result = pending.popleft().result()
-                pending.extend(pool.submit(process_job, job) for job in islice(todo, 1))
-                yield result
-        finally:  # an error here or in the consumer: do not start the queued jobs
-            for future in pending:
-                future.cancel()
+    pool = ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx, initializer=_worker_signals)
+    pending = deque(pool.submit(process_job, job) for job in islice(todo, 2 * workers))
+    try:
+        while pending:
+            result = pending.popleft().result()
+            check_interrupted()
+            pending.extend(pool.submit(process_job, job) for job in islice(todo, 1))
+            yield result
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt) or interrupted():
+            _stop_workers(pool)  # SIGTERM or Ctrl-C: stop the workers now, not after their jobs
+        raise
+    finally:  # an error: the running jobs end, the queued ones never start
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _worker_signals() -> None:
+    """Worker start: Ctrl-C (sent to the whole process group) is the parent's to handle,
+    and SIGTERM kills at once (the parent's unwind-on-SIGTERM handler is inherited by fork)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Terminate the pool's worker processes (their results are no longer wanted).
+
+    ``ProcessPoolExecutor`` has no public way to stop running jobs before Python 3.14
+    (``terminate_workers``); its ``_processes`` map holds the worker processes. A worker
+    killed while sending a result leaves the pool's reader thread waiting for the rest
+    for ever, so the pool is shut down without waiting and never finalised: the stage
+    reports and exits with os._exit (:func:`depthcore.io.keep_unfinalised`).
+    """
+    processes = getattr(pool, "_processes", None) or {}
+    for proc in list(processes.values()):
+        proc.terminate()
+    keep_unfinalised(pool)
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def preprocess(cfg: PreprocessConfig) -> pd.DataFrame:
