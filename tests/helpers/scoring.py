@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from depthcore.predict.predictor import CHECKPOINT_ARTIFACT
+from depthcore.models.model_dir import CHECKPOINT_ARTIFACT
 from depthcore.tracking.pyfunc import make_python_model
 
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers.reliability.crash_runs import SOURCE, download_sections, run_stage, stage_env
 from depthcore.synth.hypersim import generate_hypersim
+from tests.helpers.reliability.crash_runs import SOURCE, download_sections, run_stage, stage_env
 
 
 @pytest.fixture(scope="session")

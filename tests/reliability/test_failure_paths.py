@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.helpers.reliability.crash_runs import REPO, leftovers, stage_env, tree_digest
 from tests.helpers.checkpoints import random_rgb
+from tests.helpers.reliability.crash_runs import REPO, leftovers, stage_env, tree_digest
 from tests.reliability.conftest import preprocess_run
 
 # Writes one safetensors checkpoint or one 16-bit PNG through the library's atomic

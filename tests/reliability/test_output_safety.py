@@ -18,10 +18,10 @@ import pytest
 import yaml
 from PIL import Image
 
-from tests.helpers.reliability.crash_runs import REPO, stage_env, tree_digest
 from depthcore.cli import main as depthart
 from depthcore.io import MARKER, UnsafeOutputError, atomic_path, protect, protected_inputs
 from tests.helpers.checkpoints import random_rgb
+from tests.helpers.reliability.crash_runs import REPO, stage_env, tree_digest
 from tests.reliability.conftest import preprocess_run as _preprocess
 
 

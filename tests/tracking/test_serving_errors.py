@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers.reliability.bad_inputs import bomb_png
 from tests.helpers.checkpoints import random_rgb
+from tests.helpers.reliability.bad_inputs import bomb_png
 from tests.helpers.scoring import call, served_model
 
 
