@@ -329,6 +329,7 @@ def run_round(
         promoted=rule.promote,
         reason=rule.reason,
         decision=rule.to_json(),
+        ranked=pool,
         table_md=rank_markdown(
             candidates, ranks, cfg.alignment, cfg.rank_metrics, after, ranked=pool
         ),

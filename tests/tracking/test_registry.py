@@ -61,6 +61,7 @@ def test_champion_moves_only_for_a_better_model(client, tmp_path: Path) -> None:
     assert r2.ranks["var-tf-tiny/v1"] == 2.0 and r2.ranks["depthart-tiny/v1"] == 1.0
     assert r2.ranks["reference:constant_plane"] == 3.0
     assert "| *shown beside, not ranked with them:* |" in r2.table_md
+    assert r2.ranked == ["var-tf-tiny/v1", "depthart-tiny/v1"]
     assert _tags(client, "var-tf-tiny/v1")["objective"] == "var_tf"
     assert float(_tags(client, "var-tf-tiny/v1")["mean_abs_rel"]) == pytest.approx(0.30)
 
