@@ -102,7 +102,7 @@ def significant_wins(
     """(benchmarks where ``a`` is significantly better than ``b`` on ``metric``, compared)."""
     per_bench = cis.get((a, b), {})
     compared = sorted(bench for bench, per in per_bench.items() if metric in per)
-    return [b_ for b_ in compared if verdict(cis, a, b, b_, metric) > 0], compared
+    return [bench for bench in compared if verdict(cis, a, b, bench, metric) > 0], compared
 
 
 def break_tie(tied: Sequence[str], cis: PairCIs, metric: str = PROMOTION_METRIC) -> str | None:
