@@ -1,28 +1,22 @@
-"""Ranking candidates and deciding promotion: the pure part of the registry (no MLflow).
+"""Rank tables and the metrics they are built from: the pure part of the registry (no MLflow).
 
-Candidates are ranked with the DepthART paper's rank metric
-(:func:`rank_table`): per (benchmark, metric) rank, averaged.
-A rank is an ordering of means, and means over a few dozen images are noisy, so
-:func:`decide_promotion` moves the champion only on a real win: the challenger's
-mean rank is strictly lower than the champion's AND its AbsRel improvement over the
-champion is significant (the paired bootstrap interval of the difference excludes 0,
-:mod:`depthcore.evaluation.comparison`) on at least half of the benchmarks. Anything
-else, ties included, keeps the champion. The decision and its reason are a
-:class:`PromotionDecision`, serialisable to JSON for the registry tags and reports.
+:func:`rank_table` is the DepthART paper's rank metric (per (benchmark, metric) rank of the
+means, averaged); :func:`rank_axes` picks the benchmarks and metrics a set of candidates
+shares; :func:`rank_markdown` writes the register stage's table. Who is champion, with
+ranks whose ties are the paired bootstrap's intervals, is :mod:`depthcore.evaluation.champion`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from depthcore.errors import DataError, DepthcoreError
-from depthcore.evaluation.comparison import DiffCI, half_or_more
 from depthcore.evaluation.metrics import metric_direction
 
 # benchmark -> alignment -> metric -> value, the layout of the evaluate stage's metrics.json
@@ -126,15 +120,14 @@ def flatten_metrics(metrics: NestedMetrics, sep: str = ".") -> dict[str, float]:
     }
 
 
-def compute_ranks(
-    candidates: list[Candidate], alignment: str, rank_metrics: tuple[str, ...]
-) -> dict[str, float]:
-    """Mean rank of every candidate (:func:`rank_table`) in one alignment.
+def rank_axes(
+    candidates: Sequence[Candidate], alignment: str, rank_metrics: tuple[str, ...]
+) -> tuple[list[str], list[str]]:
+    """The (benchmarks, metrics) a set of candidates is ranked on, in one alignment.
 
-    Only metrics that every candidate reports are ranked, so a version evaluated
-    under an older metric list does not make the whole round fail.
+    Only benchmarks every candidate has and metrics every candidate reports there, so a
+    version evaluated under an older metric list does not make the whole round fail.
     """
-
     if not candidates:
         raise DepthcoreError("nothing to rank: no registered version and no reference")
     results = {}
@@ -147,16 +140,14 @@ def compute_ranks(
                 )
             per_bench[bench] = per_align[alignment]
         results[cand.name] = per_bench
-    shared = set.intersection(*(set(per) for per in results.values()))
-    metrics = tuple(
-        m for m in rank_metrics if all(m in results[c][b] for c in results for b in shared)
-    )
+    shared = sorted(set.intersection(*(set(per) for per in results.values())))
+    metrics = [m for m in rank_metrics if all(m in results[c][b] for c in results for b in shared)]
     if not shared or not metrics:
         raise DataError(
             f"candidates {sorted(results)} share no benchmark with any of the metrics "
             f"{list(rank_metrics)} to rank on"
         )
-    return rank_table(results, metrics)
+    return shared, metrics
 
 
 def rank_markdown(
@@ -165,15 +156,26 @@ def rank_markdown(
     alignment: str,
     rank_metrics: tuple[str, ...],
     champion: str | None,
+    ranked: Collection[str] | None = None,
 ) -> str:
-    """The rank table as markdown: one row per candidate, best first."""
+    """The rank table as markdown: one row per candidate, best first.
+
+    ``ranked``: the pool the ranks were computed in (this round's candidates and the
+    champion); the others (past versions, references) follow under a rule, their rank in
+    parentheses: where each would stand were it added to the pool alone.
+    """
+    ranked = set(ranks) if ranked is None else set(ranked)
     benches = sorted(set.intersection(*(set(c.metrics) for c in candidates)))
     cols = [(b, m) for b in benches for m in rank_metrics]
     head = ["candidate", "objective", "rank"] + [f"{b} {m}" for b, m in cols]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for cand in sorted(candidates, key=lambda c: (ranks[c.name], c.name)):
+    order = sorted(candidates, key=lambda c: (c.name not in ranked, ranks[c.name], c.name))
+    for i, cand in enumerate(order):
+        if cand.name not in ranked and (i == 0 or order[i - 1].name in ranked):
+            lines.append("| *shown beside, not ranked with them:* |" + " |" * (len(head) - 1))
         label = cand.name + (" (champion)" if cand.name == champion else "")
-        cells = [label, cand.objective or "-", f"{ranks[cand.name]:.3f}"]
+        rank = f"{ranks[cand.name]:.3f}"
+        cells = [label, cand.objective or "-", rank if cand.name in ranked else f"({rank})"]
         for b, m in cols:
             value = cand.metrics[b].get(alignment, {}).get(m)
             cells.append("-" if value is None else f"{value:.4f}")
@@ -181,101 +183,7 @@ def rank_markdown(
     return (
         "\n".join(lines)
         + f"\n\nMean rank over {len(benches)} benchmarks x "
-        + (f"{list(rank_metrics)} ({alignment} alignment); 1 is best.\n")
+        + f"{list(rank_metrics)} ({alignment} alignment) among this round's candidates and "
+        + "the champion; 1 is best; a difference inside its paired bootstrap interval is a "
+        + "tie.\n"
     )
-
-
-#: The metric whose improvement must be significant for a promotion.
-PROMOTION_METRIC = "abs_rel"
-
-
-@dataclass(frozen=True)
-class PromotionDecision:
-    """What the champion rule decided and why (JSON via :meth:`to_json`).
-
-    ``winner`` is the label the alias moves to (None: it stays). ``significant``
-    lists the benchmarks where the challenger's AbsRel is significantly lower than
-    the champion's, out of ``compared``.
-    """
-
-    promote: bool
-    winner: str | None
-    challenger: str | None
-    champion: str | None
-    challenger_rank: float | None
-    champion_rank: float | None
-    significant: tuple[str, ...]
-    compared: tuple[str, ...]
-    reason: str
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["significant"] = list(self.significant)
-        data["compared"] = list(self.compared)
-        return data
-
-
-def decide_promotion(
-    ranks: Mapping[str, float],
-    new_labels: list[str],
-    champion_label: str | None,
-    vs_champion: Mapping[str, Mapping[str, DiffCI]] | None = None,
-) -> PromotionDecision:
-    """Promote this round's best-ranked new model only on a real win (module docstring).
-
-    ``vs_champion``: ``{benchmark: {metric: DiffCI(challenger - champion)}}`` from
-    :func:`depthcore.evaluation.comparison.compare`; None or empty when the champion's per-image
-    metrics are unavailable, which keeps the champion (no evidence of a win).
-    """
-
-    def decision(winner: str | None, reason: str, sig=(), compared=()) -> PromotionDecision:
-        return PromotionDecision(
-            promote=winner is not None,
-            winner=winner,
-            challenger=best,
-            champion=champion_label,
-            challenger_rank=ranks.get(best) if best else None,
-            champion_rank=ranks.get(champion_label) if champion_label else None,
-            significant=tuple(sig),
-            compared=tuple(compared),
-            reason=reason,
-        )
-
-    if not new_labels:
-        best = None
-        return decision(None, "no new model this round")
-    best = min(new_labels, key=lambda lab: (ranks[lab], lab))
-    if champion_label is None:
-        return decision(best, f"{best} (rank {ranks[best]:.3f}) is the first champion")
-    if champion_label == best:
-        return decision(None, f"{best} (rank {ranks[best]:.3f}) is already champion")
-    if champion_label not in ranks:
-        return decision(
-            best, f"champion {champion_label} has no stored metrics; {best} replaces it"
-        )
-    r_new, r_old = ranks[best], ranks[champion_label]
-    cis = vs_champion or {}
-    compared = sorted(b for b, per in cis.items() if PROMOTION_METRIC in per)
-    sig = [b for b in compared if cis[b][PROMOTION_METRIC].a_better(PROMOTION_METRIC)]
-    ranks_text = f"{best} rank {r_new:.3f} vs champion {champion_label} rank {r_old:.3f}"
-    sig_text = (
-        f"AbsRel significantly better on {len(sig)} of {len(compared)} benchmarks"
-        + (f" ({', '.join(sig)})" if sig else "")
-        + " (paired bootstrap CI excludes 0)"
-    )
-    if r_new > r_old:
-        return decision(None, f"keep champion: {ranks_text} (worse)", sig, compared)
-    if r_new == r_old:
-        return decision(
-            None, f"keep champion: {ranks_text} (a tie keeps the champion)", sig, compared
-        )
-    if not compared:
-        return decision(
-            None,
-            f"keep champion: {ranks_text}, but no per-image metrics of both to test significance",
-        )
-    if not half_or_more(len(sig), len(compared)):
-        return decision(
-            None, f"keep champion: {ranks_text} but {sig_text}; at least half needed", sig, compared
-        )
-    return decision(best, f"promote {best}: {ranks_text} and {sig_text}", sig, compared)

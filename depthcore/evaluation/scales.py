@@ -21,11 +21,12 @@ from depthcore.config import to_dict
 from depthcore.data.features import FeatureDataset
 from depthcore.device import resolve_device
 from depthcore.errors import DataError
+from depthcore.evaluation.exposure import CSV_HEADER, MODES, ExposureGap, exposure_batch
 from depthcore.evaluation.metrics import compute_metrics
 from depthcore.io import atomic_path, write_text_atomic
 from depthcore.models.ablation import prefix_variants
 from depthcore.models.checkpoint import checkpoint_kind, load_model
-from depthcore.models.generate import SamplingConfig, generate, sampling_for
+from depthcore.models.generate import DECODINGS, SamplingConfig, generate, sampling_for
 from depthcore.models.regression import REGRESSION_KIND, load_regression
 from depthcore.spaces import rgb_to_model
 from depthcore.viz import save_strip_figure
@@ -95,27 +96,100 @@ def validate_scales(
         scales_KBHW = predict(batch)
         if scales_KBHW.shape[0] != len(labels):
             raise ValueError(f"{scales_KBHW.shape[0]} scales predicted for {len(labels)} labels")
-        for j in range(scales_KBHW.shape[1]):
-            depth_SS = batch["depth_SS"][j].numpy()
-            mask_SS = batch["mask_SS"][j].numpy()
-            if not mask_SS.any():
-                continue
-            aligned_K = [
-                align_lsq(p, depth_SS, mask_SS, space, *VAL_DEPTH_RANGE) for p in scales_KBHW[:, j]
-            ]
-            per_frame_K.append(
-                [compute_metrics(a, depth_SS, mask_SS)["abs_rel"] for a in aligned_K]
-            )
+        for j, aligned_K, abs_rel_K in score_scales(scales_KBHW, batch, space):
+            per_frame_K.append(abs_rel_K)
             if figures_dir is not None and start + j < num_figures:
+                depth_SS, mask_SS = batch["depth_SS"][j].numpy(), batch["mask_SS"][j].numpy()
                 save_strip_figure(
                     figures_dir / f"scales_{start + j:03d}.png",
                     batch["rgb_3SS"][j].permute(1, 2, 0).numpy(),
                     [*aligned_K, np.where(mask_SS, depth_SS, np.nan)],
                     [*labels, "ground truth"],
                 )
+    return _mean_over_frames(per_frame_K, val_set)
+
+
+def score_scales(
+    scales_KBHW: np.ndarray, batch: dict[str, torch.Tensor], space: str
+) -> list[tuple[int, list[np.ndarray], list[float]]]:
+    """Per frame with valid depth: (index in batch, aligned prediction and AbsRel per scale).
+
+    Each scale's prediction is aligned by least squares in the model's space to the
+    frame's valid depth (at model resolution), then scored.
+    """
+    out = []
+    for j in range(scales_KBHW.shape[1]):
+        depth_SS = batch["depth_SS"][j].numpy()
+        mask_SS = batch["mask_SS"][j].numpy()
+        if not mask_SS.any():
+            continue
+        aligned_K = [
+            align_lsq(p, depth_SS, mask_SS, space, *VAL_DEPTH_RANGE) for p in scales_KBHW[:, j]
+        ]
+        out.append(
+            (j, aligned_K, [compute_metrics(a, depth_SS, mask_SS)["abs_rel"] for a in aligned_K])
+        )
+    return out
+
+
+def _mean_over_frames(per_frame_K: list[list[float]], val_set: FeatureDataset) -> list[float]:
     if not per_frame_K:
         raise DataError(f"{val_set.path}: no validation frame has valid depth pixels")
     return [float(v) for v in np.mean(np.asarray(per_frame_K), axis=0)]
+
+
+@torch.no_grad()
+def exposure_gaps(
+    vae: torch.nn.Module,
+    var: torch.nn.Module,
+    val_set: FeatureDataset,
+    *,
+    space: str,
+    seed: int = 0,
+    decodings: tuple[str, ...] = DECODINGS,
+    max_frames: int = 0,
+    batch_size: int = 8,
+    device: torch.device | str = "cpu",
+) -> dict[str, ExposureGap]:
+    """The exposure gap (:mod:`depthcore.evaluation.exposure`) under each decoding.
+
+    Per scale, the validation loss (mean over frames) and AbsRel (mean over frames with
+    valid depth, scored as :func:`validate_scales`) with teacher-forced and own inputs.
+    """
+    n = len(val_set) if max_frames <= 0 else min(len(val_set), max_frames)
+    if n == 0:
+        raise DataError(f"{val_set.path}: no validation frames")
+    gaps = {}
+    for decoding in decodings:
+        sampling = sampling_for(decoding, seed)
+        generator = torch.Generator(device=device).manual_seed(seed)
+        loss_sum = {mode: 0.0 for mode in MODES}
+        frames: dict[str, list[list[float]]] = {mode: [] for mode in MODES}
+        for start in range(0, n, batch_size):
+            batch = val_set.get_batch(list(range(start, min(n, start + batch_size))))
+            measured = exposure_batch(
+                vae, var, batch["prefix_LC"].to(device), batch["fD_Chw"].to(device).float(),
+                sampling, generator, rgb_to_model(batch["rgb_3SS"].to(device)),
+            )  # fmt: skip
+            for mode, (loss_K, pred_KBHW) in measured.items():
+                loss_sum[mode] = loss_sum[mode] + loss_K.cpu().double() * len(batch["prefix_LC"])
+                scored = score_scales(pred_KBHW.float().cpu().numpy(), batch, space)
+                frames[mode] += [abs_rel_K for _, _, abs_rel_K in scored]
+        gaps[decoding] = ExposureGap(
+            decoding=decoding,
+            patch_nums=list(vae.v_patch_nums),
+            loss={mode: [float(v) / n for v in loss_sum[mode]] for mode in MODES},
+            abs_rel={mode: _mean_over_frames(frames[mode], val_set) for mode in MODES},
+        )
+    return gaps
+
+
+def write_exposure(folder: Path, gaps: dict[str, ExposureGap]) -> None:
+    """``<folder>/<decoding>.csv`` per decoding (for ``dvc plots``), replaced atomically."""
+    with atomic_path(folder) as tmp:
+        tmp.mkdir(parents=True)
+        for decoding, gap in gaps.items():
+            (tmp / f"{decoding}.csv").write_text("\n".join([CSV_HEADER, *gap.csv_rows()]) + "\n")
 
 
 @torch.no_grad()
@@ -204,7 +278,9 @@ class ScalesSettings(Protocol):
 
 
 def run_scales(cfg: ScalesSettings, objective: str) -> dict[str, Any]:
-    """The scales stage: ``scales.csv``, ``scales.json`` and ``figures/`` of one trained model.
+    """The scales stage: ``scales.csv``, ``scales.json``, ``figures/`` and ``exposure/`` of one
+    trained model (``exposure/<decoding>.csv``: the exposure gap per scale; empty for the
+    regression baseline).
 
     Reads ``<out_dir>/<objective>/model.safetensors`` and the validation features
     the model was trained beside; writes next to the model. The regression baseline
@@ -227,9 +303,8 @@ def run_scales(cfg: ScalesSettings, objective: str) -> dict[str, Any]:
         predict = var_scales(loaded.vae.eval(), loaded.var.eval(), device, sampling)
         patch_nums = list(loaded.vae.v_patch_nums)
         labels = [f"{pn}x{pn}" for pn in patch_nums]
-    val_set = FeatureDataset(
-        Path(cfg.features_dir) / f"{cfg.val_split}.h5", fields=("prefix", "rgb", "depth", "mask")
-    )
+    fields = ("prefix", "rgb", "depth", "mask") + (("fD",) if loaded is not None else ())
+    val_set = FeatureDataset(Path(cfg.features_dir) / f"{cfg.val_split}.h5", fields=fields)
     space = str(val_set.attrs.get("space"))
     with atomic_path(out_dir / "figures") as figures:
         figures.mkdir(parents=True)
@@ -244,6 +319,13 @@ def run_scales(cfg: ScalesSettings, objective: str) -> dict[str, Any]:
                 loaded.vae, loaded.var, val_set, space=space, sampling=sampling,
                 max_frames=cfg.val_frames, device=device,
             )  # fmt: skip
+    gaps = {}  # the regression baseline has no token inputs to teacher-force
+    if loaded is not None:
+        gaps = exposure_gaps(
+            loaded.vae, loaded.var, val_set, space=space, seed=cfg.seed,
+            max_frames=cfg.val_frames, batch_size=cfg.val_batch_size, device=device,
+        )  # fmt: skip
+    write_exposure(out_dir / "exposure", gaps)
     write_scales_csv(out_dir / "scales.csv", patch_nums, abs_rel_K)
     first, last = abs_rel_K[0], abs_rel_K[-1]
     summary = {
@@ -254,6 +336,8 @@ def run_scales(cfg: ScalesSettings, objective: str) -> dict[str, Any]:
         "refinement_gain": (first - last) / first if first > 0 else float("nan"),
         "val_abs_rel_per_scale": abs_rel_K,
         "prefix_ablation": ablation,
+        # per decoding and scale: loss/AbsRel with teacher-forced vs own inputs (exposure.py)
+        "exposure_gap": {decoding: gap.to_json() for decoding, gap in gaps.items()} or None,
         "patch_nums": patch_nums,
         "decoding": "one pass" if loaded is None else sampling.decoding,
         "config": to_dict(cfg),

@@ -144,7 +144,9 @@ def version_description(
         f"**{standing.label}**: objective `{standing.objective}`, registered round of {date}.",
         "",
         f"Rank **{standing.rank:.3f}** of {standing.num_candidates} candidates "
-        f"(mean rank over benchmarks x metrics; 1 is best). {_headline_text(standing.headline)}.",
+        "(mean rank over benchmarks x metrics among this round's models and the champion, "
+        "a difference inside its paired bootstrap interval a tie; 1 is best). "
+        f"{_headline_text(standing.headline)}.",
         "",
         _verdict(standing.label, decision),
         "",

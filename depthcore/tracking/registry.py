@@ -8,12 +8,16 @@ promotion (a copy of the winning candidate version), and its ``champion`` alias 
 teacher-forcing champion shows as ``var-tf-tiny/v1`` on the product page, whose
 description says why it is champion (:mod:`depthcore.tracking.describe`).
 
-Ranking is relative (the DepthART paper's rank metric), so each round recomputes the
-ranks of *all* candidates: this round's models, every version registered before (from
-the metrics stored in its run) and the reference predictors. The alias moves only when
-this round's best has a strictly lower rank than the current champion in that same
-table, so a worse retrain never demotes a good model. Each round is also an MLflow run
-(``register``) holding the rank table and the decision.
+Ranking is relative (the DepthART paper's rank metric), and only evidence moves the
+champion (:mod:`depthcore.evaluation.champion`): each round ranks this round's models and
+the sitting champion among themselves, a difference inside its paired bootstrap interval
+counting as a tie; every version registered before (from the metrics and per-image table
+stored in its run) and the reference predictors are shown beside them, each ranked as if
+added alone. The alias moves only when this round's best has a strictly lower rank than
+the champion and a significant AbsRel win on at least half of the benchmarks; a tie keeps
+the champion, a tie between new models is broken by the bootstrap or not at all, and the
+first champion must beat the best content-free reference. Each round is also an MLflow
+run (``register``) holding the rank table and the decision.
 
 MLflow is imported inside functions only: ``import depthcore`` stays free of it.
 """
@@ -27,8 +31,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from depthcore.errors import DataError, DepthcoreError
+from depthcore.evaluation.champion import (
+    PROMOTION_METRIC,
+    PairCIs,
+    beside_ranks,
+    decide_promotion,
+    evidence_ranks,
+    pair_cis,
+)
 from depthcore.evaluation.comparison import (
-    DiffCI,
     PerImage,
     compare,
     compare_all,
@@ -39,8 +50,7 @@ from depthcore.evaluation.ranking import (
     Candidate,
     NestedMetrics,
     check_metrics,
-    compute_ranks,
-    decide_promotion,
+    rank_axes,
     rank_markdown,
     read_metrics,
 )
@@ -196,7 +206,7 @@ def current_champion(client: MlflowClient, name: str, alias: str) -> str | None:
     return mv.tags.get(TAG_SOURCE) or version_label(name, mv.version)
 
 
-def champion_per_image(client: MlflowClient, label: str, alignment: str) -> PerImage:
+def version_per_image(client: MlflowClient, label: str, alignment: str) -> PerImage:
     """The per-image metrics a registered version's run logged (empty when it has none)."""
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -217,22 +227,25 @@ def _compare_round(
     client: MlflowClient,
     cfg: RegisterConfig,
     per_image: Mapping[str, Path],
-    new_labels: list[str],
-    champion: str | None,
-) -> tuple[list[dict[str, Any]], dict[str, dict[str, dict[str, DiffCI]]]]:
-    """Paired bootstrap of every pair of this round's candidates (and the champion), and of
-    each new version against the champion (AbsRel, the promotion metric)."""
+    pool: list[str],
+    past: list[str],
+) -> tuple[list[dict[str, Any]], PairCIs]:
+    """Paired bootstrap of every pair of this round's candidates, the champion and the
+    references (the comparison document), plus each past version against the pool (for its
+    rank beside it); returns the document's pairs and every interval as :data:`PairCIs`."""
     tables = {label: read_per_image(path, cfg.alignment) for label, path in per_image.items()}
-    if champion is not None and champion not in tables:
-        tables[champion] = champion_per_image(client, champion, cfg.alignment)
+    for label in [*pool, *past]:
+        if label not in tables:
+            tables[label] = version_per_image(client, label, cfg.alignment)
     boot = _boot(cfg)
-    pairs = compare_all({k: v for k, v in tables.items() if v}, cfg.rank_metrics, **boot)
-    vs_champion = {
-        label: compare(tables[label], tables[champion], ["abs_rel"], **boot)
-        for label in new_labels
-        if champion and label != champion and tables.get(label) and tables.get(champion)
-    }
-    return pairs, vs_champion
+    shown = {k: v for k, v in tables.items() if v and k not in past}
+    pairs = compare_all(shown, cfg.rank_metrics, **boot)
+    beside = [
+        {"a": old, "b": label, "benchmarks": compare(tables[old], tables[label],
+                                                      cfg.rank_metrics, **boot)}
+        for old in past if tables[old] for label in pool if tables[label]
+    ]  # fmt: skip
+    return pairs, pair_cis(pairs + beside)
 
 
 def _boot(cfg: RegisterConfig) -> dict[str, Any]:
@@ -256,28 +269,40 @@ def run_round(
     new_labels = {m.objective: register_new(client, m, log_model) for m in new_models}
     candidates = registered_candidates(client)
     ref_runs = {ref: runs.reference_run(client, cfg.experiment, ref) for ref in references}
+    ref_labels = [f"{REFERENCE_PREFIX}{ref}" for ref in references]
     candidates += [
-        Candidate(name=f"{REFERENCE_PREFIX}{ref}", metrics=metrics, objective="reference")
-        for ref, (metrics, _) in references.items()
+        Candidate(name=label, metrics=metrics, objective="reference")
+        for label, (metrics, _) in zip(ref_labels, references.values(), strict=True)
     ]
-    ranks = compute_ranks(candidates, cfg.alignment, cfg.rank_metrics)
+    by_name = {c.name: c for c in candidates}
+    before = current_champion(client, cfg.registered_model, cfg.alias)
+    labels = list(new_labels.values())
+    # the ranked pool: this round's candidates and the sitting champion (champion.py)
+    pool = list(dict.fromkeys(labels + ([before] if before in by_name else [])))
+    others = [c.name for c in candidates if c.name not in pool]
+    per_image = {new_labels[m.objective]: m.per_image for m in new_models}
+    per_image |= {f"{REFERENCE_PREFIX}{ref}": path for ref, (_, path) in references.items()}
+    past = [name for name in others if name not in per_image]
+    pairs, cis = _compare_round(client, cfg, per_image, pool, past)
+    benches, metrics = rank_axes([by_name[n] for n in pool], cfg.alignment, cfg.rank_metrics)
+    ranks = evidence_ranks(pool, benches, metrics, cis)
+    ranks |= beside_ranks(pool, others, benches, metrics, cis)
     standings = {
         c.name: Standing(
             c.name,
             c.objective or "-",
             ranks[c.name],
-            len(candidates),
+            len(pool) + (c.name not in pool),
             headline_metrics(c.metrics, cfg.alignment),
-        )  # fmt: skip
+        )
         for c in candidates
     }
-    before = current_champion(client, cfg.registered_model, cfg.alias)
-    per_image = {new_labels[m.objective]: m.per_image for m in new_models}
-    per_image |= {f"{REFERENCE_PREFIX}{ref}": path for ref, (_, path) in references.items()}
-    labels = list(new_labels.values())
-    pairs, vs_champion = _compare_round(client, cfg, per_image, labels, before)
-    challenger = min(labels, key=lambda lab: (ranks[lab], lab)) if labels else None
-    rule = decide_promotion(ranks, labels, before, vs_champion.get(challenger or ""))
+    rule = decide_promotion(ranks, labels, before, cis, ref_labels)
+    vs_champion = {
+        label: {b: {PROMOTION_METRIC: per[PROMOTION_METRIC]}
+                for b, per in cis.get((label, before), {}).items() if PROMOTION_METRIC in per}
+        for label in labels if before and label != before
+    }  # fmt: skip
     decision = Decision(rule.promote, rule.reason, rule.winner, rule.challenger)
     log.info("champion: %s", rule.reason)
     after = rule.winner or before
@@ -305,7 +330,10 @@ def run_round(
         promoted=rule.promote,
         reason=rule.reason,
         decision=rule.to_json(),
-        table_md=rank_markdown(candidates, ranks, cfg.alignment, cfg.rank_metrics, after),
+        ranked=pool,
+        table_md=rank_markdown(
+            candidates, ranks, cfg.alignment, cfg.rank_metrics, after, ranked=pool
+        ),
         comparison_md=comparison_md,
         comparison=comparison,
     )

@@ -67,6 +67,9 @@ class RoundResult:
     promoted: bool
     reason: str
     decision: dict[str, Any] = field(default_factory=dict)
+    # the pool ``ranks`` ranked together (this round's models and the champion); the other
+    # labels in ``ranks`` (past versions, references) were ranked beside it, each alone
+    ranked: list[str] = field(default_factory=list)
     register_run_id: str = ""
     register_experiment_id: str = ""
     table_md: str = field(repr=False, default="")

@@ -62,7 +62,8 @@ def _log(
 
 
 def read_scales(path: Path) -> dict[str, float]:
-    """The scales stage's per-scale AbsRel as ``val_abs_rel_scale_<n>x<n>`` plus its summary."""
+    """The scales stage's per-scale AbsRel as ``val_abs_rel_scale_<n>x<n>`` plus its summary,
+    and the exposure gap as ``exposure_<decoding>_<key>_scale_<n>x<n>``."""
     if not path.is_file():
         return {}
     try:
@@ -71,6 +72,10 @@ def read_scales(path: Path) -> dict[str, float]:
         out = {scale_metric_name("val_abs_rel", pn): float(v) for pn, v in per_scale}
         out["val_abs_rel"] = float(data["val_abs_rel"])
         out["refinement_gain"] = float(data["refinement_gain"])
+        for decoding, gap in (data.get("exposure_gap") or {}).items():  # exposure.py
+            for key in ("loss_gap", "abs_rel_gap", "abs_rel_teacher_forced", "abs_rel_own"):
+                for pn, v in zip(gap["patch_nums"], gap[key], strict=True):
+                    out[scale_metric_name(f"exposure_{decoding}_{key}", pn)] = float(v)
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise DataError(f"{path}: not a scales summary ({exc})") from exc
     return out

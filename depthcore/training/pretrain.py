@@ -1,6 +1,15 @@
-"""Pretraining the transformer on next-scale modelling of the RGB frames' own tokens.
+"""The shared start of both depth objectives: a pretraining stage, on RGB or depth tokens.
 
-Why (docs/learning.md, issue 15): a from-scratch transformer spends its whole CPU budget
+``target`` picks what the stage models (both teacher-forced next-scale cross-entropy):
+
+- ``depth`` (the default, issue 24): VAR teacher forcing on the depth features, exactly
+  what the ``var_tf`` objective trains. DepthART and VAR-TF then both start from these
+  weights (``train.init_pretrain``) and each trains the same number of steps under the
+  same schedule, so their head-to-head is two fine-tunings of one start, as in the paper
+  (both from ImageNet VAR d16); docs/fairness.md says why.
+- ``rgb``: the RGB frames' own multi-scale tokens (below).
+
+Why RGB (docs/learning.md, issue 15): a from-scratch transformer spends its whole CPU budget
 learning the depth codes' marginals before it reads the image prefix; the official
 DepthART starts from VAR d16 pretrained on ImageNet. This stage gives ours a start of its
 own: teacher-forced next-scale cross-entropy whose TARGETS are the RGB frame's own
@@ -22,7 +31,6 @@ features stage makes to build the prefix, so prefix and targets agree token for 
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,16 +38,20 @@ import torch
 
 from depthcore.config import frozen, param
 from depthcore.models.vqvae import VQVAE
+from depthcore.run_logger import RunLogger
 from depthcore.spaces import rgb_to_model
+from depthcore.training.distributed import DistInfo
 from depthcore.training.launch import claim_checkpoints, run_fingerprint
 from depthcore.training.runner import build_trainer, run_training
 from depthcore.training.teacher_forcing import teacher_forcing_loss
 from depthcore.training.train_config import TrainConfig
 from depthcore.training.trainer import LossInputs, Trainer
 
-#: The pretraining objective's name (its loss is teacher forcing on the RGB tokens).
+#: The pretraining objectives' names (both losses are teacher forcing, on RGB / depth tokens).
 RGB_NEXT_SCALE = "rgb_next_scale"
+DEPTH_TEACHER_FORCING = "depth_teacher_forcing"
 PREFIX_MODES = ("zero", "image")
+TARGETS = ("depth", "rgb")
 
 
 @frozen
@@ -52,6 +64,8 @@ class PretrainConfig(TrainConfig):
 
     out_dir: str = "models/pretrain"
     prefix: Literal["zero", "image"] = param("image", choices=PREFIX_MODES)
+    # depth: teacher-forced depth warm-up (the var_tf loss); rgb: the RGB frames' tokens
+    target: Literal["depth", "rgb"] = param("rgb", choices=TARGETS)
     # 0: write the initial weights (init_var's, or the seeded random init) untrained, for
     # profiles that start from pretrained weights of their own (d16: var_d16.pth)
     steps: int = param(300, ge=0)
@@ -93,8 +107,12 @@ class PretrainTrainer(Trainer):
         if self.prefix_mode == "zero":
             prefix_BLC = torch.zeros_like(prefix_BLC)
             rgb_B3HW = None if rgb_B3HW is None else torch.zeros_like(rgb_B3HW)
+        return prefix_BLC, self.target_features(batch), rgb_B3HW
+
+    def target_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The continuous features whose multi-scale tokens are the targets: the RGB's."""
         rgb_B3SS = batch["rgb_3SS"].to(self.device, non_blocking=True)
-        return prefix_BLC, rgb_features(self.vae, rgb_B3SS).float(), rgb_B3HW
+        return rgb_features(self.vae, rgb_B3SS).float()
 
     def meta(self) -> dict[str, Any]:
         """The depth trainer's meta plus the prefix mode and the tokenizer it pretrained on."""
@@ -109,14 +127,38 @@ class PretrainTrainer(Trainer):
         return str(self.train_set.attrs.get("tokenizer_sha256", ""))
 
 
-#: The pretrain stage's :data:`~depthcore.training.runner.TrainerFactory`.
-build_pretrain_trainer = functools.partial(build_trainer, trainer_cls=PretrainTrainer)
+class DepthWarmupTrainer(PretrainTrainer):
+    """``target: depth``: the same stage on the depth features' tokens, i.e. the ``var_tf``
+    objective's teacher forcing, run once as the shared start of both depth objectives."""
+
+    objectives = {DEPTH_TEACHER_FORCING: teacher_forcing_loss}
+    fields = ("fD", "prefix")
+
+    def target_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The cached depth features (as :meth:`Trainer.loss_inputs` reads them)."""
+        return batch["fD_Chw"].to(self.device, non_blocking=True)
+
+
+#: ``pretrain.target`` -> (objective name, trainer class).
+PRETRAINERS: dict[str, tuple[str, type[PretrainTrainer]]] = {
+    "rgb": (RGB_NEXT_SCALE, PretrainTrainer),
+    "depth": (DEPTH_TEACHER_FORCING, DepthWarmupTrainer),
+}
+
+
+def build_pretrain_trainer(
+    cfg: PretrainConfig, objective: str, out_dir: Path, logger: RunLogger, info: DistInfo
+) -> Trainer:
+    """The pretrain stage's :data:`~depthcore.training.runner.TrainerFactory` (by target)."""
+    trainer_cls = PRETRAINERS[cfg.target][1]
+    return build_trainer(cfg, objective, out_dir, logger, info, trainer_cls=trainer_cls)
 
 
 def run_pretraining(cfg: PretrainConfig) -> dict[str, Any]:
     """The pretrain stage: claim (or clear) its checkpoints, train, write
     ``<out_dir>/var.safetensors`` and ``<out_dir>/pretrain_metrics.json``."""
+    objective = PRETRAINERS[cfg.target][0]
     out_dir = Path(cfg.out_dir)
     if cfg.resume:
-        claim_checkpoints(out_dir / "ckpt", run_fingerprint(cfg, RGB_NEXT_SCALE))
-    return run_training(cfg, RGB_NEXT_SCALE, build_pretrain_trainer, out_dir, stage="pretrain")
+        claim_checkpoints(out_dir / "ckpt", run_fingerprint(cfg, objective))
+    return run_training(cfg, objective, build_pretrain_trainer, out_dir, stage="pretrain")

@@ -1,4 +1,4 @@
-"""Paired bootstrap intervals and the champion rule, on hand-computed cases."""
+"""Paired bootstrap intervals, on hand-computed cases (the champion rule: test_champion.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from depthcore.evaluation.comparison import (
-    DiffCI,
     compare,
     compare_all,
     comparison_document,
@@ -17,7 +16,6 @@ from depthcore.evaluation.comparison import (
     paired_bootstrap_ci,
     read_per_image,
 )
-from depthcore.evaluation.ranking import decide_promotion
 
 
 def test_a_constant_difference_has_a_zero_width_interval() -> None:
@@ -110,39 +108,6 @@ def test_compare_pairs_images_by_benchmark_and_name(tmp_path: Path) -> None:
         read_per_image(tmp_path / "missing.csv", "lsq")
 
 
-def _ci(hi: float) -> DiffCI:
-    """An AbsRel difference (challenger - champion) whose interval ends at ``hi``."""
-    return DiffCI(0.2, 0.3, hi - 0.01, hi - 0.02, hi, 48)
-
-
-def _vs(*highs: float) -> dict[str, dict[str, DiffCI]]:
-    return {f"b{i}": {"abs_rel": _ci(hi)} for i, hi in enumerate(highs)}
-
-
 def test_half_or_more() -> None:
     assert half_or_more(2, 4) and half_or_more(2, 3) and half_or_more(1, 1)
     assert not half_or_more(1, 4) and not half_or_more(1, 3) and not half_or_more(0, 0)
-
-
-def test_promotion_needs_better_rank_and_significant_abs_rel() -> None:
-    ranks = {"m/v1": 2.0, "m/v2": 1.5, "m/v3": 2.0}
-    # better rank, significant on 2 of 4 benchmarks: promote
-    win = decide_promotion(ranks, ["m/v2"], "m/v1", _vs(-0.01, -0.02, 0.01, 0.02))
-    assert win.promote and win.winner == "m/v2" and win.significant == ("b0", "b1")
-    assert "significantly better on 2 of 4" in win.reason
-    # better rank but significant on 1 of 4: keep
-    keep = decide_promotion(ranks, ["m/v2"], "m/v1", _vs(-0.01, 0.01, 0.01, 0.02))
-    assert not keep.promote and keep.winner is None and "at least half" in keep.reason
-    # significant everywhere but a tied rank: a tie keeps the champion
-    tie = decide_promotion(ranks, ["m/v3"], "m/v1", _vs(-0.1, -0.1, -0.1, -0.1))
-    assert not tie.promote and "tie keeps the champion" in tie.reason
-    # no per-image evidence: keep
-    blind = decide_promotion(ranks, ["m/v2"], "m/v1", None)
-    assert not blind.promote and "no per-image metrics" in blind.reason
-    # first champion, already champion, nothing new
-    assert decide_promotion(ranks, ["m/v3", "m/v2"], None).winner == "m/v2"
-    assert not decide_promotion(ranks, ["m/v1"], "m/v1").promote
-    assert decide_promotion(ranks, [], "m/v1").reason == "no new model this round"
-    data = win.to_json()
-    assert data["challenger_rank"] == 1.5 and data["champion_rank"] == 2.0
-    assert data["compared"] == ["b0", "b1", "b2", "b3"]

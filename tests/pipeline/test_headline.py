@@ -73,10 +73,19 @@ def test_per_scale_plot_draws_both_objectives_on_one_chart(tmp_path: Path) -> No
         ]  # noqa: E501
         (repo / "models" / objective).mkdir(parents=True)
         (repo / "models" / objective / "scales.csv").write_text("\n".join(rows) + "\n")
+        for decoding in ("greedy", "sample", "expected"):  # the exposure gap, per decoding
+            folder = repo / "models" / objective / "exposure"
+            folder.mkdir(exist_ok=True)
+            (folder / f"{decoding}.csv").write_text(
+                "scale,patch_num,loss_gap,abs_rel_gap\n0,1,0.0,0.0\n1,2,0.1,0.01\n"
+            )
     shown = json.loads(_dvc(repo, "plots", "show", "--json"))["data"]
-    assert list(shown) == ["per-scale AbsRel"]  # one chart ...
-    (chart,) = shown["per-scale AbsRel"]
+    assert list(shown) == ["per-scale AbsRel", "exposure gap (AbsRel)", "exposure gap (loss)"]
+    (chart,) = shown["per-scale AbsRel"]  # one chart ...
     values = chart["content"]["data"]["values"]
     curves = {v["filename"] for v in values}
     assert curves == {"depthart/scales.csv", "var_tf/scales.csv"}  # ... with both curves
     assert len(values) == 6 and chart["content"]["encoding"]["x"]["field"] == "scale"
+    for name in ("exposure gap (AbsRel)", "exposure gap (loss)"):
+        (chart,) = shown[name]  # both objectives x three decodings on one chart
+        assert len({v["filename"] for v in chart["content"]["data"]["values"]}) == 6, name

@@ -57,7 +57,11 @@ def test_champion_moves_only_for_a_better_model(client, tmp_path: Path) -> None:
     assert r2.new_versions == {"var_tf": "var-tf-tiny/v1"}
     assert not r2.promoted and r2.champion_after == "depthart-tiny/v1"
     assert _champion(client) == "depthart-tiny/v1"
-    assert r2.ranks["var-tf-tiny/v1"] == 2.0 and r2.ranks["reference:constant_plane"] == 4.0
+    # ranked against the champion only; a reference is shown beside (ranked as if added alone)
+    assert r2.ranks["var-tf-tiny/v1"] == 2.0 and r2.ranks["depthart-tiny/v1"] == 1.0
+    assert r2.ranks["reference:constant_plane"] == 3.0
+    assert "| *shown beside, not ranked with them:* |" in r2.table_md
+    assert r2.ranked == ["var-tf-tiny/v1", "depthart-tiny/v1"]
     assert _tags(client, "var-tf-tiny/v1")["objective"] == "var_tf"
     assert float(_tags(client, "var-tf-tiny/v1")["mean_abs_rel"]) == pytest.approx(0.30)
 
@@ -83,10 +87,12 @@ def test_champion_moves_only_for_a_better_model(client, tmp_path: Path) -> None:
     assert "- tum abs_rel: 0.3000 vs 0.2000, difference +0.1000" in text
     # the product model holds one version per promotion, each a copy of the winner
     assert len(client.search_model_versions("name='depthart'")) == 2
-    # ranks of earlier versions are recomputed over the grown candidate set
+    # the pool is this round's model and the champion; a past version is ranked beside them
     assert float(_tags(client, "depthart-tiny/v1")["rank"]) == 2.0
     assert float(_tags(client, "var-tf-tiny/v1")["rank"]) == 3.0
-    assert _tags(client, "depthart-tiny/v2")["rank_of"] == "5"
+    assert _tags(client, "depthart-tiny/v2")["rank_of"] == "2"
+    assert _tags(client, "var-tf-tiny/v1")["rank_of"] == "3"
+    assert "| var-tf-tiny/v1 | var_tf | (3.000) |" in r3.table_md
     assert _tags(client, "depthart-tiny/v1")["champion"] == "no"
     assert "| depthart-tiny/v2 (champion) | depthart | 1.000 |" in r3.table_md
 
@@ -179,12 +185,13 @@ def test_register_stage_reads_stage_outputs_and_writes_reports(
     assert version.tags["git_commit"] == "0123456789ab" and version.tags["champion"] == "yes"
     assert len(version.tags["params_hash"]) == 12 and version.tags["data_version"] == "unknown"
     assert "objective `depthart`" in version.description
-    assert "Rank **1.000** of 3" in version.description
+    assert "Rank **1.000** of 1" in version.description
     assert "**Promoted to champion.**" in version.description
     # the product page says who is champion and why
     product = client.get_registered_model("depthart")
     assert "**Champion: depthart-tiny/v1**" in product.description
     assert "is the first champion" in product.description
+    assert "better than the best content-free reference on 4 of 4" in product.description
     champion = client.get_model_version_by_alias("depthart", "champion")
     assert champion.tags["source"] == "depthart-tiny/v1"
     # the logged model: its name, signature and input example

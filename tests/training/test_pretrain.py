@@ -17,7 +17,9 @@ from depthcore.spaces import rgb_to_model
 from depthcore.training.distributed import DistInfo
 from depthcore.training.launch import run_fingerprint
 from depthcore.training.pretrain import (
+    DEPTH_TEACHER_FORCING,
     RGB_NEXT_SCALE,
+    DepthWarmupTrainer,
     PretrainConfig,
     PretrainTrainer,
     build_pretrain_trainer,
@@ -68,6 +70,27 @@ def test_targets_are_the_rgb_frames_own_tokens(feature_setup: Path, tmp_path: Pa
     assert not torch.equal(out.target_BL, depth_BL)  # not the depth tokens
     # the cached prefix is the same decomposition, so targets and prefix agree token for token
     torch.testing.assert_close(image_prefix(vae, rgb_B3SS), batch["prefix_LC"], atol=1e-4, rtol=0)
+
+
+def test_depth_target_is_the_var_tf_objective(feature_setup: Path, tmp_path: Path) -> None:
+    """``target: depth``: the warm-up both objectives start from is var_tf's teacher forcing."""
+    out = tmp_path / "warm"
+    cfg = PretrainConfig(**{**BASE, **_paths(feature_setup, out), "target": "depth"})
+    warm = build_pretrain_trainer(cfg, DEPTH_TEACHER_FORCING, out, NullLogger(), DistInfo())
+    assert isinstance(warm, DepthWarmupTrainer) and "fD" in warm.train_set.fields
+    tf_cfg = TrainConfig(**{**BASE, **_paths(feature_setup, tmp_path / "tf")})
+    var_tf = build_trainer(tf_cfg, "var_tf", tmp_path / "tf", NullLogger(), DistInfo())
+    batch = _first_frames(var_tf)
+    inputs, tf_inputs = warm.loss_inputs(batch), var_tf.loss_inputs(batch)
+    for mine, theirs in zip(inputs, tf_inputs, strict=True):
+        assert torch.equal(mine, theirs)
+    with torch.no_grad():  # same seed, same init: the same loss as the var_tf objective
+        a = warm.loss_fn(warm.vae, warm.var, *inputs[:2], rgb_B3HW=inputs[2])
+        b = var_tf.loss_fn(var_tf.vae, var_tf.var, *tf_inputs[:2], rgb_B3HW=tf_inputs[2])
+    assert torch.equal(a.target_BL, b.target_BL) and float(a.loss) == float(b.loss)
+    metrics = run_pretraining(cfg)
+    assert metrics["objective"] == DEPTH_TEACHER_FORCING and metrics["steps"] == 2
+    assert load_model(out / "var.safetensors").meta["objective"] == DEPTH_TEACHER_FORCING
 
 
 def test_prefix_modes(feature_setup: Path, tmp_path: Path) -> None:

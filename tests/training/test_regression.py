@@ -114,6 +114,7 @@ def test_train_stage_outputs_scales_row_and_predictor(feature_setup: Path, tmp_p
     rows = list(csv.DictReader((out / "scales.csv").open()))
     assert [int(r["patch_num"]) for r in rows] == [64]
     assert 0 < summary["val_abs_rel"] < 1 and summary["refinement_gain"] == 0
+    assert summary["exposure_gap"] is None and not any((out / "exposure").glob("[!.]*"))
     assert sorted(p.name for p in (out / "figures").glob("[!.]*")) == ["scales_000.png"]
 
     # the evaluate stage's loader dispatches on the checkpoint kind

@@ -116,6 +116,12 @@ def test_run_training_then_scales_write_outputs_and_log_to_mlflow(
     assert summary["val_abs_rel"] == pytest.approx(float(rows[-1]["abs_rel"]), abs=1e-6)
     assert 0 < summary["val_abs_rel"] < 1
     assert sorted(p.name for p in (out / "figures").glob("[!.]*")) == ["scales_000.png"]
+    # the exposure gap under every decoding, per scale (depthcore/evaluation/exposure.py)
+    assert set(summary["exposure_gap"]) == {"greedy", "sample", "expected"}
+    assert sorted(p.name for p in (out / "exposure").glob("[!.]*")) == [
+        "expected.csv", "greedy.csv", "sample.csv"]  # fmt: skip
+    gap = summary["exposure_gap"]["expected"]
+    assert gap["abs_rel_own"][-1] == pytest.approx(summary["val_abs_rel"], abs=1e-4)
 
 
 def test_torchrun_two_gloo_ranks_stay_in_sync(feature_setup: Path, tmp_path: Path) -> None:
