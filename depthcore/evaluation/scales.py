@@ -11,28 +11,49 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from depthcore.config import to_dict
+from depthcore.config import frozen, param, to_dict
 from depthcore.device import resolve_device
 from depthcore.errors import DataError
 from depthcore.evaluation.alignment import align_lsq
 from depthcore.evaluation.metrics import compute_metrics
 from depthcore.io import atomic_path, write_text_atomic
-from depthcore.models.checkpoint import checkpoint_kind, load_model
+from depthcore.models.checkpoint import load_model
 from depthcore.models.generate import SamplingConfig, generate, sampling_for
-from depthcore.models.regression import REGRESSION_KIND, load_regression
+from depthcore.models.regression import load_regression
 from depthcore.spaces import rgb_to_model
 from depthcore.training.feature_cache import FeatureDataset
 from depthcore.training.losses import prefix_variants
-from depthcore.training.train_config import TrainConfig
 from depthcore.viz import save_strip_figure
 
 #: Aligned validation predictions are clipped to this depth range (metres).
 VAL_DEPTH_RANGE = (1e-3, 1e3)
+
+
+@frozen
+class ScalesConfig:
+    """The ``scales`` section of params.yaml: what only the scales stage reads.
+
+    Its own section, so that editing the figures, the frames scored or the decoding
+    reruns the scales stage and never a training.
+    """
+
+    models_dir: str = "models"  # reads <models_dir>/<objective>/model.safetensors, writes beside
+    features_dir: str = "data/features"  # <features_dir>/<split>.h5 from the features stage
+    split: str = "val"
+    frames: int = param(16, ge=0)  # frames scored (0 = all), also by the prefix ablation
+    batch_size: int = param(8, gt=0)
+    # how tokens are decoded: greedy | sample | expected (as evaluate.decoding)
+    decoding: Literal["greedy", "sample", "expected"] = "expected"
+    figures: bool = True  # per-scale refinement PNGs of the first frames
+    num_figures: int = param(2, ge=0)
+    seed: int = 0  # the sampling seed (decoding: sample)
+    device: str = "auto"  # auto | cpu | cuda
+    num_threads: int = param(0, ge=0)  # torch intra-op threads; 0 = torch default
 
 
 #: One validation batch (FeatureDataset fields) -> the cumulative prediction after each
@@ -175,20 +196,26 @@ def write_scales_csv(path: Path, patch_nums: list[int], abs_rel_K: list[float]) 
     write_text_atomic(path, "\n".join(rows) + "\n")
 
 
-def run_scales(cfg: TrainConfig, objective: str) -> dict[str, Any]:
+def run_scales(
+    cfg: ScalesConfig, objective: str, kind: Literal["generate", "one_pass"]
+) -> dict[str, Any]:
     """The scales stage: ``scales.csv``, ``scales.json`` and ``figures/`` of one trained model.
 
-    Reads ``<out_dir>/<objective>/model.safetensors`` and the validation features
-    the model was trained beside; writes next to the model. The regression baseline
-    has one scale (its full-resolution prediction): a one-row curve, its final AbsRel.
+    Reads ``<models_dir>/<objective>/model.safetensors`` and the validation features the
+    model was trained beside; writes next to the model. ``kind`` is the objective's scales
+    kind (its registry entry): ``generate`` scores the prediction after each scale of
+    generation and ablates the prefix; ``one_pass`` (the regression baseline) has one
+    scale, its full-resolution prediction: a one-row curve, its final AbsRel.
     """
+    if kind not in ("generate", "one_pass"):
+        raise ValueError(f"unknown scales kind {kind!r} (generate or one_pass)")
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     device = resolve_device(cfg.device)
-    sampling = sampling_for(cfg.val_decoding, cfg.seed)
-    out_dir = Path(cfg.out_dir) / objective
+    sampling = sampling_for(cfg.decoding, cfg.seed)
+    out_dir = Path(cfg.models_dir) / objective
     checkpoint = out_dir / "model.safetensors"
-    if checkpoint_kind(checkpoint) == REGRESSION_KIND:
+    if kind == "one_pass":
         baseline = load_regression(checkpoint, map_location=device)
         predict = regression_scales(baseline.net.eval(), device)
         patch_nums = [baseline.config.image_size]
@@ -200,21 +227,21 @@ def run_scales(cfg: TrainConfig, objective: str) -> dict[str, Any]:
         patch_nums = list(loaded.vae.v_patch_nums)
         labels = [f"{pn}x{pn}" for pn in patch_nums]
     val_set = FeatureDataset(
-        Path(cfg.features_dir) / f"{cfg.val_split}.h5", fields=("prefix", "rgb", "depth", "mask")
+        Path(cfg.features_dir) / f"{cfg.split}.h5", fields=("prefix", "rgb", "depth", "mask")
     )
     space = str(val_set.attrs.get("space"))
     with atomic_path(out_dir / "figures") as figures:
         figures.mkdir(parents=True)
         abs_rel_K = validate_scales(
             predict, labels, val_set, space=space,
-            max_frames=cfg.val_frames, batch_size=cfg.val_batch_size,
+            max_frames=cfg.frames, batch_size=cfg.batch_size,
             figures_dir=figures, num_figures=cfg.num_figures if cfg.figures else 0,
         )  # fmt: skip
         ablation = None  # the regression baseline has no image prefix to ablate
         if loaded is not None:
             ablation = prefix_ablation(
                 loaded.vae, loaded.var, val_set, space=space, sampling=sampling,
-                max_frames=cfg.val_frames, device=device,
+                max_frames=cfg.frames, device=device,
             )  # fmt: skip
     write_scales_csv(out_dir / "scales.csv", patch_nums, abs_rel_K)
     first, last = abs_rel_K[0], abs_rel_K[-1]

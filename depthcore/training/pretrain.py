@@ -28,10 +28,11 @@ from typing import Any, Literal
 
 import torch
 
-from depthcore.config import frozen, param
+from depthcore.config import TrackingConfig, frozen, param
 from depthcore.models.vqvae import VQVAE
 from depthcore.spaces import rgb_to_model
 from depthcore.training.launch import claim_checkpoints, run_fingerprint
+from depthcore.training.objectives import Objective
 from depthcore.training.runner import build_trainer, run_training
 from depthcore.training.teacher_forcing import teacher_forcing_loss
 from depthcore.training.train_config import TrainConfig
@@ -50,7 +51,7 @@ class PretrainConfig(TrainConfig):
     folder per objective.
     """
 
-    out_dir: str = "models/pretrain"
+    out_dir: str = param("models/pretrain", effect="outputs")
     prefix: Literal["zero", "image"] = param("image", choices=PREFIX_MODES)
     # 0: write the initial weights (init_var's, or the seeded random init) untrained, for
     # profiles that start from pretrained weights of their own (d16: var_d16.pth)
@@ -75,7 +76,8 @@ class PretrainTrainer(Trainer):
     ablation (real / zeroed / other-image prefix) then tells whether the copy path works.
     """
 
-    objectives = {RGB_NEXT_SCALE: teacher_forcing_loss}
+    #: not a registered objective of the comparison: the pretrain stage's own
+    objectives = {RGB_NEXT_SCALE: Objective(teacher_forcing_loss, "transformer", "generate")}
     fields = ("prefix", "rgb")
     model_file, metrics_file = "var.safetensors", "pretrain_metrics.json"
 
@@ -113,10 +115,13 @@ class PretrainTrainer(Trainer):
 build_pretrain_trainer = functools.partial(build_trainer, trainer_cls=PretrainTrainer)
 
 
-def run_pretraining(cfg: PretrainConfig) -> dict[str, Any]:
+def run_pretraining(cfg: PretrainConfig, tracking: TrackingConfig | None = None) -> dict[str, Any]:
     """The pretrain stage: claim (or clear) its checkpoints, train, write
-    ``<out_dir>/var.safetensors`` and ``<out_dir>/pretrain_metrics.json``."""
+    ``<out_dir>/var.safetensors`` and ``<out_dir>/pretrain_metrics.json`` (logged to
+    ``tracking``; None: not logged)."""
     out_dir = Path(cfg.out_dir)
     if cfg.resume:
         claim_checkpoints(out_dir / "ckpt", run_fingerprint(cfg, RGB_NEXT_SCALE))
-    return run_training(cfg, RGB_NEXT_SCALE, build_pretrain_trainer, out_dir, stage="pretrain")
+    return run_training(
+        cfg, RGB_NEXT_SCALE, build_pretrain_trainer, out_dir, stage="pretrain", tracking=tracking
+    )
