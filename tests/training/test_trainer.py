@@ -13,8 +13,8 @@ import pytest
 import torch
 import yaml
 
-from depthcore.errors import CheckpointError
 from depthcore.config import TrackingConfig
+from depthcore.errors import CheckpointError
 from depthcore.evaluation.scales import ScalesConfig, run_scales
 from depthcore.models import build_model, resolve_config
 from depthcore.models.checkpoint import load_model
