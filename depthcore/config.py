@@ -1,8 +1,8 @@
 """Strict loading of ``params.yaml`` sections into frozen dataclasses.
 
-Every stage reads exactly one section. A typo in a key or a value of the wrong
-type must fail loudly, naming the key, instead of silently running with a
-default: a silently ignored ``lerning_rate`` costs a whole training run.
+Every stage reads the sections of its seam (its own, and e.g. ``tracking``). A typo in
+a key or a value of the wrong type must fail loudly, naming the key, instead of silently
+running with a default: a silently ignored ``lerning_rate`` costs a whole training run.
 Likewise a value out of range (``steps: -5``, a fraction of 1.5): each field's
 bounds are declared next to it with :func:`param` and checked whenever the
 dataclass is built, from ``params.yaml`` or in code alike.

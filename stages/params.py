@@ -1,6 +1,6 @@
 """Which dataclass reads which params.yaml section, and a check of the whole file at once.
 
-Each stage loads only its own section, so a typo in another section surfaces
+Each stage loads only the sections it reads, so a typo in another section surfaces
 only when that stage runs, possibly an hour into ``dvc repro``. :func:`check_params`
 loads every section up front. Classes are named by import path and imported on
 use, so this module pulls in no stage's dependencies (torch, h5py) by itself.

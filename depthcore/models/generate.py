@@ -18,7 +18,7 @@ from depthcore.models.prefix import fhats_to_prefix
 from depthcore.models.var import DepthVAR
 from depthcore.models.vqvae import VQVAE
 
-#: The decoding names params.yaml uses (``evaluate.decoding``, ``train.val_decoding``).
+#: The decoding names params.yaml uses (``evaluate.decoding``, ``scales.decoding``).
 DECODINGS = ("greedy", "sample", "expected")
 
 
