@@ -1,8 +1,8 @@
 """Strict loading of ``params.yaml`` sections into frozen dataclasses.
 
-Every stage reads exactly one section. A typo in a key or a value of the wrong
-type must fail loudly, naming the key, instead of silently running with a
-default: a silently ignored ``lerning_rate`` costs a whole training run.
+Every stage reads the sections of its seam (its own, and e.g. ``tracking``). A typo in
+a key or a value of the wrong type must fail loudly, naming the key, instead of silently
+running with a default: a silently ignored ``lerning_rate`` costs a whole training run.
 Likewise a value out of range (``steps: -5``, a fraction of 1.5): each field's
 bounds are declared next to it with :func:`param` and checked whenever the
 dataclass is built, from ``params.yaml`` or in code alike.
@@ -41,6 +41,20 @@ class RangeError(ConfigError):
 
 
 _BOUNDS = "depthcore.bounds"
+_EFFECT = "depthcore.effect"
+
+#: What editing a field changes, declared with ``param(effect=...)``. It decides which
+#: keys are DVC params of the stages reading them (dvc.yaml lists every field whose
+#: effect is not "none"; tests/pipeline/test_params_deps.py checks it) and which are in a
+#: training's checkpoint fingerprint (those of effect "weights";
+#: :func:`depthcore.training.launch.run_fingerprint`):
+#:
+#: - ``"weights"`` (the default): what the stage computes, a trained model's weights included;
+#: - ``"outputs"``: the stage's outputs, never a model's weights (validation sizes, the
+#:   output folder): a training reruns and resumes from its final checkpoint;
+#: - ``"none"``: no output at all (where runs are logged, log and checkpoint intervals),
+#:   so no DVC param: editing it reruns nothing.
+EFFECTS = ("weights", "outputs", "none")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,15 +95,30 @@ def param(
     lt: float | None = None,
     le: float | None = None,
     choices: Sequence[Any] | None = None,
+    effect: str = "weights",
 ) -> Any:
-    """A dataclass field with declared bounds, checked by :func:`frozen` classes on creation.
+    """A dataclass field with declared bounds, checked by :func:`frozen` classes on creation,
+    and what editing it changes (``effect``, one of :data:`EFFECTS`).
 
     ``steps: int = param(300, gt=0)``; ``frac: float = param(0.03, ge=0, le=1)``;
-    ``model: str = param("tiny", choices=MODEL_CONFIGS)``. For a tuple field every
+    ``model: str = param("tiny", choices=MODEL_CONFIGS)``;
+    ``log_every: int = param(10, gt=0, effect="none")``. For a tuple field every
     item is checked.
     """
+    if effect not in EFFECTS:
+        raise ValueError(f"effect {effect!r} is not one of {list(EFFECTS)}")
     bounds = Bounds(gt, ge, lt, le, None if choices is None else tuple(choices))
-    return dataclasses.field(default=default, metadata={_BOUNDS: bounds})
+    return dataclasses.field(default=default, metadata={_BOUNDS: bounds, _EFFECT: effect})
+
+
+def field_effects(cls: Any) -> dict[str, str]:
+    """Each init field of the config dataclass ``cls`` -> its :data:`EFFECTS` entry."""
+    return {f.name: f.metadata.get(_EFFECT, "weights") for f in dataclasses.fields(cls) if f.init}
+
+
+def fields_with_effect(cls: Any, *effects: str) -> tuple[str, ...]:
+    """The init fields of ``cls`` whose effect is one of ``effects`` (declaration order)."""
+    return tuple(name for name, effect in field_effects(cls).items() if effect in effects)
 
 
 def check_bounds(obj: Any) -> None:
@@ -297,7 +326,26 @@ def frozen(cls: type[T]) -> type[T]:
     return dataclasses.dataclass(frozen=True, kw_only=True)(cls)
 
 
+@frozen
+class TrackingConfig:
+    """The ``tracking`` section: where the stages that log (pretrain, train, register) send
+    their runs, read by each of them instead of a copy per section.
+
+    Every field is bookkeeping (effect ``"none"``), a DVC param of no stage: where a run is
+    logged changes no output, as ``MLFLOW_TRACKING_URI`` (which overrides ``uri``, unseen
+    by DVC) never did. To register a round into a new store: ``dvc repro -f register``.
+    """
+
+    # how the trainings log: an MLflow run, a metrics CSV beside the model, or nothing
+    # (register always needs the MLflow store at ``uri``)
+    backend: Literal["mlflow", "csv", "none"] = param("mlflow", effect="none")
+    uri: str = param("sqlite:///mlflow.db", effect="none")  # MLFLOW_TRACKING_URI overrides
+    # the trainings' runs, the reference runs and each round's ``register`` run
+    experiment: str = param("depthart", effect="none")
+
+
 __all__ = [
+    "EFFECTS",
     "Bounds",
     "ConfigError",
     "RangeError",
@@ -309,4 +357,7 @@ __all__ = [
     "load_yaml",
     "load_section",
     "frozen",
+    "field_effects",
+    "fields_with_effect",
+    "TrackingConfig",
 ]

@@ -1,6 +1,6 @@
 """Which dataclass reads which params.yaml section, and a check of the whole file at once.
 
-Each stage loads only its own section, so a typo in another section surfaces
+Each stage loads only the sections it reads, so a typo in another section surfaces
 only when that stage runs, possibly an hour into ``dvc repro``. :func:`check_params`
 loads every section up front. Classes are named by import path and imported on
 use, so this module pulls in no stage's dependencies (torch, h5py) by itself.
@@ -22,9 +22,12 @@ SECTIONS: dict[str, str] = {
     "preprocess": "depthcore.data.hypersim.preprocess:PreprocessConfig",
     "validate": "depthcore.data.hypersim.validate:ValidateConfig",
     "tokenizer": "depthcore.training.tokenizer:TokenizerConfig",
+    "tokenizer_eval": "depthcore.evaluation.ceiling:TokenizerEvalConfig",
     "features": "depthcore.training.feature_cache:FeaturesConfig",
     "pretrain": "depthcore.training.pretrain:PretrainConfig",
     "train": "depthcore.training.trainer:TrainConfig",
+    "scales": "depthcore.evaluation.scales:ScalesConfig",
+    "tracking": "depthcore.config:TrackingConfig",
     "evaluate": "depthcore.evaluation.run:EvaluateConfig",
     "register": "depthcore.tracking.registry:RegisterConfig",
     "report": "depthcore.evaluation.report:ReportConfig",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from depthcore.config import TrackingConfig
 from depthcore.training.pretrain import PretrainConfig, run_pretraining
 from stages.common import load_section, run_stage, stage_args
 
@@ -18,7 +19,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = stage_args("Pretrain DepthVAR on next-scale modelling of the RGB tokens.", argv)
 
     def body() -> None:
-        run_pretraining(load_section("pretrain", PretrainConfig, args.params))
+        cfg = load_section("pretrain", PretrainConfig, args.params)
+        run_pretraining(cfg, load_section("tracking", TrackingConfig, args.params))
 
     run_stage("pretrain", body)
 

@@ -12,8 +12,10 @@ descriptions (:mod:`depthcore.tracking.publish`).
 
 from __future__ import annotations
 
+from depthcore.config import ConfigError, TrackingConfig
 from depthcore.tracking.headline import round_headline, write_headline
 from depthcore.tracking.registry import RegisterConfig, register_round
+from depthcore.training.objectives import REGISTRY
 from stages.common import load_section, run_stage, stage_args
 
 
@@ -22,7 +24,14 @@ def main(argv: list[str] | None = None) -> None:
 
     def body() -> None:
         cfg = load_section("register", RegisterConfig, args.params)
-        result = register_round(cfg)
+        unknown = sorted(set(cfg.objectives) - set(REGISTRY))
+        if unknown:
+            raise ConfigError(
+                f"{args.params}: register.objectives: {unknown} not registered "
+                f"(depthcore.training.objectives: {sorted(REGISTRY)})"
+            )
+        tracking = load_section("tracking", TrackingConfig, args.params)
+        result = register_round(cfg, tracking=tracking)
         write_headline(cfg.out_dir, round_headline(cfg, result))
         print(result.table_md)
         print(result.reason)

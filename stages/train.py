@@ -4,8 +4,10 @@
 writes ``<train.out_dir>/<objective>/{model.safetensors,train_metrics.json,
 mlflow_run.json,ckpt/}``. ``depthart`` and ``var_tf`` train the transformer with that
 objective; ``regression`` trains the timm regression baseline on the same frames
-with the same steps, batch and optimiser. Under ``torchrun --nproc_per_node N -m
-stages.train ...`` the same command trains data-parallel. Resuming and the checkpoint
+with the same steps, batch and optimiser (the objectives: the registry
+:mod:`depthcore.training.objectives`). Reads the ``train`` and ``tracking`` sections.
+Under ``torchrun --nproc_per_node N -m stages.train ...`` the same command trains
+data-parallel. Resuming and the checkpoint
 fingerprint: :mod:`depthcore.training.launch`.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from depthcore.config import TrackingConfig
 from depthcore.training.launch import TRAINERS, train_objective
 from depthcore.training.train_config import TrainConfig
 from stages.common import load_section, run_stage, stage_args
@@ -29,7 +32,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
 
     def body() -> None:
-        train_objective(load_section("train", TrainConfig, args.params), args.objective)
+        cfg = load_section("train", TrainConfig, args.params)
+        tracking = load_section("tracking", TrackingConfig, args.params)
+        train_objective(cfg, args.objective, tracking)
 
     run_stage(f"train-{args.objective}", body)
 

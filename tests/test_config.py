@@ -60,3 +60,23 @@ def test_load_section_names_the_file(tmp_path: Path) -> None:
         load_section("evaluate", Train, params)
     with pytest.raises(ConfigError, match="not found"):
         load_section("train", Train, tmp_path / "missing.yaml")
+
+
+def test_effects_are_declared_per_field_and_checked() -> None:
+    """What a field changes (param(effect=...)): dvc.yaml and the checkpoint fingerprint
+    are derived from it; a typo in an effect is refused when the class is defined."""
+    from depthcore.config import TrackingConfig, field_effects, fields_with_effect, frozen, param
+
+    @frozen
+    class Section:
+        lr: float = 1e-3
+        val_frames: int = param(16, ge=0, effect="outputs")
+        log_every: int = param(10, gt=0, effect="none")
+
+    assert field_effects(Section) == {"lr": "weights", "val_frames": "outputs", "log_every": "none"}
+    assert fields_with_effect(Section, "weights", "outputs") == ("lr", "val_frames")
+    assert fields_with_effect(TrackingConfig, "none") == ("backend", "uri", "experiment")
+    with pytest.raises(ValueError, match="effect 'output' is not one of"):
+        param(1, effect="output")
+    with pytest.raises(ConfigError, match="tracking.backend: 'wandb' is not one of"):
+        from_dict(TrackingConfig, {"backend": "wandb"}, "tracking")

@@ -20,23 +20,22 @@ from typing import Any
 from depthcore.config import load_section
 from depthcore.data.features import FeatureDataset
 from depthcore.evaluation.run import EvaluateConfig, run_evaluation
-from depthcore.evaluation.scales import validate_scales, var_scales
+from depthcore.evaluation.scales import ScalesConfig, validate_scales, var_scales
 from depthcore.io import write_text_atomic
 from depthcore.models.checkpoint import load_model
 from depthcore.models.generate import DECODINGS, sampling_for
 from depthcore.predict.predictor import load_depth_model
-from depthcore.training.train_config import TrainConfig
 
 
 def score(
-    objective: str, decoding: str, train: TrainConfig, evaluate: EvaluateConfig
+    objective: str, decoding: str, scales: ScalesConfig, evaluate: EvaluateConfig
 ) -> dict[str, Any]:
     """Per-scale val AbsRel (all val frames) and lsq AbsRel per benchmark of one model."""
-    checkpoint = Path(train.out_dir) / objective / "model.safetensors"
+    checkpoint = Path(scales.models_dir) / objective / "model.safetensors"
     sampling = sampling_for(decoding, evaluate.seed)
     loaded = load_model(checkpoint, map_location="cpu")
     val = FeatureDataset(
-        Path(train.features_dir) / f"{train.val_split}.h5",
+        Path(scales.features_dir) / f"{scales.split}.h5",
         fields=("prefix", "rgb", "depth", "mask"),
     )
     labels = [f"{pn}x{pn}" for pn in loaded.vae.v_patch_nums]
@@ -66,13 +65,13 @@ def main() -> None:
     ap.add_argument("--decodings", nargs="+", default=list(DECODINGS), choices=DECODINGS)
     ap.add_argument("--out", default="")
     args = ap.parse_args()
-    train = load_section("train", TrainConfig, args.params)
+    scales = load_section("scales", ScalesConfig, args.params)
     evaluate = load_section("evaluate", EvaluateConfig, args.params)
     result: dict[str, Any] = {"params": args.params}
     for objective in args.objectives:
         result[objective] = {}
         for decoding in args.decodings:
-            result[objective][decoding] = score(objective, decoding, train, evaluate)
+            result[objective][decoding] = score(objective, decoding, scales, evaluate)
             print(objective, decoding, json.dumps(result[objective][decoding]), flush=True)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

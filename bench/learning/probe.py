@@ -131,8 +131,8 @@ def main() -> None:
         train_kw["prefix"] = args.prefix
     with tempfile.TemporaryDirectory() as tmp:
         cfg = (PretrainConfig if pretraining else TrainConfig)(
-            tokenizer=args.tokenizer, features_dir=str(feats), out_dir=tmp, tracking="none",
-            resume=False, figures=False, ckpt_every=0, val_frames=args.eval_frames, **train_kw,
+            tokenizer=args.tokenizer, features_dir=str(feats), out_dir=tmp,
+            resume=False, ckpt_every=0, val_frames=args.eval_frames, **train_kw,
         )  # fmt: skip
         model_cfg = resolve_config(cfg.model, var=_parse_sets(args.set))
         torch.manual_seed(cfg.seed)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from depthcore.alignment import fit_scale_shift
-from depthcore.config import to_dict
+from depthcore.config import frozen, param, to_dict
 from depthcore.data.frames import frame_at_size
 from depthcore.data.shards import ShardDataset
 from depthcore.data.transforms import Normalisation, invert_normalisation
@@ -88,9 +88,9 @@ def reconstruction_metrics(
 
 
 class CeilingSettings(Protocol):
-    """The settings the tokenizer_eval stage reads, from the ``tokenizer`` section (a frozen
-    dataclass, written whole into the metrics file): the evaluation takes them as given
-    and imports no training code."""
+    """Which tokenizer the tokenizer_eval stage scores: keys of the ``tokenizer`` section (a
+    frozen dataclass, written whole into the metrics file); the evaluation takes them as
+    given and imports no training code."""
 
     @property
     def model(self) -> str: ...
@@ -99,33 +99,43 @@ class CeilingSettings(Protocol):
     @property
     def data_dir(self) -> str: ...
     @property
-    def eval_split(self) -> str: ...
-    @property
-    def eval_frames(self) -> int: ...
-    @property
     def device(self) -> str: ...
     @property
     def num_threads(self) -> int: ...
 
 
-def run_tokenizer_eval(cfg: CeilingSettings) -> dict[str, Any]:
-    """The tokenizer_eval stage: ``<out_dir>/tokenizer_metrics.json`` (a DVC metrics file)."""
+@frozen
+class TokenizerEvalConfig:
+    """The ``tokenizer_eval`` section: what only the tokenizer_eval stage reads (so that
+    scoring more frames never retrains the tokenizer)."""
+
+    split: str = "val"  # the frames scored for the reconstruction ceiling
+    frames: int = param(32, ge=0)  # frames scored for the reconstruction AbsRel; 0 = all
+
+
+def run_tokenizer_eval(
+    cfg: CeilingSettings, ev: TokenizerEvalConfig | None = None
+) -> dict[str, Any]:
+    """The tokenizer_eval stage: ``<out_dir>/tokenizer_metrics.json`` (a DVC metrics file)
+    for the tokenizer of ``cfg``, scored on the frames of ``ev``."""
+    ev = ev or TokenizerEvalConfig()
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     device = resolve_device(cfg.device)
     model_cfg = resolve_config(cfg.model)
     out_dir = Path(cfg.out_dir)
     vae = load_vae(out_dir / "vae.safetensors", expected=model_cfg.vae).vae
-    dataset = ShardDataset(cfg.data_dir, cfg.eval_split)
+    dataset = ShardDataset(cfg.data_dir, ev.split)
     recon = reconstruction_metrics(
         vae, dataset, model_cfg.image_size, str(dataset.space),
-        max_frames=cfg.eval_frames, device=device,
+        max_frames=ev.frames, device=device,
     )  # fmt: skip
     metrics = {f"recon_{k}": v for k, v in recon.items()}
     path = out_dir / "tokenizer_metrics.json"
-    write_text_atomic(path, json.dumps({**metrics, "config": to_dict(cfg)}, indent=2) + "\n")
+    record = {**metrics, "config": to_dict(cfg), "eval": to_dict(ev)}
+    write_text_atomic(path, json.dumps(record, indent=2) + "\n")
     log.info(
         "tokenizer reconstruction AbsRel %.4f on %d %s frames",
-        recon["abs_rel"], int(recon["frames"]), cfg.eval_split,
+        recon["abs_rel"], int(recon["frames"]), ev.split,
     )  # fmt: skip
     return metrics

@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from depthcore.alignment import align_lsq
-from depthcore.config import to_dict
+from depthcore.config import frozen, param, to_dict
 from depthcore.data.features import FeatureDataset
 from depthcore.device import resolve_device
 from depthcore.errors import DataError
@@ -25,14 +25,36 @@ from depthcore.evaluation.exposure import CSV_HEADER, MODES, ExposureGap, exposu
 from depthcore.evaluation.metrics import compute_metrics
 from depthcore.io import atomic_path, write_text_atomic
 from depthcore.models.ablation import prefix_variants
-from depthcore.models.checkpoint import checkpoint_kind, load_model
+from depthcore.models.checkpoint import load_model
 from depthcore.models.generate import DECODINGS, SamplingConfig, generate, sampling_for
-from depthcore.models.regression import REGRESSION_KIND, load_regression
+from depthcore.models.regression import load_regression
 from depthcore.spaces import rgb_to_model
 from depthcore.viz import save_strip_figure
 
 #: Aligned validation predictions are clipped to this depth range (metres).
 VAL_DEPTH_RANGE = (1e-3, 1e3)
+
+
+@frozen
+class ScalesConfig:
+    """The ``scales`` section of params.yaml: what only the scales stage reads.
+
+    Its own section, so that editing the figures, the frames scored or the decoding
+    reruns the scales stage and never a training.
+    """
+
+    models_dir: str = "models"  # reads <models_dir>/<objective>/model.safetensors, writes beside
+    features_dir: str = "data/features"  # <features_dir>/<split>.h5 from the features stage
+    split: str = "val"
+    frames: int = param(16, ge=0)  # frames scored (0 = all), also by the prefix ablation
+    batch_size: int = param(8, gt=0)
+    # how tokens are decoded: greedy | sample | expected (as evaluate.decoding)
+    decoding: Literal["greedy", "sample", "expected"] = "expected"
+    figures: bool = True  # per-scale refinement PNGs of the first frames
+    num_figures: int = param(2, ge=0)
+    seed: int = 0  # the sampling seed (decoding: sample)
+    device: str = "auto"  # auto | cpu | cuda
+    num_threads: int = param(0, ge=0)  # torch intra-op threads; 0 = torch default
 
 
 #: One validation batch (FeatureDataset fields) -> the cumulative prediction after each
@@ -248,51 +270,28 @@ def write_scales_csv(path: Path, patch_nums: list[int], abs_rel_K: list[float]) 
     write_text_atomic(path, "\n".join(rows) + "\n")
 
 
-class ScalesSettings(Protocol):
-    """The settings the scales stage reads, from whichever params section holds them
-    (a frozen dataclass, written whole into ``scales.json``): the evaluation takes them
-    as given and imports no training code."""
-
-    @property
-    def out_dir(self) -> str: ...
-    @property
-    def features_dir(self) -> str: ...
-    @property
-    def val_split(self) -> str: ...
-    @property
-    def val_frames(self) -> int: ...
-    @property
-    def val_batch_size(self) -> int: ...
-    @property
-    def val_decoding(self) -> str: ...
-    @property
-    def figures(self) -> bool: ...
-    @property
-    def num_figures(self) -> int: ...
-    @property
-    def seed(self) -> int: ...
-    @property
-    def device(self) -> str: ...
-    @property
-    def num_threads(self) -> int: ...
-
-
-def run_scales(cfg: ScalesSettings, objective: str) -> dict[str, Any]:
+def run_scales(
+    cfg: ScalesConfig, objective: str, kind: Literal["generate", "one_pass"]
+) -> dict[str, Any]:
     """The scales stage: ``scales.csv``, ``scales.json``, ``figures/`` and ``exposure/`` of one
-    trained model (``exposure/<decoding>.csv``: the exposure gap per scale; empty for the
-    regression baseline).
+    trained model (``exposure/<decoding>.csv``: the exposure gap per scale; empty for a
+    one-pass model).
 
-    Reads ``<out_dir>/<objective>/model.safetensors`` and the validation features
-    the model was trained beside; writes next to the model. The regression baseline
-    has one scale (its full-resolution prediction): a one-row curve, its final AbsRel.
+    Reads ``<models_dir>/<objective>/model.safetensors`` and the validation features the
+    model was trained beside; writes next to the model. ``kind`` is the objective's scales
+    kind (its registry entry): ``generate`` scores the prediction after each scale of
+    generation and ablates the prefix; ``one_pass`` (the regression baseline) has one
+    scale, its full-resolution prediction: a one-row curve, its final AbsRel.
     """
+    if kind not in ("generate", "one_pass"):
+        raise ValueError(f"unknown scales kind {kind!r} (generate or one_pass)")
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     device = resolve_device(cfg.device)
-    sampling = sampling_for(cfg.val_decoding, cfg.seed)
-    out_dir = Path(cfg.out_dir) / objective
+    sampling = sampling_for(cfg.decoding, cfg.seed)
+    out_dir = Path(cfg.models_dir) / objective
     checkpoint = out_dir / "model.safetensors"
-    if checkpoint_kind(checkpoint) == REGRESSION_KIND:
+    if kind == "one_pass":
         baseline = load_regression(checkpoint, map_location=device)
         predict = regression_scales(baseline.net.eval(), device)
         patch_nums = [baseline.config.image_size]
@@ -304,26 +303,26 @@ def run_scales(cfg: ScalesSettings, objective: str) -> dict[str, Any]:
         patch_nums = list(loaded.vae.v_patch_nums)
         labels = [f"{pn}x{pn}" for pn in patch_nums]
     fields = ("prefix", "rgb", "depth", "mask") + (("fD",) if loaded is not None else ())
-    val_set = FeatureDataset(Path(cfg.features_dir) / f"{cfg.val_split}.h5", fields=fields)
+    val_set = FeatureDataset(Path(cfg.features_dir) / f"{cfg.split}.h5", fields=fields)
     space = str(val_set.attrs.get("space"))
     with atomic_path(out_dir / "figures") as figures:
         figures.mkdir(parents=True)
         abs_rel_K = validate_scales(
             predict, labels, val_set, space=space,
-            max_frames=cfg.val_frames, batch_size=cfg.val_batch_size,
+            max_frames=cfg.frames, batch_size=cfg.batch_size,
             figures_dir=figures, num_figures=cfg.num_figures if cfg.figures else 0,
         )  # fmt: skip
         ablation = None  # the regression baseline has no image prefix to ablate
         if loaded is not None:
             ablation = prefix_ablation(
                 loaded.vae, loaded.var, val_set, space=space, sampling=sampling,
-                max_frames=cfg.val_frames, device=device,
+                max_frames=cfg.frames, device=device,
             )  # fmt: skip
     gaps = {}  # the regression baseline has no token inputs to teacher-force
     if loaded is not None:
         gaps = exposure_gaps(
             loaded.vae, loaded.var, val_set, space=space, seed=cfg.seed,
-            max_frames=cfg.val_frames, batch_size=cfg.val_batch_size, device=device,
+            max_frames=cfg.frames, batch_size=cfg.batch_size, device=device,
         )  # fmt: skip
     write_exposure(out_dir / "exposure", gaps)
     write_scales_csv(out_dir / "scales.csv", patch_nums, abs_rel_K)

@@ -19,7 +19,7 @@ from depthcore.models.scale_loop import next_scale_loop
 from depthcore.models.var import DepthVAR
 from depthcore.models.vqvae import VQVAE
 
-#: The decoding names params.yaml uses (``evaluate.decoding``, ``train.val_decoding``).
+#: The decoding names params.yaml uses (``evaluate.decoding``, ``scales.decoding``).
 DECODINGS = ("greedy", "sample", "expected")
 
 

@@ -77,6 +77,7 @@ def publish_round(
     standings: Mapping[str, Standing],
     vs_champion: Mapping[str, Mapping[str, Mapping[str, DiffCI]]],
     root: Path,
+    experiment: str,
 ) -> str:
     """Reports to files and the ``register`` run, promotion, descriptions and curated tags.
 
@@ -96,7 +97,7 @@ def publish_round(
     verdict = "promoted" if decision.promoted else "kept the champion"
     note = f"**Champion: {result.champion_after}** ({verdict}). {decision.reason}\n\n"
     register_run = runs.log_register_run(
-        client, cfg.experiment, note_md=note + result.table_md, files=files,
+        client, experiment, note_md=note + result.table_md, files=files,
         params={"alignment": cfg.alignment, "rank_metrics": ",".join(cfg.rank_metrics)},
     )  # fmt: skip
     result.register_run_id = register_run

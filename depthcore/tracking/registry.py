@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from depthcore.config import TrackingConfig
 from depthcore.errors import DataError, DepthcoreError
 from depthcore.evaluation.champion import (
     PROMOTION_METRIC,
@@ -259,16 +260,18 @@ def run_round(
     references: Mapping[str, tuple[NestedMetrics, Path]],
     log_model: LogModel,
     root: str | Path = ".",
+    experiment: str = TrackingConfig().experiment,
 ) -> RoundResult:
     """Register, rank, compare, log the evidence, maybe promote; then describe and report.
 
     Writes ``rank_table.md``, ``registry.json``, ``comparison.md`` and ``comparison.json``
-    to ``<root>/<out_dir>`` and logs them as artifacts of this round's ``register`` run.
+    to ``<root>/<out_dir>`` and logs them as artifacts of this round's ``register`` run
+    (the reference and register runs go to ``experiment``).
     """
     root = Path(root)
     new_labels = {m.objective: register_new(client, m, log_model) for m in new_models}
     candidates = registered_candidates(client)
-    ref_runs = {ref: runs.reference_run(client, cfg.experiment, ref) for ref in references}
+    ref_runs = {ref: runs.reference_run(client, experiment, ref) for ref in references}
     ref_labels = [f"{REFERENCE_PREFIX}{ref}" for ref in references]
     candidates += [
         Candidate(name=label, metrics=metrics, objective="reference")
@@ -337,7 +340,9 @@ def run_round(
         comparison_md=comparison_md,
         comparison=comparison,
     )
-    publish_round(client, cfg, result, decision, new_models, standings, vs_champion, root)
+    publish_round(
+        client, cfg, result, decision, new_models, standings, vs_champion, root, experiment
+    )
     attach_provenance(client, cfg, result, new_models, ref_runs, root)  # lineage, model card
     return result
 
@@ -375,13 +380,19 @@ def _existing(path: Path) -> Path:
 
 
 def register_round(
-    cfg: RegisterConfig, root: str | Path = ".", log_model: LogModel | None = None
+    cfg: RegisterConfig,
+    root: str | Path = ".",
+    log_model: LogModel | None = None,
+    tracking: TrackingConfig | None = None,
 ) -> RoundResult:
-    """The register stage: connect, register this round's models, rank, promote, report."""
+    """The register stage: connect, register this round's models, rank, promote, report,
+    in the MLflow store and experiment of ``tracking`` (the params' ``tracking`` section)."""
+    tracking = tracking or TrackingConfig()
     new_models, references = collect_round(cfg, root)
-    uri = resolve_tracking_uri(cfg.tracking_uri)
+    uri = resolve_tracking_uri(tracking.uri)
     client = connect(uri, timeout_s=cfg.http_timeout_s, max_retries=cfg.http_max_retries)
-    result = run_round(client, cfg, new_models, references, log_model or log_depthcore_pyfunc, root)
+    log_fn = log_model or log_depthcore_pyfunc
+    result = run_round(client, cfg, new_models, references, log_fn, root, tracking.experiment)
     result.tracking_uri = uri
     return result
 

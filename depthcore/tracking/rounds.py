@@ -16,7 +16,8 @@ from depthcore.evaluation.ranking import NestedMetrics
 
 @frozen
 class RegisterConfig:
-    """The ``register`` section of params.yaml."""
+    """The ``register`` section of params.yaml (where it logs: the ``tracking`` section,
+    :class:`depthcore.config.TrackingConfig`)."""
 
     # the product model: its `alias` is the served champion
     registered_model: str = "depthart"
@@ -30,10 +31,6 @@ class RegisterConfig:
     alignment: str = "lsq"
     # the metrics ranked on every benchmark (the DepthART table: AbsRel and delta1)
     rank_metrics: tuple[str, ...] = ("abs_rel", "delta1")
-    # MLFLOW_TRACKING_URI overrides this (same rule as the train stage)
-    tracking_uri: str = "sqlite:///mlflow.db"
-    # the experiment of the reference and register runs (the train stage's experiment)
-    experiment: str = "depthart"
     # seconds per HTTP request and retries against a remote tracking server
     http_timeout_s: int = param(10, gt=0)
     http_max_retries: int = param(1, ge=0)

@@ -1,4 +1,5 @@
-"""The loss record both objectives return, and the per-scale cross-entropy they share."""
+"""The loss record both transformer objectives return, the per-scale cross-entropy they share,
+and the regression baseline's masked L1."""
 
 from __future__ import annotations
 
@@ -88,3 +89,16 @@ def training_loss(
             expected_embedding_error(out.logits_BLV, out.target_BL, codes_VC)
         )
     return loss
+
+
+def masked_l1(
+    pred_BSS: torch.Tensor, target_BSS: torch.Tensor, mask_BSS: torch.Tensor
+) -> torch.Tensor:
+    """Mean |pred - target| over the real depth pixels (infilled holes do not teach)."""
+    if pred_BSS.shape != target_BSS.shape or target_BSS.shape != mask_BSS.shape:
+        raise ValueError(
+            f"shapes differ: pred {tuple(pred_BSS.shape)}, target {tuple(target_BSS.shape)}, "
+            f"mask {tuple(mask_BSS.shape)}"
+        )
+    weight_BSS = mask_BSS.to(pred_BSS.dtype)
+    return ((pred_BSS - target_BSS).abs() * weight_BSS).sum() / weight_BSS.sum().clamp_min(1.0)

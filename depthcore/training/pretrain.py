@@ -36,12 +36,13 @@ from typing import Any, Literal
 
 import torch
 
-from depthcore.config import frozen, param
+from depthcore.config import TrackingConfig, frozen, param
 from depthcore.models.vqvae import VQVAE
 from depthcore.run_logger import RunLogger
 from depthcore.spaces import rgb_to_model
 from depthcore.training.distributed import DistInfo
 from depthcore.training.launch import claim_checkpoints, run_fingerprint
+from depthcore.training.objectives import REGISTRY, Objective
 from depthcore.training.runner import build_trainer, run_training
 from depthcore.training.teacher_forcing import teacher_forcing_loss
 from depthcore.training.train_config import TrainConfig
@@ -62,7 +63,7 @@ class PretrainConfig(TrainConfig):
     folder per objective.
     """
 
-    out_dir: str = "models/pretrain"
+    out_dir: str = param("models/pretrain", effect="outputs")
     prefix: Literal["zero", "image"] = param("image", choices=PREFIX_MODES)
     # depth: teacher-forced depth warm-up (the var_tf loss); rgb: the RGB frames' tokens
     target: Literal["depth", "rgb"] = param("rgb", choices=TARGETS)
@@ -89,7 +90,8 @@ class PretrainTrainer(Trainer):
     ablation (real / zeroed / other-image prefix) then tells whether the copy path works.
     """
 
-    objectives = {RGB_NEXT_SCALE: teacher_forcing_loss}
+    #: not a registered objective of the comparison: the pretrain stage's own
+    objectives = {RGB_NEXT_SCALE: Objective(teacher_forcing_loss, "transformer", "generate")}
     fields = ("prefix", "rgb")
     model_file, metrics_file = "var.safetensors", "pretrain_metrics.json"
 
@@ -131,7 +133,7 @@ class DepthWarmupTrainer(PretrainTrainer):
     """``target: depth``: the same stage on the depth features' tokens, i.e. the ``var_tf``
     objective's teacher forcing, run once as the shared start of both depth objectives."""
 
-    objectives = {DEPTH_TEACHER_FORCING: teacher_forcing_loss}
+    objectives = {DEPTH_TEACHER_FORCING: REGISTRY["var_tf"]}  # the very objective var_tf trains
     fields = ("fD", "prefix")
 
     def target_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -154,11 +156,14 @@ def build_pretrain_trainer(
     return build_trainer(cfg, objective, out_dir, logger, info, trainer_cls=trainer_cls)
 
 
-def run_pretraining(cfg: PretrainConfig) -> dict[str, Any]:
+def run_pretraining(cfg: PretrainConfig, tracking: TrackingConfig | None = None) -> dict[str, Any]:
     """The pretrain stage: claim (or clear) its checkpoints, train, write
-    ``<out_dir>/var.safetensors`` and ``<out_dir>/pretrain_metrics.json``."""
+    ``<out_dir>/var.safetensors`` and ``<out_dir>/pretrain_metrics.json`` (logged to
+    ``tracking``; None: not logged)."""
     objective = PRETRAINERS[cfg.target][0]
     out_dir = Path(cfg.out_dir)
     if cfg.resume:
         claim_checkpoints(out_dir / "ckpt", run_fingerprint(cfg, objective))
-    return run_training(cfg, objective, build_pretrain_trainer, out_dir, stage="pretrain")
+    return run_training(
+        cfg, objective, build_pretrain_trainer, out_dir, stage="pretrain", tracking=tracking
+    )

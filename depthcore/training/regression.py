@@ -28,27 +28,18 @@ from depthcore.models.regression import (
 from depthcore.run_logger import RunLogger
 from depthcore.spaces import rgb_to_model
 from depthcore.training.distributed import DistInfo
+from depthcore.training.losses import masked_l1
+from depthcore.training.objectives import objectives_of
 from depthcore.training.train_config import TrainConfig
 from depthcore.training.trainer import Trainer
 
 #: The objective name of the baseline (its folder under ``train.out_dir``, its registry tag).
 REGRESSION = "regression"
 
+__all__ = ["REGRESSION", "REGRESSION_FIELDS", "RegressionTrainer", "masked_l1"]
+
 #: The cache fields the baseline trains on (no tokenizer features).
 REGRESSION_FIELDS = ("rgb", "target", "mask")
-
-
-def masked_l1(
-    pred_BSS: torch.Tensor, target_BSS: torch.Tensor, mask_BSS: torch.Tensor
-) -> torch.Tensor:
-    """Mean |pred - target| over the real depth pixels (infilled holes do not teach)."""
-    if pred_BSS.shape != target_BSS.shape or target_BSS.shape != mask_BSS.shape:
-        raise ValueError(
-            f"shapes differ: pred {tuple(pred_BSS.shape)}, target {tuple(target_BSS.shape)}, "
-            f"mask {tuple(mask_BSS.shape)}"
-        )
-    weight_BSS = mask_BSS.to(pred_BSS.dtype)
-    return ((pred_BSS - target_BSS).abs() * weight_BSS).sum() / weight_BSS.sum().clamp_min(1.0)
 
 
 class RegressionTrainer(Trainer):
@@ -58,7 +49,7 @@ class RegressionTrainer(Trainer):
     ``model_cfg`` (see :func:`build_regression_trainer`).
     """
 
-    objectives = {REGRESSION: masked_l1}
+    objectives = objectives_of("regression")
 
     def batch_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         rgb_B3SS = rgb_to_model(batch["rgb_3SS"].to(self.device, non_blocking=True))

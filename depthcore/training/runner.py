@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from depthcore.config import to_dict
+from depthcore.config import TrackingConfig, to_dict
 from depthcore.data.features import FeatureDataset
 from depthcore.io import file_sha256
 from depthcore.models import build_model, resolve_config
@@ -68,12 +68,16 @@ def run_training(
     build: TrainerFactory = build_trainer,
     out_dir: Path | None = None,
     stage: str = "train",
+    tracking: TrackingConfig | None = None,
 ) -> dict[str, Any]:
     """The train stage: logger, the trainer ``build`` makes, fit, outputs (any world size).
 
     Writes under ``out_dir`` (default ``<cfg.out_dir>/<objective>``); ``stage`` names the
     MLflow run (``<stage>-<objective>``) and its stage tag (the pretrain stage reuses this).
+    ``tracking`` is where the run is logged (the params' ``tracking`` section; None: not
+    logged, for library callers).
     """
+    tracking = tracking or TrackingConfig(backend="none")
     info = init_distributed(cfg.device)
     logger: RunLogger = NullLogger()
     try:
@@ -82,8 +86,8 @@ def run_training(
         out_dir = Path(cfg.out_dir) / objective if out_dir is None else Path(out_dir)
         if info.is_main:
             logger = open_run_logger(
-                cfg.tracking, out_dir=out_dir, tracking_uri=cfg.tracking_uri,
-                experiment=cfg.experiment, run_name=f"{stage}-{objective}",
+                tracking.backend, out_dir=out_dir, tracking_uri=tracking.uri,
+                experiment=tracking.experiment, run_name=f"{stage}-{objective}",
                 resume=cfg.resume and (out_dir / "ckpt").is_dir(),
                 stage=stage, objective=objective,
             )  # fmt: skip

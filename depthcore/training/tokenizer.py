@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 
 @frozen
 class TokenizerConfig:
-    """``tokenizer`` section of params.yaml."""
+    """``tokenizer`` section of params.yaml (also read by the tokenizer_eval stage, whose own
+    keys are its section, :class:`depthcore.evaluation.ceiling.TokenizerEvalConfig`)."""
 
     checkpoint: str = ""  # official VQ-VAE .pth (e.g. vae_ch160v4096z32.pth); "" = train
     model: str = param(
@@ -55,8 +56,6 @@ class TokenizerConfig:
     vq_weight: float = param(1.0, ge=0)
     grad_clip: float = param(1.0, ge=0)  # max grad norm; 0 disables
     max_frames: int = param(0, ge=0)  # training frames held in memory; 0 = all
-    eval_split: str = "val"  # read by the tokenizer_eval stage (the reconstruction ceiling)
-    eval_frames: int = param(32, ge=0)  # frames scored for the reconstruction AbsRel; 0 = all
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     num_threads: int = param(0, ge=0)  # torch intra-op threads; 0 = torch default

@@ -1,6 +1,11 @@
-"""The ``train`` section (:class:`TrainConfig`), shared by the trainer, the pretrain and
-scales stages and the evaluation of per-scale curves, which need the settings but not
-the training loop."""
+"""The ``train`` section (:class:`TrainConfig`), shared by the trainer and the pretrain stage.
+
+Only what the trainings read: the scales stage has its own section
+(:class:`depthcore.evaluation.scales.ScalesConfig`) and where runs are logged is the
+``tracking`` section (:class:`depthcore.config.TrackingConfig`). Each field's ``effect``
+(:data:`depthcore.config.EFFECTS`) says whether it is a DVC param of the trainings and
+whether it is in their checkpoint fingerprint.
+"""
 
 from __future__ import annotations
 
@@ -24,9 +29,9 @@ class TrainConfig:
     model: str = param("tiny", choices=MODEL_CONFIGS)  # MODEL_CONFIGS name
     tokenizer: str = "models/tokenizer/vae.safetensors"  # frozen VQ-VAE (save_vae file)
     features_dir: str = "features"  # <features_dir>/<split>.h5 from the features stage
-    out_dir: str = "models"  # writes <out_dir>/<objective>/...
+    out_dir: str = param("models", effect="outputs")  # writes <out_dir>/<objective>/...
     train_split: str = "train"
-    val_split: str = "val"
+    val_split: str = param("val", effect="outputs")  # the validation loss's frames
     steps: int = param(300, gt=0)
     # train@regression's steps (0 = ``steps``): its step costs ~0.4x a transformer step on
     # CPU, so a larger count can still spend less time than each transformer does
@@ -51,26 +56,25 @@ class TrainConfig:
     # + this x the mean code embedding's squared error (losses.expected_embedding_error)
     embed_loss_weight: float = param(0.0, ge=0)
     seed: int = 0
-    ckpt_every: int = param(100, ge=0)  # steps between checkpoints; 0 = only at the end
-    keep_ckpts: int = param(2, gt=0)  # newest checkpoints kept
-    val_every: int = param(0, ge=0)  # steps between validation losses; 0 = only at the end
-    val_frames: int = param(16, ge=0)  # validation frames (0 = all); also the scales stage's
-    val_batch_size: int = param(8, gt=0)
-    # how the scales stage decodes tokens: greedy | sample | expected (as evaluate.decoding)
-    val_decoding: Literal["greedy", "sample", "expected"] = "expected"
-    log_every: int = param(10, gt=0)  # steps between logged losses
-    figures: bool = True  # scales stage: per-scale refinement PNGs of the first val frames
-    num_figures: int = param(2, ge=0)
-    tracking: Literal["mlflow", "csv", "none"] = "mlflow"
-    tracking_uri: str = "sqlite:///mlflow.db"  # MLFLOW_TRACKING_URI overrides
-    experiment: str = "depthart"
+    # steps between checkpoints (0 = only at the end) and how many are kept: a resumed run
+    # ends with the same weights whatever they are
+    ckpt_every: int = param(100, ge=0, effect="none")
+    keep_ckpts: int = param(2, gt=0, effect="none")
+    # the validation loss (train_metrics.json, the run log): steps between (0 = only at the
+    # end), frames (0 = all) and batch; the scales stage has its own (scales.frames, ...)
+    val_every: int = param(0, ge=0, effect="outputs")
+    val_frames: int = param(16, ge=0, effect="outputs")
+    val_batch_size: int = param(8, gt=0, effect="outputs")
+    log_every: int = param(10, gt=0, effect="none")  # steps between logged losses
     init_var: str = ""  # official var_d16.pth to start from ("" = random init)
     # the pretrain stage's var.safetensors to start from (after init_var); not regression's
     init_pretrain: str = ""
-    resume: bool = True  # continue from the newest checkpoint in <out>/<objective>/ckpt
+    # continue from the newest checkpoint in <out>/<objective>/ckpt (same weights either way)
+    resume: bool = param(True, effect="none")
     device: str = "auto"  # auto | cpu | cuda
     num_threads: int = param(0, ge=0)  # torch intra-op threads; 0 = torch default
-    num_workers: int = param(0, ge=0)  # DataLoader workers
+    # DataLoader workers (the batch of a step is a function of seed and step alone)
+    num_workers: int = param(0, ge=0, effect="none")
     # bf16: autocast forward, fp32 master weights; auto: bf16 where the device runs it natively
     precision: Literal["fp32", "bf16", "auto"] = "fp32"
     compile: bool = False  # torch.compile the transformer's parallel (gradient) pass

@@ -11,7 +11,6 @@ global batch and gradients are averaged (see :mod:`depthcore.training.distribute
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import pickle
@@ -47,8 +46,7 @@ from depthcore.training.distributed import (
     mean_over_ranks,
     synced_state,
 )
-from depthcore.training.losses import training_loss
-from depthcore.training.objectives import OBJECTIVES
+from depthcore.training.objectives import WARMUP_LOSS, Objective, objectives_of, token_loss
 from depthcore.training.precision import (
     autocast_for,
     enable_tf32,
@@ -85,8 +83,8 @@ class Trainer:
     :class:`depthcore.training.regression.RegressionTrainer`, which has no ``vae``).
     """
 
-    #: The objectives this trainer knows, by name (the loss function of each).
-    objectives: Mapping[str, Callable[..., Any]] = OBJECTIVES
+    #: The registry entries this trainer trains, by name (depthcore.training.objectives).
+    objectives: Mapping[str, Objective] = objectives_of("transformer")
     #: The feature-cache fields :meth:`loss_inputs` reads (train and validation sets);
     #: a transformer with a pixel path also reads the frames (:meth:`fields_for`).
     fields: tuple[str, ...] = ("fD", "prefix")
@@ -111,9 +109,7 @@ class Trainer:
                 f"unknown objective {objective!r} (choose from {sorted(self.objectives)})"
             )
         self.cfg, self.objective, self.model_cfg = cfg, objective, model_cfg
-        self.loss_fn = self.objectives[objective]
-        if objective == "depthart" and cfg.rollout != "greedy":
-            self.loss_fn = functools.partial(self.loss_fn, rollout_decoding=cfg.rollout)
+        self.loss_fn: Callable[..., Any] = self.objectives[objective].bound(cfg)
         self.dist = dist_info or DistInfo()
         self.device = torch.device(self.dist.device)
         self.vae = None if vae is None else vae.to(self.device).eval().requires_grad_(False)
@@ -168,14 +164,9 @@ class Trainer:
     def batch_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         """The training loss on one batch (with grad) and the scalars it logs besides."""
         prefix_BLC, fD_BChw, rgb_B3HW = self.loss_inputs(batch)
-        loss_fn = self.loss_fn
-        if self.step < self.cfg.tf_warmup_steps:
-            loss_fn = OBJECTIVES["var_tf"]
+        loss_fn = WARMUP_LOSS if self.step < self.cfg.tf_warmup_steps else self.loss_fn
         out = loss_fn(self.vae, self.var, prefix_BLC, fD_BChw, rgb_B3HW=rgb_B3HW)
-        loss = training_loss(
-            out, self.var.begin_ends, self.cfg.loss_weighting,
-            self.vae.quantize.embedding.weight, self.cfg.embed_loss_weight,
-        )  # fmt: skip
+        loss = token_loss(out, self.vae, self.var, self.cfg)
         with torch.no_grad():
             acc = (out.logits_BLV.argmax(-1) == out.target_BL).float().mean().item()
         scalars = {"acc": acc}

@@ -23,7 +23,8 @@ TINY = {
         "closeup_cameras": 0,  # its one camera per scene stays a room view
     },
     "benchmarks": {"images": 2, "height": 48, "width": 64},
-    "tokenizer": {"steps": 3, "batch_size": 2, "eval_frames": 2},
+    "tokenizer": {"steps": 3, "batch_size": 2},
+    "tokenizer_eval": {"frames": 2},
     "features": {"batch_size": 4},
     "pretrain": {
         "steps": 3, "batch_size": 2, "warmup_steps": 0, "ckpt_every": 0, "val_frames": 2,
@@ -31,9 +32,10 @@ TINY = {
     },
     "train": {
         "steps": 3, "batch_size": 2, "warmup_steps": 0, "ckpt_every": 0, "val_frames": 2,
-        "val_batch_size": 2, "log_every": 1, "num_figures": 1,
+        "val_batch_size": 2, "log_every": 1,
         "regression_steps": 3,  # else the baseline runs its full 1500 (about an hour here)
     },
+    "scales": {"frames": 2, "batch_size": 2, "num_figures": 1},
     "evaluate": {"num_panels": 1, "batch_size": 2},
 }  # fmt: skip
 

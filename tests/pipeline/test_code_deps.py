@@ -8,73 +8,21 @@ module, and ``dvc status`` must list the evaluation stages but no tokenizer or t
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers.dvc_copy import committed_copy as make_committed_copy
+from tests.helpers.dvc_copy import dvc_status
+
 TRAINING = {
     "tokenizer", "features", "pretrain", "train@depthart", "train@var_tf", "train@regression",
 }  # fmt: skip
-ALWAYS_CHANGED = {"list_source"}  # dvc.yaml `always_changed`: listed by every dvc status
-
-
-def _status(repo: Path) -> dict:
-    status = json.loads(_run(["dvc", "status", "--json"], repo) or "{}")
-    return {k: v for k, v in status.items() if k not in ALWAYS_CHANGED}
-
-
-def _run(args: list[str], cwd: Path) -> str:
-    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout
-
-
-def _outs(stage: dict) -> list[str]:
-    found = []
-    for key in ("outs", "metrics", "plots"):
-        for entry in stage.get(key, []):
-            found.append(next(iter(entry)) if isinstance(entry, dict) else entry)
-    return found
 
 
 @pytest.fixture(scope="module")
 def committed_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("dvc") is None or shutil.which("git") is None:
-        pytest.fail("dvc and git must be on PATH (make test puts the venv's bin first)")
-    repo = tmp_path_factory.mktemp("deps") / "repo"
-    files = _run(["git", "ls-files", "-co", "--exclude-standard"], REPO_ROOT).split()
-    for rel in files:
-        src = REPO_ROOT / rel
-        if src.is_file():
-            (repo / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, repo / rel)
-    _run(["git", "init", "-q"], repo)
-    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    for stage in stages.values():
-        items = stage.get("foreach", [None])
-        if isinstance(items, str):  # ${register.objectives} and the like
-            section, key = items.strip("${}").split(".")
-            items = params[section][key]
-        body = stage.get("do", stage)
-        for item in items:
-            for out in _outs(body):
-                path = repo / (out.replace("${item}", item) if item else out)
-                if path.suffix:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    path.write_text("{}\n" if path.suffix == ".json" else "placeholder\n")
-                else:
-                    path.mkdir(parents=True, exist_ok=True)
-                    (path / "placeholder.txt").write_text("placeholder\n")
-    _run(["dvc", "commit", "--force", "--quiet"], repo)
-    status = _status(repo)
-    assert status == {}, f"a fresh commit should be up to date: {status}"
-    return repo
+    return make_committed_copy(tmp_path_factory.mktemp("deps") / "repo")
 
 
 def _changed_after_edit(repo: Path, module: str) -> set[str]:
@@ -82,7 +30,7 @@ def _changed_after_edit(repo: Path, module: str) -> set[str]:
     original = path.read_text()
     path.write_text(original + "\n# an innocent comment\n")
     try:
-        return set(_status(repo))
+        return set(dvc_status(repo))
     finally:
         path.write_text(original)
 

@@ -45,7 +45,9 @@ def test_sweep_queues_runs_and_tabulates_dvc_experiments(tmp_path: Path) -> None
         for rev in exp["revs"]
     }
     assert set(revs) == {"sweep-1", "sweep-2"}
+    losses = []
     for name, lr in (("sweep-1", 1e-3), ("sweep-2", 3e-3)):
         assert revs[name]["params"]["params.yaml"]["data"]["train"]["lr"] == lr
-        scales = revs[name]["metrics"]["models/depthart/scales.json"]["data"]
-        assert scales["config"]["lr"] == lr  # the training itself read the swept value
+        trained = revs[name]["metrics"]["models/depthart/train_metrics.json"]["data"]
+        losses.append(trained["loss_final"])
+    assert losses[0] != losses[1]  # the training itself read the swept value

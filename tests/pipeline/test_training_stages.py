@@ -22,8 +22,9 @@ def _params(tmp_path: Path, processed_dir: Path, **tokenizer: object) -> Path:
     params = {
         "tokenizer": {
             "data_dir": str(processed_dir), "out_dir": str(tmp_path / "tok"), "steps": 3,
-            "batch_size": 2, "eval_frames": 2, **tokenizer,
+            "batch_size": 2, **tokenizer,
         },
+        "tokenizer_eval": {"frames": 2},
         "features": {
             "data_dir": str(processed_dir), "tokenizer": str(tmp_path / "tok" / "vae.safetensors"),
             "out_dir": str(tmp_path / "features"), "batch_size": 8,

@@ -159,7 +159,8 @@ def test_register_stage_reads_stage_outputs_and_writes_reports(
         (root / "outputs" / "eval" / name).mkdir(parents=True)
         (root / "outputs" / "eval" / name / "metrics.json").write_text(json.dumps(metrics))
         per_image_csv(root / "outputs" / "eval" / name / "per_image.csv", metrics)
-    (root / "params.yaml").write_text("register:\n  objectives: [depthart]\n")
+    # the tracking section's defaults (MLFLOW_TRACKING_URI overrides its uri)
+    (root / "params.yaml").write_text("register:\n  objectives: [depthart]\ntracking: {}\n")
     from stages.register import main  # the stage itself, with the real depthcore pyfunc logger
 
     (root / "outputs" / "eval" / "depthart" / "panels").mkdir()

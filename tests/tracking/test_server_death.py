@@ -47,10 +47,12 @@ def test_server_death_loses_nothing_and_a_rerun_finishes(
         tokenizer=str(feature_setup / "vae.safetensors"),
         features_dir=str(feature_setup / "features"), out_dir=str(tmp_path / "models"),
         steps=400, batch_size=2, ckpt_every=3, val_frames=2, val_batch_size=2, log_every=1,
-        tracking="mlflow", tracking_uri=uri, experiment="server-death", num_threads=1,
+        num_threads=1,
     )  # fmt: skip
+    tracking = {"backend": "mlflow", "uri": uri, "experiment": "server-death"}
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"train": json.loads(json.dumps(dataclasses.asdict(cfg)))}))
+    train = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    params.write_text(yaml.safe_dump({"train": train, "tracking": tracking}))
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING")},
         "OMP_NUM_THREADS": "1", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",

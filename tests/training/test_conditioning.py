@@ -50,7 +50,7 @@ def fitted(processed_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tup
     vae = load_vae(root / "vae.safetensors", expected=model_cfg.vae).vae
     cfg = TrainConfig(
         steps=100, batch_size=4, lr=3e-3, schedule="constant", weight_decay=0.0,
-        loss_weighting="scale", tracking="none", figures=False,
+        loss_weighting="scale",
         ckpt_every=0, resume=False, out_dir=str(root),
     )  # fmt: skip
     train = FeatureDataset(cache, fields=Trainer.fields_for(var))

@@ -73,7 +73,8 @@ def test_two_nodes_c10d_then_resume_on_one(feature_setup: Path, tmp_path: Path) 
         precision="bf16", grad_checkpointing=True,
     )  # fmt: skip
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"train": json.loads(json.dumps(dataclasses.asdict(cfg)))}))
+    train = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    params.write_text(yaml.safe_dump({"train": train, "tracking": {"backend": "none"}}))
     for node in _launch_two_nodes(params, objective):
         assert node.returncode == 0, node.stderr[-3000:]
     out = tmp_path / "models" / objective

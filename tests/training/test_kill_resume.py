@@ -57,10 +57,10 @@ def test_checkpoints_of_other_params_are_not_resumed(feature_setup: Path, tmp_pa
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(train_sections(feature_setup, steps=4)))
     run_stage(ARGS, tmp_path)
     ckpt = tmp_path / "models/var_tf/ckpt"
-    assert json.loads((ckpt / FINGERPRINT).read_text())["train"]["steps"] == 4
+    assert json.loads((ckpt / FINGERPRINT).read_text())["config"]["steps"] == 4
     sections = train_sections(feature_setup, steps=4)
     sections["train"]["lr"] = 5e-4
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(sections))
     proc = run_stage(ARGS, tmp_path)  # without the fingerprint: "another config" error
     assert "starting fresh" in proc.stderr and "resumed" not in proc.stderr
-    assert json.loads((ckpt / FINGERPRINT).read_text())["train"]["lr"] == 5e-4
+    assert json.loads((ckpt / FINGERPRINT).read_text())["config"]["lr"] == 5e-4

@@ -30,8 +30,8 @@ from depthcore.training.train_config import TrainConfig
 from tests.helpers.reliability.crash_runs import dvc_removed_outs
 
 BASE = dict(
-    steps=2, batch_size=2, ckpt_every=0, val_frames=2, val_batch_size=2, tracking="none",
-    figures=False, log_every=1, lr=3e-3, warmup_steps=0, weight_decay=0.0,
+    steps=2, batch_size=2, ckpt_every=0, val_frames=2, val_batch_size=2,
+    log_every=1, lr=3e-3, warmup_steps=0, weight_decay=0.0,
     schedule="constant", resume=False,
 )  # fmt: skip
 

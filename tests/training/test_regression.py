@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from depthcore.evaluation.scales import run_scales
+from depthcore.evaluation.scales import ScalesConfig, run_scales
 from depthcore.models.regression import load_regression
 from depthcore.predict.predictor import load_depth_model
 from depthcore.run_logger import NullLogger
@@ -30,7 +30,7 @@ def _config(setup: Path, out: Path, **overrides: object) -> TrainConfig:
     settings = {
         "features_dir": str(setup / "features"), "out_dir": str(out), "steps": 4,
         "batch_size": 2, "ckpt_every": 2, "val_frames": 4, "val_batch_size": 2,
-        "tracking": "none", "figures": False, "warmup_steps": 0, **overrides,
+        "warmup_steps": 0, **overrides,
     }  # fmt: skip
     return TrainConfig(**settings)
 
@@ -96,10 +96,7 @@ def test_resume_equals_uninterrupted(feature_setup: Path, tmp_path: Path) -> Non
 
 def test_train_stage_outputs_scales_row_and_predictor(feature_setup: Path, tmp_path: Path) -> None:
     # train.regression_steps gives the baseline its own step count (the transformers keep 2)
-    cfg = _config(
-        feature_setup, tmp_path / "models", steps=2, regression_steps=3, figures=True,
-        num_figures=1,
-    )  # fmt: skip
+    cfg = _config(feature_setup, tmp_path / "models", steps=2, regression_steps=3)
     metrics = run_training(cfg, REGRESSION, build_regression_trainer)
     out = tmp_path / "models" / REGRESSION
     assert json.loads((out / "train_metrics.json").read_text())["objective"] == REGRESSION
@@ -110,7 +107,11 @@ def test_train_stage_outputs_scales_row_and_predictor(feature_setup: Path, tmp_p
     assert meta == {"objective": REGRESSION, "space": "sqrt_disparity", "image_size": 64,
                     "input_fit": "stretch", "steps": 3}  # fmt: skip
 
-    summary = run_scales(cfg, REGRESSION)
+    scales = ScalesConfig(
+        models_dir=cfg.out_dir, features_dir=cfg.features_dir, frames=4, batch_size=2,
+        num_figures=1,
+    )  # fmt: skip
+    summary = run_scales(scales, REGRESSION, "one_pass")
     rows = list(csv.DictReader((out / "scales.csv").open()))
     assert [int(r["patch_num"]) for r in rows] == [64]
     assert 0 < summary["val_abs_rel"] < 1 and summary["refinement_gain"] == 0

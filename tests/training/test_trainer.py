@@ -13,10 +13,11 @@ import pytest
 import torch
 import yaml
 
+from depthcore.config import TrackingConfig
 from depthcore.data.domain import trained_on
 from depthcore.data.features import FeatureDataset
 from depthcore.errors import CheckpointError
-from depthcore.evaluation.scales import run_scales
+from depthcore.evaluation.scales import ScalesConfig, run_scales
 from depthcore.models import build_model, resolve_config
 from depthcore.models.checkpoint import load_model
 from depthcore.training.distributed import DistInfo
@@ -35,7 +36,7 @@ def _cfg(setup: Path, out: Path, **kw: object) -> TrainConfig:
     base = dict(
         tokenizer=str(setup / "vae.safetensors"), features_dir=str(setup / "features"),
         out_dir=str(out), steps=4, batch_size=2, ckpt_every=2, val_frames=2, val_batch_size=2,
-        tracking="none", figures=False, log_every=1, lr=1e-3,
+        log_every=1, lr=1e-3,
     )  # fmt: skip
     return TrainConfig(**{**base, **kw})
 
@@ -87,9 +88,9 @@ def test_run_training_then_scales_write_outputs_and_log_to_mlflow(
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    cfg = _cfg(feature_setup, tmp_path / "models", steps=2, tracking="mlflow", figures=True,
-               num_figures=1)  # fmt: skip
-    metrics = run_training(cfg, "var_tf")
+    cfg = _cfg(feature_setup, tmp_path / "models", steps=2)
+    # the tracking section's default URI; MLFLOW_TRACKING_URI overrides it
+    metrics = run_training(cfg, "var_tf", tracking=TrackingConfig(backend="mlflow"))
     out = tmp_path / "models" / "var_tf"
     loaded = load_model(out / "model.safetensors")
     meta = dict(loaded.meta)
@@ -110,7 +111,11 @@ def test_run_training_then_scales_write_outputs_and_log_to_mlflow(
     assert [m.step for m in client.get_metric_history(run["run_id"], "loss")] == [1, 2]
     assert not (out / "scales.csv").exists()  # the scales stage's, not training's
 
-    summary = run_scales(cfg, "var_tf")
+    scales = ScalesConfig(
+        models_dir=cfg.out_dir, features_dir=cfg.features_dir, frames=2, batch_size=2,
+        num_figures=1,
+    )  # fmt: skip
+    summary = run_scales(scales, "var_tf", "generate")
     rows = list(csv.DictReader((out / "scales.csv").open()))
     assert [int(r["patch_num"]) for r in rows] == [1, 2, 3, 4, 6, 8]
     assert summary["val_abs_rel"] == pytest.approx(float(rows[-1]["abs_rel"]), abs=1e-6)
@@ -127,7 +132,8 @@ def test_run_training_then_scales_write_outputs_and_log_to_mlflow(
 def test_torchrun_two_gloo_ranks_stay_in_sync(feature_setup: Path, tmp_path: Path) -> None:
     cfg = _cfg(feature_setup, tmp_path / "models", steps=2, ckpt_every=0, device="cpu")
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"train": json.loads(json.dumps(dataclasses.asdict(cfg)))}))
+    train = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    params.write_text(yaml.safe_dump({"train": train, "tracking": {"backend": "none"}}))
     cmd = torchrun(2, "stages.train", "--params", str(params), "--objective", "depthart")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)

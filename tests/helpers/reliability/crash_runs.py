@@ -230,9 +230,10 @@ def train_sections(setup: Path, steps: int = 24) -> dict:
             "model": "tiny", "tokenizer": str(setup / "vae.safetensors"),
             "features_dir": str(setup / "features"), "out_dir": "models", "steps": steps,
             "batch_size": 2, "ckpt_every": 4, "keep_ckpts": 2, "val_frames": 2,
-            "val_batch_size": 2, "tracking": "none", "figures": False, "log_every": 1,
-            "device": "cpu", "num_threads": 1, "warmup_steps": 2,
-        }
+            "val_batch_size": 2, "log_every": 1, "device": "cpu", "num_threads": 1,
+            "warmup_steps": 2,
+        },
+        "tracking": {"backend": "none"},
     }  # fmt: skip
 
 
