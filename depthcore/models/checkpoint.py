@@ -25,7 +25,8 @@ from depthcore.config import ConfigError, from_dict, to_dict
 from depthcore.errors import CheckpointError
 from depthcore.io import atomic_path
 from depthcore.models import MODEL_CONFIGS, ModelConfig, VARConfig, VQVAEConfig, build_model
-from depthcore.models.var import EXTRA_KEYS, DepthVAR
+from depthcore.models.condition import CONDITION, remap_legacy_keys
+from depthcore.models.var import DepthVAR
 from depthcore.models.vqvae import VQVAE
 
 CONFIG_KEY = "depthcore_config"
@@ -217,7 +218,8 @@ def load_model(
     sd, cfg, meta = _read_ours(path, map_location, ModelConfig, expected)
     vae, var = build_model(cfg)
     _strict_load(vae, _split(sd, "vae."), path, "the 'vae.' tensors")
-    _strict_load(var, _split(sd, "var."), path, "the 'var.' tensors")
+    # files written before the image condition was one module name its parts differently
+    _strict_load(var, remap_legacy_keys(_split(sd, "var.")), path, "the 'var.' tensors")
     others = sorted(k for k in sd if not k.startswith(("vae.", "var.")))
     if others:
         raise CheckpointError(f"{path}: unexpected tensors {others[:8]}")
@@ -318,7 +320,10 @@ def load_official_var(
     """The official ``var_d16.pth`` (or a same-layout file) as a DepthVAR, strictly.
 
     Every official key, buffers included, must be present with its shape: nothing is
-    dropped. Only the optional extras of ``DepthVAR`` (:data:`EXTRA_KEYS`) may be absent.
+    dropped, except VAR's ``scale_mul_1H11`` into a model without q/k L2 normalisation
+    (``attn_l2_norm=False``, the official DepthART's ``cos_attn: False``, which loads
+    var_d16.pth the same way). Only the image condition's optional parts
+    (``condition.*``) may be absent.
     """
     path = Path(path)
     sd, _ = _read(path, map_location)
@@ -327,9 +332,12 @@ def load_official_var(
     var = DepthVAR.from_config(
         cfg, vae_cfg.vocab_size, vae_cfg.z_channels, vae_cfg.v_patch_nums, vae_cfg.image_size
     )
-    # our optional extras (cfg.prefix_embed != "shared") keep their fresh initialisation
+    if not cfg.attn_l2_norm:  # DepthART (cos_attn False) drops VAR's learned q scales,
+        # as the official code does loading var_d16.pth with strict=False; nothing else
+        sd = {k: v for k, v in sd.items() if not k.endswith(".attn.scale_mul_1H11")}
+    # the image condition's optional parts keep their fresh initialisation
     own = var.state_dict()
-    extras = {k: own[k] for k in own if k.split(".")[0] in EXTRA_KEYS and k not in sd}
+    extras = {k: own[k] for k in own if k.split(".")[0] == CONDITION and k not in sd}
     _strict_load(var, {**sd, **extras}, path, "the official VAR state_dict")
     return var.to(map_location)
 

@@ -62,16 +62,20 @@ def depthart_loss(
     runs once, with grad: the rollout starts from a detached copy of its keys/values
     and the loss pass attends to the originals, which gives the loss and gradients of
     ``var(prefix, x)`` without a second prefix pass (tested). The pixel path of a
-    model that has one (``rgb_B3HW``) also runs once: its output rides in the cache.
+    model that has one (``rgb_B3HW``) also runs once: its output rides in the image context.
     """
     if rollout_decoding not in ("greedy", "expected"):
         raise ValueError(f"rollout must be 'greedy' or 'expected', got {rollout_decoding!r}")
     sampling = sampling_for(rollout_decoding)
+    context = var.image_context(prefix_BLC, rgb_B3HW)
     cache = var.new_cache()
-    var.fill_prefix(prefix_BLC, cache, rgb_B3HW)
+    var.fill_prefix(context, cache)
     with torch.no_grad():
-        own = rollout(vae, var, prefix_BLC, sampling, prefix_cache=cache.detached())
+        own = rollout(
+            vae, var, prefix_BLC, sampling,
+            prefix_cache=cache.detached(), context=context.detached(),
+        )  # fmt: skip
         targets = depthart_targets(vae, fD_BChw, own.h_K)
         x_BlCv = own.x_BlCv
-    logits_BLV = var.depth_after_prefix(x_BlCv, cache)
+    logits_BLV = var.depth_after_prefix(x_BlCv, cache, context)
     return scale_cross_entropy(logits_BLV, torch.cat(targets, dim=1), var.begin_ends)
