@@ -13,7 +13,7 @@ from depthcore.models import MODEL_CONFIGS
 RESUME_KEYS = (
     "model", "batch_size", "lr", "betas", "weight_decay", "schedule", "warmup_steps",
     "step_size", "gamma", "min_lr", "grad_clip", "seed", "loss_weighting",
-    "tf_warmup_steps", "rollout", "embed_loss_weight",
+    "tf_warmup_steps", "rollout", "embed_loss_weight", "rec_loss",
 )  # fmt: skip
 
 
@@ -50,6 +50,10 @@ class TrainConfig:
     rollout: Literal["greedy", "expected"] = "greedy"
     # + this x the mean code embedding's squared error (losses.expected_embedding_error)
     embed_loss_weight: float = param(0.0, ge=0)
+    # DepthART's last scale as the official rec_loss: no cross-entropy there, a Gumbel-softmax
+    # code mixture completes f_hat and 10 x its MSE to the depth features is the loss
+    # instead (training/depthart.py, docs/paper.md)
+    rec_loss: bool = False
     seed: int = 0
     ckpt_every: int = param(100, ge=0)  # steps between checkpoints; 0 = only at the end
     keep_ckpts: int = param(2, gt=0)  # newest checkpoints kept

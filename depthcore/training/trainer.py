@@ -111,8 +111,10 @@ class Trainer:
             )
         self.cfg, self.objective, self.model_cfg = cfg, objective, model_cfg
         self.loss_fn = self.objectives[objective]
-        if objective == "depthart" and cfg.rollout != "greedy":
-            self.loss_fn = functools.partial(self.loss_fn, rollout_decoding=cfg.rollout)
+        if objective == "depthart" and (cfg.rollout != "greedy" or cfg.rec_loss):
+            self.loss_fn = functools.partial(
+                self.loss_fn, rollout_decoding=cfg.rollout, rec_loss=cfg.rec_loss
+            )
         self.dist = dist_info or DistInfo()
         self.device = torch.device(self.dist.device)
         self.vae = None if vae is None else vae.to(self.device).eval().requires_grad_(False)
