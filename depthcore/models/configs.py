@@ -162,6 +162,12 @@ def phi_index_map(num_scales: int, num_phi: int) -> tuple[int, ...]:
     return tuple(int(np.argmin(np.abs(ticks - si / (num_scales - 1)))) for si in range(num_scales))
 
 
+_D16 = ModelConfig(
+    vae=VQVAEConfig(),
+    var=VARConfig(depth=16, embed_dim=1024, num_heads=16, num_classes=1000),
+    image_size=256,
+)
+
 MODEL_CONFIGS: dict[str, ModelConfig] = {
     # CPU model for the embedded default pipeline: 64 px, 8x down to an 8x8 latent, L = 130.
     "tiny": ModelConfig(
@@ -192,28 +198,20 @@ MODEL_CONFIGS: dict[str, ModelConfig] = {
         image_size=64,
     ),
     # The paper's model: the official VAR tokenizer and var_d16 sizes at 256 px.
-    "d16": ModelConfig(
-        vae=VQVAEConfig(),
-        var=VARConfig(depth=16, embed_dim=1024, num_heads=16, num_classes=1000),
-        image_size=256,
-    ),
+    "d16": _D16,
     # The official DepthART model (bulatko/DepthART config/launch/eval/depthART.yaml):
     # d16 with BlockConfig {cos_attn: False, tau: 4}, drop_path_rate 0.0667,
     # shared_aln False (ours has no shared AdaLN) and the mask in which image tokens see
     # the SOS. Initialised from var_d16.pth its scale_mul_1H11 is unused (docs/paper.md).
-    "d16-depthart": ModelConfig(
-        vae=VQVAEConfig(),
-        var=VARConfig(
-            depth=16,
-            embed_dim=1024,
-            num_heads=16,
-            num_classes=1000,
+    "d16-depthart": dataclasses.replace(
+        _D16,
+        var=dataclasses.replace(
+            _D16.var,
             drop_path_rate=0.06666666666666667,
             attn_l2_norm=False,
             attn_tau=4.0,
             prefix_sees_sos=True,
         ),
-        image_size=256,
     ),
 }
 
