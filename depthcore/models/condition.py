@@ -145,8 +145,10 @@ class ImageCondition(nn.Module):
         """The image's contribution (B, L, C) to the depth tokens at the same positions,
         or None when the model reaches the image by attention only.
 
-        Computed and added in fp32 whatever the autocast or the weights' dtype: it is a
-        small add-on to every depth token (the checkpoints it trained were fp32 there).
+        The ``prefix_local`` projection runs in fp32 whatever the autocast or the weights'
+        dtype: a matmul of width Cvae (16 for ``tiny``) gains nothing from bf16, which would
+        only round the image's values; the pixel features are returned in fp32 too. (This
+        was the ``tiny: keep fp32`` special case: a property of the path, not of a model.)
         """
         local_BLC: torch.Tensor | None = None
         if self.local is not None:

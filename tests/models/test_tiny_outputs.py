@@ -12,8 +12,9 @@ stored as a sha256 of its bytes (for the exact check) and a small float summary 
 other machines).
 
 Bit-identical is asserted where the fixture's torch version and CPU capability match the
-running ones (other kernels may round differently); elsewhere the summaries are compared
-at rtol 1e-4. Regenerate only deliberately: ``python -m tests.models.test_tiny_outputs``.
+running ones (other kernels may round differently); elsewhere the summaries of the fp32
+passes that take no token decisions are compared at rtol 1e-4. Regenerate only
+deliberately: ``python -m tests.models.test_tiny_outputs``.
 """
 
 from __future__ import annotations
@@ -125,8 +126,10 @@ def test_tiny_outputs_equal_the_pre_refactor_ones() -> None:
     for k, v in outs.items():  # another kernel set: the digests' bytes differ by rounding
         ref = fixture["outputs"][k]
         assert v["shape"] == ref["shape"], k
-        if k in ("init_state", "depthart_grads", "tf_grads"):
-            continue
+        if k in ("init_state", "bf16_logits") or k.endswith("_grads"):
+            continue  # digests of bytes; bf16 rounding is the kernels' own
+        if k.startswith(("gen_", "depthart_")):
+            continue  # argmax/sampling decisions may flip on other kernels' rounding
         for field in ("sum", "abs_sum", "head"):
             assert v[field] == pytest.approx(ref[field], rel=1e-4, abs=1e-5), (k, field)
 
