@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from depthcore.models.blocks import KVCache
+from depthcore.models.condition import ImageContext
 from depthcore.models.generate import SamplingConfig, choose_tokens, decode_depth
 from depthcore.models.prefix import fhats_to_prefix
 from depthcore.models.var import DepthVAR
@@ -52,11 +53,12 @@ class Start(nn.Module):
         self, prefix_BLCv: torch.Tensor, rgb_B3SS: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, ...]:
         cache = self.var.new_cache()
-        logits_BlV = self.var.start_cached(prefix_BLCv, cache, rgb_B3SS)
+        context = self.var.image_context(prefix_BLCv, rgb_B3SS)
+        logits_BlV = self.var.start_cached(context, cache)
         k, v = _stacked(cache)
-        if cache.local_BLC is None:
+        if context.local_BLC is None:
             return logits_BlV, k, v
-        return logits_BlV, k, v, cache.local_BLC
+        return logits_BlV, k, v, context.local_BLC
 
 
 class Step(nn.Module):
@@ -78,8 +80,9 @@ class Step(nn.Module):
         cache = self.var.new_cache()
         for i, layer in enumerate(cache.layers):
             layer.k_BHlc, layer.v_BHlc = k_NBHlc[i], v_NBHlc[i]
-        cache.local_BLC = local_BLC
-        logits_BlV = self.var.step_cached(self.si, next_BlCv, cache)
+        # the cached steps read only the image's local path; its prefix tokens are in k/v
+        context = ImageContext(next_BlCv[:, :0], local_BLC)
+        logits_BlV = self.var.step_cached(self.si, next_BlCv, cache, context)
         k, v = _stacked(cache)
         return logits_BlV, k, v
 

@@ -1,4 +1,5 @@
-"""Transformer blocks of VAR: AdaLN self-attention with L2-normalised q/k, and the head.
+"""Transformer blocks of VAR: AdaLN self-attention (VAR's L2-normalised q/k, or DepthART's
+plain scaled dot product with temperature ``tau``), and the head.
 
 Parameter names mirror the official ``var_d16.pth`` (``attn.mat_qkv``, ``q_bias``,
 ``zero_k_bias``, ``ffn.fc1``, ``ada_lin.1`` ...). The KV cache is an explicit object
@@ -36,8 +37,6 @@ class KVCache:
 
     def __init__(self, depth: int) -> None:
         self.layers = [LayerKV() for _ in range(depth)]
-        # DepthVAR's local image path (B, L, C) for the depth tokens still to come, or None
-        self.local_BLC: torch.Tensor | None = None
 
     def detached(self) -> KVCache:
         """A cache over the same keys/values without their graph (for a no-grad rollout)."""
@@ -45,8 +44,6 @@ class KVCache:
         for mine, theirs in zip(out.layers, self.layers, strict=True):
             if theirs.k_BHlc is not None:
                 mine.k_BHlc, mine.v_BHlc = theirs.k_BHlc.detach(), theirs.v_BHlc.detach()
-        if self.local_BLC is not None:
-            out.local_BLC = self.local_BLC.detach()
         return out
 
     def repeat_batch(self, repeats: int) -> None:
@@ -55,8 +52,13 @@ class KVCache:
             if layer.k_BHlc is not None:
                 layer.k_BHlc = layer.k_BHlc.repeat_interleave(repeats, dim=0)
                 layer.v_BHlc = layer.v_BHlc.repeat_interleave(repeats, dim=0)
-        if self.local_BLC is not None:
-            self.local_BLC = self.local_BLC.repeat_interleave(repeats, dim=0)
+
+    def truncate(self, length: int) -> None:
+        """Keep the first ``length`` cached positions of every layer (no-op when shorter)."""
+        for layer in self.layers:
+            if layer.k_BHlc is not None and layer.k_BHlc.shape[2] > length:
+                layer.k_BHlc = layer.k_BHlc[:, :, :length]
+                layer.v_BHlc = layer.v_BHlc[:, :, :length]
 
     @property
     def length(self) -> int:
@@ -65,10 +67,22 @@ class KVCache:
 
 
 class SelfAttention(nn.Module):
-    """Multi-head attention; q and k L2-normalised and q scaled by a learned per-head factor."""
+    """Multi-head attention.
+
+    ``l2_norm`` (VAR, official ``attn_l2_norm`` / DepthART ``cos_attn: True``): q and k
+    L2-normalised and q scaled by a learned per-head factor (``scale_mul_1H11``).
+    Otherwise (DepthART's ``cos_attn: False``) plain attention scaled by
+    1 / (``tau`` * sqrt(head_dim)), as DepthART's ``SelfAttention``; VAR's value 0.25 is tau 4.
+    """
 
     def __init__(
-        self, embed_dim: int, num_heads: int, attn_drop: float, proj_drop: float, l2_norm: bool
+        self,
+        embed_dim: int,
+        num_heads: int,
+        attn_drop: float,
+        proj_drop: float,
+        l2_norm: bool,
+        tau: float = 4.0,
     ) -> None:
         super().__init__()
         self.num_heads, self.head_dim = num_heads, embed_dim // num_heads
@@ -78,7 +92,7 @@ class SelfAttention(nn.Module):
             self.scale_mul_1H11 = nn.Parameter(torch.full((1, num_heads, 1, 1), 4.0).log())
             self.max_scale_mul = math.log(100)
         else:
-            self.scale = 0.25 / math.sqrt(self.head_dim)
+            self.scale = 1 / math.sqrt(self.head_dim) / tau
         self.mat_qkv = nn.Linear(embed_dim, 3 * embed_dim, bias=False)
         self.q_bias = nn.Parameter(torch.zeros(embed_dim))
         self.v_bias = nn.Parameter(torch.zeros(embed_dim))
@@ -156,11 +170,12 @@ class AdaLNSelfAttn(nn.Module):
         attn_drop: float,
         drop_path: float,
         attn_l2_norm: bool,
+        attn_tau: float = 4.0,
     ) -> None:
         super().__init__()
         self.C = embed_dim
         self.drop_path = DropPath(drop_path)
-        self.attn = SelfAttention(embed_dim, num_heads, attn_drop, drop, attn_l2_norm)
+        self.attn = SelfAttention(embed_dim, num_heads, attn_drop, drop, attn_l2_norm, attn_tau)
         self.ffn = FFN(embed_dim, round(embed_dim * mlp_ratio), drop)
         self.ln_wo_grad = nn.LayerNorm(embed_dim, eps=norm_eps, elementwise_affine=False)
         self.ada_lin = nn.Sequential(nn.SiLU(inplace=False), nn.Linear(cond_dim, 6 * embed_dim))

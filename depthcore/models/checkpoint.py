@@ -25,7 +25,15 @@ from depthcore.config import ConfigError, from_dict, to_dict
 from depthcore.errors import CheckpointError
 from depthcore.io import atomic_path
 from depthcore.models import MODEL_CONFIGS, ModelConfig, VARConfig, VQVAEConfig, build_model
-from depthcore.models.var import EXTRA_KEYS, DepthVAR
+from depthcore.models.condition import CONDITION, remap_legacy_keys
+from depthcore.models.official import (
+    DERIVED_KEYS,
+    OFFICIAL_META,
+    VAE_PREFIX,
+    is_official_depthart,
+    split_official,
+)
+from depthcore.models.var import DepthVAR
 from depthcore.models.vqvae import VQVAE
 
 CONFIG_KEY = "depthcore_config"
@@ -185,9 +193,15 @@ def _read_ours(
 ) -> tuple[dict[str, Any], Any, dict[str, Any]]:
     """(tensors, config, meta) of a file written by :func:`save_model` or :func:`save_vae`."""
     sd, metadata = _read(path, map_location)
+    return (sd, *_parse_ours(metadata, path, cls, expected))
+
+
+def _parse_ours(
+    metadata: Mapping[str, str], path: Path, cls: type, expected: Any
+) -> tuple[Any, dict[str, Any]]:
+    """(config, meta) from our files' metadata."""
     cfg = _config(cls, _json(metadata, CONFIG_KEY, path), path, expected)
-    meta = _json(metadata, META_KEY, path) if META_KEY in metadata else {}
-    return sd, cfg, meta
+    return cfg, _json(metadata, META_KEY, path) if META_KEY in metadata else {}
 
 
 # --- our checkpoints ----------------------------------------------------------------------
@@ -212,16 +226,39 @@ def save_model(
 def load_model(
     path: str | Path, map_location: str | torch.device = "cpu", expected: ModelConfig | None = None
 ) -> LoadedModel:
-    """Rebuild (vae, var) from a :func:`save_model` file; ``expected`` must equal its config."""
+    """Rebuild (vae, var) from a :func:`save_model` file; ``expected`` must equal its config.
+
+    The released official DepthART ``model.safetensors`` loads too (recognised by its
+    keys, :mod:`depthcore.models.official`; ``expected`` defaults to ``d16-depthart``).
+    """
     path = Path(path)
-    sd, cfg, meta = _read_ours(path, map_location, ModelConfig, expected)
+    sd, metadata = _read(path, map_location)
+    if CONFIG_KEY not in metadata and is_official_depthart(sd):
+        return _load_official_depthart(path, sd, map_location, expected)
+    cfg, meta = _parse_ours(metadata, path, ModelConfig, expected)
     vae, var = build_model(cfg)
     _strict_load(vae, _split(sd, "vae."), path, "the 'vae.' tensors")
-    _strict_load(var, _split(sd, "var."), path, "the 'var.' tensors")
+    # files written before the image condition was one module name its parts differently
+    _strict_load(var, remap_legacy_keys(_split(sd, "var.")), path, "the 'var.' tensors")
     others = sorted(k for k in sd if not k.startswith(("vae.", "var.")))
     if others:
         raise CheckpointError(f"{path}: unexpected tensors {others[:8]}")
     return LoadedModel(vae.to(map_location), var.to(map_location), cfg, meta)
+
+
+def _load_official_depthart(
+    path: Path,
+    sd: Mapping[str, Any],
+    map_location: str | torch.device,
+    expected: ModelConfig | None,
+) -> LoadedModel:
+    cfg, vae_sd, var_sd = split_official(sd, path, expected)
+    vae, var = build_model(cfg)
+    own = var.state_dict()
+    var_sd.update({k: own[k] for k in DERIVED_KEYS if k not in var_sd})
+    _strict_load(vae, vae_sd, path, f"the official DepthART VQ-VAE ({VAE_PREFIX}*)")
+    _strict_load(var, var_sd, path, "the official DepthART transformer")
+    return LoadedModel(vae.to(map_location), var.to(map_location), cfg, dict(OFFICIAL_META))
 
 
 def load_pretrained_var(
@@ -318,7 +355,10 @@ def load_official_var(
     """The official ``var_d16.pth`` (or a same-layout file) as a DepthVAR, strictly.
 
     Every official key, buffers included, must be present with its shape: nothing is
-    dropped. Only the optional extras of ``DepthVAR`` (:data:`EXTRA_KEYS`) may be absent.
+    dropped, except VAR's ``scale_mul_1H11`` into a model without q/k L2 normalisation
+    (``attn_l2_norm=False``, the official DepthART's ``cos_attn: False``, which loads
+    var_d16.pth the same way). Only the image condition's optional parts
+    (``condition.*``) may be absent.
     """
     path = Path(path)
     sd, _ = _read(path, map_location)
@@ -327,9 +367,12 @@ def load_official_var(
     var = DepthVAR.from_config(
         cfg, vae_cfg.vocab_size, vae_cfg.z_channels, vae_cfg.v_patch_nums, vae_cfg.image_size
     )
-    # our optional extras (cfg.prefix_embed != "shared") keep their fresh initialisation
+    if not cfg.attn_l2_norm:  # DepthART (cos_attn False) drops VAR's learned q scales,
+        # as the official code does loading var_d16.pth with strict=False; nothing else
+        sd = {k: v for k, v in sd.items() if not k.endswith(".attn.scale_mul_1H11")}
+    # the image condition's optional parts keep their fresh initialisation
     own = var.state_dict()
-    extras = {k: own[k] for k in own if k.split(".")[0] in EXTRA_KEYS and k not in sd}
+    extras = {k: own[k] for k in own if k.split(".")[0] == CONDITION and k not in sd}
     _strict_load(var, {**sd, **extras}, path, "the official VAR state_dict")
     return var.to(map_location)
 

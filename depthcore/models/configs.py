@@ -82,7 +82,16 @@ class VARConfig:
     drop_rate: float = 0.0
     attn_drop_rate: float = 0.0
     drop_path_rate: float = 0.0
+    # VAR's attention: q/k L2-normalised with a learned per-head scale (official VAR
+    # `attn_l2_norm`, DepthART `cos_attn: True`). False: plain attention scaled by
+    # 1 / (attn_tau * sqrt(head_dim)) (DepthART's `cos_attn: False`, `tau`), without the
+    # `scale_mul_1H11` parameters. attn_tau is unused while attn_l2_norm is on.
     attn_l2_norm: bool = True
+    attn_tau: float = 4.0
+    # The official DepthART mask: image-prefix tokens also attend to the SOS token (the
+    # official masked pass opens the SOS column to them; its cached pass runs the prefix
+    # and SOS together unmasked). False: image tokens see only image tokens (ours).
+    prefix_sees_sos: bool = False
     # How image-prefix tokens are told apart from depth tokens. "shared": the official
     # layout (same word/level/position embeddings for both); "type": plus a learned
     # image-token embedding; "own": plus that and the prefix's own input projection.
@@ -112,6 +121,8 @@ class VARConfig:
     def __post_init__(self) -> None:
         if self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim {self.embed_dim} is not divisible by {self.num_heads}")
+        if self.attn_tau <= 0:
+            raise ValueError(f"attn_tau must be > 0, got {self.attn_tau}")
         if self.pixel_levels < 1:
             raise ValueError(f"pixel_levels must be >= 1, got {self.pixel_levels}")
         if self.prefix_embed not in PREFIX_EMBEDS:
@@ -151,6 +162,12 @@ def phi_index_map(num_scales: int, num_phi: int) -> tuple[int, ...]:
     return tuple(int(np.argmin(np.abs(ticks - si / (num_scales - 1)))) for si in range(num_scales))
 
 
+_D16 = ModelConfig(
+    vae=VQVAEConfig(),
+    var=VARConfig(depth=16, embed_dim=1024, num_heads=16, num_classes=1000),
+    image_size=256,
+)
+
 MODEL_CONFIGS: dict[str, ModelConfig] = {
     # CPU model for the embedded default pipeline: 64 px, 8x down to an 8x8 latent, L = 130.
     "tiny": ModelConfig(
@@ -181,10 +198,20 @@ MODEL_CONFIGS: dict[str, ModelConfig] = {
         image_size=64,
     ),
     # The paper's model: the official VAR tokenizer and var_d16 sizes at 256 px.
-    "d16": ModelConfig(
-        vae=VQVAEConfig(),
-        var=VARConfig(depth=16, embed_dim=1024, num_heads=16, num_classes=1000),
-        image_size=256,
+    "d16": _D16,
+    # The official DepthART model (bulatko/DepthART config/launch/eval/depthART.yaml):
+    # d16 with BlockConfig {cos_attn: False, tau: 4}, drop_path_rate 0.0667,
+    # shared_aln False (ours has no shared AdaLN) and the mask in which image tokens see
+    # the SOS. Initialised from var_d16.pth its scale_mul_1H11 is unused (docs/paper.md).
+    "d16-depthart": dataclasses.replace(
+        _D16,
+        var=dataclasses.replace(
+            _D16.var,
+            drop_path_rate=0.06666666666666667,
+            attn_l2_norm=False,
+            attn_tau=4.0,
+            prefix_sees_sos=True,
+        ),
     ),
 }
 

@@ -14,6 +14,7 @@ import torch
 
 from depthcore.config import frozen
 from depthcore.models.blocks import KVCache
+from depthcore.models.condition import ImageContext
 from depthcore.models.prefix import fhats_to_prefix
 from depthcore.models.scale_loop import next_scale_loop
 from depthcore.models.var import DepthVAR
@@ -201,21 +202,23 @@ def _first_scale(
     prefix_BLCv: torch.Tensor,
     cache: KVCache | None,
     repeats: int,
-    prefix_filled: bool,
+    context: ImageContext | None,
     rgb_B3HW: torch.Tensor | None,
-) -> torch.Tensor:
-    """Logits of scale 1 for every sample; the prefix runs once per image, not per sample
-    (without a cache the rows come already repeated, see :func:`rollout`)."""
-    if prefix_filled:
-        logits_BlV = var.depth_after_prefix(None, cache)
-    elif cache is None:
-        return var(prefix_BLCv, None, rgb_B3HW)[:, : var.first_l]
-    else:
-        logits_BlV = var.start_cached(prefix_BLCv, cache, rgb_B3HW)
+) -> tuple[torch.Tensor, ImageContext | None]:
+    """Logits of scale 1 for every sample and the image context the cached steps add;
+    the prefix runs once per image, not per sample (without a cache the rows come
+    already repeated and every scale reruns the whole pass, see :func:`rollout`)."""
+    if cache is None:
+        return var(prefix_BLCv, None, rgb_B3HW)[:, : var.first_l], None
+    if context is not None:  # the cache holds the prefix already (DepthVAR.fill_prefix)
+        return var.depth_after_prefix(None, cache, context), context
+    context = var.image_context(prefix_BLCv, rgb_B3HW)
+    logits_BlV = var.start_cached(context, cache)
     if repeats > 1:
         cache.repeat_batch(repeats)
+        context = context.repeat_batch(repeats)
         logits_BlV = logits_BlV.repeat_interleave(repeats, dim=0)
-    return logits_BlV
+    return logits_BlV, context
 
 
 @torch.no_grad()
@@ -230,6 +233,7 @@ def rollout(
     generator: torch.Generator | None = None,
     repeats: int = 1,
     prefix_cache: KVCache | None = None,
+    context: ImageContext | None = None,
     rgb_B3HW: torch.Tensor | None = None,
 ) -> Rollout:
     """Generate all K scales, feeding each scale's choice back as the next input.
@@ -239,7 +243,8 @@ def rollout(
     keys/values are copied. ``use_cache=False`` recomputes the whole masked sequence at
     every scale (the reference the cache is tested against). ``prefix_cache``: a cache
     already holding the prefix's keys/values (:meth:`DepthVAR.fill_prefix`), extended
-    in place, so the prefix pass is not run again. ``rgb_B3HW``: the frames (in
+    in place, so the prefix pass is not run again, with the ``context`` it was filled
+    from (:meth:`DepthVAR.image_context`). ``rgb_B3HW``: the frames (in
     [-1, 1], model resolution) for a model with a pixel path. A transformer prepared
     in bf16 runs under bf16 autocast; the quantiser's f_hat updates stay fp32.
     """
@@ -248,6 +253,8 @@ def rollout(
     f_hat = prefix_BLCv.new_zeros(B, vae.Cvae, H, H, dtype=torch.float32)
     if prefix_cache is not None and (not use_cache or repeats != 1):
         raise ValueError("prefix_cache needs use_cache=True and repeats=1")
+    if (prefix_cache is None) != (context is None):
+        raise ValueError("prefix_cache and context go together (DepthVAR.fill_prefix)")
     cache = prefix_cache if prefix_cache is not None else var.new_cache() if use_cache else None
     if cache is None and repeats > 1:  # the reference path reruns every row at every scale
         prefix_BLCv = prefix_BLCv.repeat_interleave(repeats, dim=0)
@@ -258,14 +265,16 @@ def rollout(
     inputs: list[torch.Tensor] = []  # scales 2..k's inputs so far (the uncached path reruns them)
 
     def step(si: int, next_BlCv: torch.Tensor | None) -> torch.Tensor:
+        nonlocal context
         with autocast:
             if si == 0:
-                return _first_scale(
-                    var, prefix_BLCv, cache, repeats, prefix_cache is not None, rgb_B3HW
+                logits_BlV, context = _first_scale(
+                    var, prefix_BLCv, cache, repeats, context, rgb_B3HW
                 )
+                return logits_BlV
             inputs.append(next_BlCv)
             if cache is not None:
-                return var.step_cached(si, next_BlCv, cache)
+                return var.step_cached(si, next_BlCv, cache, context)
             start, end = var.begin_ends[si]
             return var(prefix_BLCv, torch.cat(inputs, dim=1), rgb_B3HW)[:, start:end]
 

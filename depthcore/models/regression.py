@@ -67,6 +67,8 @@ REGRESSION_CONFIGS: dict[str, RegressionConfig] = {
         backbone="resnet50", image_size=256, decoder_channels=(256, 128, 64, 64)
     ),
 }
+# the official DepthART transformer is d16-sized: the same baseline stands next to it
+REGRESSION_CONFIGS["d16-depthart"] = REGRESSION_CONFIGS["d16"]
 
 
 def _conv_block(c_in: int, c_out: int, groups: int) -> nn.Sequential:

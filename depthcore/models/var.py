@@ -7,10 +7,12 @@ and block-causally (scale <= own scale) to depth tokens. The AdaLN condition and
 the SOS token are the class embedding of the null class, as in the official
 DepthART code. Names and shapes of parameters and buffers are those of the
 official ``var_d16.pth``, so it initialises this model with ``strict=True``.
-Optional extras (:data:`EXTRA_KEYS`, absent from that checkpoint) add local paths
-from the image to each depth token: ``prefix_local`` (the image token of the same
-cell) and ``pixel_encoder`` (a CNN over the frame itself, which every pass then takes
-as ``rgb_B3HW``; :mod:`depthcore.models.pixels`).
+What the image gives the transformer (the prefix tokens and our optional local
+paths) is one submodule, :class:`~depthcore.models.condition.ImageCondition`, whose
+output for a batch, an :class:`~depthcore.models.condition.ImageContext`, every pass
+takes as one value; its options are absent from the official checkpoint (state_dict
+keys ``condition.*``). ``VARConfig.prefix_sees_sos`` gives the official DepthART mask,
+in which image tokens also attend to the SOS token.
 """
 
 from __future__ import annotations
@@ -20,15 +22,11 @@ import math
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
 from depthcore.models.blocks import AdaLNBeforeHead, AdaLNSelfAttn, KVCache
+from depthcore.models.condition import ImageCondition, ImageContext
 from depthcore.models.configs import VARConfig
-from depthcore.models.pixels import PixelEncoder
-
-#: Top-level names of the optional parameters the official checkpoint does not have.
-EXTRA_KEYS = ("prefix_type_emb", "prefix_word_embed", "prefix_local", "pixel_encoder")
 
 
 class DepthVAR(nn.Module):
@@ -58,19 +56,11 @@ class DepthVAR(nn.Module):
         self.pos_start = nn.Parameter(torch.empty(1, self.first_l, self.C))
         self.pos_1LC = nn.Parameter(torch.empty(1, self.L, self.C))
         self.lvl_embed = nn.Embedding(len(self.patch_nums), self.C)
-        # optional extras (absent from the official checkpoint): see VARConfig.prefix_embed
-        if cfg.prefix_embed in ("type", "own"):
-            self.prefix_type_emb = nn.Parameter(torch.empty(1, 1, self.C))
-        if cfg.prefix_embed == "own":
-            self.prefix_word_embed = nn.Linear(Cvae, self.C)
-        if cfg.prefix_local:
-            self.prefix_local = nn.Linear(Cvae, self.C)
-        if cfg.pixel_encoder:
-            if image_size is None:
-                raise ValueError("a pixel encoder needs the model's image_size")
-            self.pixel_encoder = PixelEncoder(
-                cfg.pixel_encoder, self.C, self.patch_nums, image_size, cfg.pixel_levels
-            )
+        # what the image gives the transformer (built here: its initialisation draws from
+        # the RNG between the embeddings' and the blocks', as the trained defaults did)
+        self.condition = ImageCondition(cfg, Cvae, self.C, self.patch_nums, image_size)
+        # SOS tokens the image tokens attend to: none (ours) or all (the official mask)
+        self.prefix_sees = self.first_l if cfg.prefix_sees_sos else 0
         dpr = [cfg.drop_path_rate * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
         self.blocks = nn.ModuleList(
             AdaLNSelfAttn(
@@ -83,6 +73,7 @@ class DepthVAR(nn.Module):
                 cfg.attn_drop_rate,
                 dpr[i],
                 cfg.attn_l2_norm,
+                cfg.attn_tau,
             )
             for i in range(cfg.depth)
         )
@@ -115,7 +106,7 @@ class DepthVAR(nn.Module):
     @property
     def reads_pixels(self) -> bool:
         """Whether the passes need the RGB frame besides the prefix (``cfg.pixel_encoder``)."""
-        return hasattr(self, "pixel_encoder")
+        return self.condition.reads_pixels
 
     @torch.no_grad()
     def init_weights(
@@ -136,7 +127,7 @@ class DepthVAR(nn.Module):
                     m.bias.zero_()
             elif isinstance(m, nn.Embedding):
                 nn.init.trunc_normal_(m.weight, std=init_std)
-        for p in (self.pos_start, self.pos_1LC, *self.extra_parameters()):
+        for p in (self.pos_start, self.pos_1LC, *self.condition.parameters()):
             if p.ndim == 3:
                 nn.init.trunc_normal_(p, std=init_std)
         self.head.weight.mul_(0.02)
@@ -149,12 +140,7 @@ class DepthVAR(nn.Module):
             lin.weight[2 * C :].mul_(adaln)
             lin.weight[: 2 * C].mul_(adaln_gamma)
             lin.bias[: 2 * C].fill_(residual_gain)
-        if self.reads_pixels:  # the pixel path opens during training (PixelEncoder)
-            self.pixel_encoder.reset_output()
-
-    def extra_parameters(self) -> list[nn.Parameter]:
-        """Parameters not in the official layout (empty for ``prefix_embed='shared'``)."""
-        return [p for k, p in self.named_parameters() if k.split(".")[0] in EXTRA_KEYS]
+        self.condition.reset_output()  # the pixel path opens during training (PixelEncoder)
 
     # --- embeddings ----------------------------------------------------------------------
 
@@ -167,60 +153,43 @@ class DepthVAR(nn.Module):
         end = start + x_BlC.shape[1]
         return x_BlC + self.lvl_embed(self.lvl_1L[:, start:end]) + self.pos_1LC[:, start:end]
 
-    def embed_prefix(self, prefix_BLCv: torch.Tensor) -> torch.Tensor:
-        """Image tokens (B, L, Cvae) -> (B, L, C) with the shared level/position embeddings."""
-        if prefix_BLCv.ndim != 3 or tuple(prefix_BLCv.shape[1:]) != (self.L, self.Cvae):
-            raise ValueError(
-                f"image prefix must be (B, {self.L}, {self.Cvae}), got {tuple(prefix_BLCv.shape)}"
-            )
-        embed = getattr(self, "prefix_word_embed", self.word_embed)
-        x_BLC = self._add_pos(embed(prefix_BLCv.float()), 0)
-        type_11C = getattr(self, "prefix_type_emb", None)
-        return x_BLC if type_11C is None else x_BLC + type_11C
-
-    def local_path(
+    def image_context(
         self, prefix_BLCv: torch.Tensor, rgb_B3HW: torch.Tensor | None = None
-    ) -> torch.Tensor | None:
-        """The image's contribution (B, L, C) to the depth tokens at the same positions
-        (``VARConfig.prefix_local`` and the pixel path), or None when the model reaches
-        the image by attention only."""
-        local_BLC: torch.Tensor | None = None
-        layer = getattr(self, "prefix_local", None)
-        if layer is not None:
-            with torch.autocast(prefix_BLCv.device.type, enabled=False):  # tiny: keep fp32
-                local_BLC = F.linear(prefix_BLCv.float(), layer.weight.float(), layer.bias.float())
-        if self.reads_pixels:
-            if rgb_B3HW is None:
-                raise ValueError("this model reads pixels (pixel_encoder): pass rgb_B3HW")
-            if rgb_B3HW.shape[0] != prefix_BLCv.shape[0]:
-                raise ValueError(
-                    f"{rgb_B3HW.shape[0]} RGB frames for {prefix_BLCv.shape[0]} prefixes"
-                )
-            pix_BLC = self.pixel_encoder(rgb_B3HW).float()
-            local_BLC = pix_BLC if local_BLC is None else local_BLC + pix_BLC
-        return local_BLC
+    ) -> ImageContext:
+        """What image tokens (B, L, Cvae) (and, for a pixel path, their frames ``rgb_B3HW``
+        in [-1, 1] at model resolution) give the passes; see :class:`ImageCondition`."""
+        return self.condition(prefix_BLCv, rgb_B3HW, self.word_embed, self._add_pos)
+
+    def embed_sos(self, cond_BD: torch.Tensor) -> torch.Tensor:
+        """The SOS tokens (B, first_l, C) before positions: the condition plus ``pos_start``."""
+        return cond_BD.unsqueeze(1).expand(cond_BD.shape[0], self.first_l, -1) + self.pos_start
 
     def embed_depth(
         self,
         cond_BD: torch.Tensor,
         x_BlCv: torch.Tensor | None,
-        local_BLC: torch.Tensor | None = None,
+        context: ImageContext | None = None,
     ) -> torch.Tensor:
-        """SOS + depth inputs (B, l, Cvae) -> (B, first_l + l, C), plus the local image path."""
-        B = cond_BD.shape[0]
-        sos_BlC = cond_BD.unsqueeze(1).expand(B, self.first_l, -1) + self.pos_start
+        """SOS + depth inputs (B, l, Cvae) -> (B, first_l + l, C), plus the image's local
+        path (``context``; None: the prefix-free VAR pass)."""
+        sos_BlC = self.embed_sos(cond_BD)
         if x_BlCv is not None and x_BlCv.shape[1] > 0:
             sos_BlC = torch.cat((sos_BlC, self.word_embed(x_BlCv.float())), dim=1)
         x_BlC = self._add_pos(sos_BlC, 0)
-        if local_BLC is not None:
-            x_BlC = x_BlC + local_BLC[:, : x_BlC.shape[1]]
-        return x_BlC
+        return x_BlC if context is None else context.add_local(x_BlC, 0)
 
     def prefix_attn_bias(self, n_depth: int) -> torch.Tensor:
-        """(1, 1, L + n, L + n) additive mask for L image tokens then n depth tokens."""
+        """(1, 1, L + n, L + n) additive mask for L image tokens then n depth tokens.
+
+        Image tokens see the image tokens and the first :attr:`prefix_sees` depth tokens
+        (the SOS under the official mask, none under ours); depth tokens see every image
+        token and, block-causally, the depth tokens.
+        """
         L = self.L
         depth_nn = self.attn_bias_for_masking[0, 0, :n_depth, :n_depth]
-        top = torch.cat((depth_nn.new_zeros(L, L), depth_nn.new_full((L, n_depth), -torch.inf)), 1)
+        top_depth = depth_nn.new_full((L, n_depth), -torch.inf)
+        top_depth[:, : self.prefix_sees] = 0.0
+        top = torch.cat((depth_nn.new_zeros(L, L), top_depth), 1)
         bottom = torch.cat((depth_nn.new_zeros(n_depth, L), depth_nn), 1)
         return torch.cat((top, bottom), 0).view(1, 1, L + n_depth, L + n_depth)
 
@@ -262,30 +231,35 @@ class DepthVAR(nn.Module):
             raise ValueError("forward needs an image prefix or depth inputs")
         ref = prefix_BLCv if prefix_BLCv is not None else x_BlCv
         cond_BD = self.null_cond(ref.shape[0], ref.device)
-        local_BLC = None if prefix_BLCv is None else self.local_path(prefix_BLCv, rgb_B3HW)
-        depth_BlC = self.embed_depth(cond_BD, x_BlCv, local_BLC)
+        if prefix_BLCv is None:
+            depth_BlC = self.embed_depth(cond_BD, x_BlCv)
+            n = self._check_length(depth_BlC)
+            attn_bias = self.attn_bias_for_masking[:, :, :n, :n]
+            return self._run(depth_BlC, cond_BD, attn_bias, None, n)
+        context = self.image_context(prefix_BLCv, rgb_B3HW)
+        depth_BlC = self.embed_depth(cond_BD, x_BlCv, context)
+        n = self._check_length(depth_BlC)
+        x_BLC = torch.cat((context.tokens_BLC, depth_BlC), dim=1)
+        return self._run(x_BLC, cond_BD, self.prefix_attn_bias(n), None, n)
+
+    def _check_length(self, depth_BlC: torch.Tensor) -> int:
         n = depth_BlC.shape[1]
         if n > self.L:
             raise ValueError(f"{n} depth tokens given, the model holds at most {self.L}")
-        if prefix_BLCv is None:
-            attn_bias = self.attn_bias_for_masking[:, :, :n, :n]
-            return self._run(depth_BlC, cond_BD, attn_bias, None, n)
-        x_BLC = torch.cat((self.embed_prefix(prefix_BLCv), depth_BlC), dim=1)
-        return self._run(x_BLC, cond_BD, self.prefix_attn_bias(n), None, n)
+        return n
 
-    def start_cached(
-        self, prefix_BLCv: torch.Tensor, cache: KVCache, rgb_B3HW: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def start_cached(self, context: ImageContext, cache: KVCache) -> torch.Tensor:
         """First inference step: feed [image prefix, SOS]; logits (B, first_l, V)."""
-        B = prefix_BLCv.shape[0]
-        cond_BD = self.null_cond(B, prefix_BLCv.device)
-        cache.local_BLC = self.local_path(prefix_BLCv, rgb_B3HW)
-        depth_BlC = self.embed_depth(cond_BD, None, cache.local_BLC)
-        x_BLC = torch.cat((self.embed_prefix(prefix_BLCv), depth_BlC), 1)
+        B = context.tokens_BLC.shape[0]
+        cond_BD = self.null_cond(B, context.tokens_BLC.device)
+        depth_BlC = self.embed_depth(cond_BD, None, context)
+        x_BLC = torch.cat((context.tokens_BLC, depth_BlC), 1)
         attn_bias = self.prefix_attn_bias(self.first_l)
         return self._run(x_BLC, cond_BD, attn_bias, cache, self.first_l)
 
-    def step_cached(self, si: int, next_BlCv: torch.Tensor, cache: KVCache) -> torch.Tensor:
+    def step_cached(
+        self, si: int, next_BlCv: torch.Tensor, cache: KVCache, context: ImageContext
+    ) -> torch.Tensor:
         """Feed scale ``si``'s inputs (B, pn_si^2, Cvae) (si >= 1); logits (B, pn_si^2, V).
 
         Every new query may see everything cached (all earlier scales and the prefix)
@@ -295,41 +269,44 @@ class DepthVAR(nn.Module):
         if next_BlCv.shape[1] != end - start:
             raise ValueError(f"scale {si} needs {end - start} tokens, got {next_BlCv.shape[1]}")
         cond_BD = self.null_cond(next_BlCv.shape[0], next_BlCv.device)
-        x_BlC = self._add_pos(self.word_embed(next_BlCv.float()), start)
-        if cache.local_BLC is not None:
-            x_BlC = x_BlC + cache.local_BLC[:, start:end]
+        x_BlC = context.add_local(self._add_pos(self.word_embed(next_BlCv.float()), start), start)
         return self._run(x_BlC, cond_BD, None, cache, end - start)
 
-    def fill_prefix(
-        self, prefix_BLCv: torch.Tensor, cache: KVCache, rgb_B3HW: torch.Tensor | None = None
-    ) -> None:
-        """Run the image prefix alone, leaving its keys/values in an empty ``cache``.
+    def fill_prefix(self, context: ImageContext, cache: KVCache) -> None:
+        """Run the image prefix, leaving its keys/values in an empty ``cache``.
 
-        Image tokens attend only to image tokens, so these are exactly the prefix's
-        keys/values in the masked pass. With grad enabled they carry the graph: a
-        DepthART step computes the prefix once for its rollout (a detached copy) and its
-        loss pass (:meth:`depth_after_prefix`).
+        Image tokens attend to image tokens and the :attr:`prefix_sees` SOS tokens (the
+        SOS depends on no input), so this pass over the prefix and those SOS tokens
+        gives exactly the prefix's keys/values in the masked pass; the SOS's own are
+        dropped (:meth:`depth_after_prefix` recomputes them). With grad enabled they
+        carry the graph: a DepthART step computes the prefix once for its rollout (a
+        detached copy) and its loss pass.
         """
         if cache.length:
             raise ValueError(f"fill_prefix needs an empty cache, this one holds {cache.length}")
-        cond_BD = self.null_cond(prefix_BLCv.shape[0], prefix_BLCv.device)
-        cache.local_BLC = self.local_path(prefix_BLCv, rgb_B3HW)
-        x_BLC = self.embed_prefix(prefix_BLCv)
+        tokens_BLC = context.tokens_BLC
+        cond_BD = self.null_cond(tokens_BLC.shape[0], tokens_BLC.device)
+        sos_BlC = self._add_pos(self.embed_sos(cond_BD), 0)[:, : self.prefix_sees]
+        x_BLC = torch.cat((tokens_BLC, context.add_local(sos_BlC, 0)), 1)
         for block, layer in zip(self.blocks, cache.layers, strict=True):
             x_BLC = block(x_BLC, cond_BD, None, layer)
+        cache.truncate(self.L)
 
-    def depth_after_prefix(self, x_BlCv: torch.Tensor | None, cache: KVCache) -> torch.Tensor:
+    def depth_after_prefix(
+        self, x_BlCv: torch.Tensor | None, cache: KVCache, context: ImageContext
+    ) -> torch.Tensor:
         """Masked pass of SOS + depth inputs over a cache holding the prefix; (B, n, V).
 
         Equals ``forward(prefix, x_BlCv)`` (the depth tokens see every prefix token and
         block-causally each other). ``x_BlCv=None`` gives scale 1 (a rollout's start).
+        ``context``: the prefix's :meth:`image_context` (its local path).
         """
         L0 = cache.length
         if L0 != self.L:
             raise ValueError(f"the cache must hold the {self.L} prefix tokens, it holds {L0}")
         B = cache.layers[0].k_BHlc.shape[0]
         cond_BD = self.null_cond(B, cache.layers[0].k_BHlc.device)
-        depth_BlC = self.embed_depth(cond_BD, x_BlCv, cache.local_BLC)
+        depth_BlC = self.embed_depth(cond_BD, x_BlCv, context)
         n = depth_BlC.shape[1]
         depth_nn = self.attn_bias_for_masking[0, 0, :n, :n]
         attn_bias = torch.cat((depth_nn.new_zeros(n, L0), depth_nn), 1).view(1, 1, n, L0 + n)

@@ -11,15 +11,22 @@ import torch.nn.functional as F
 
 @dataclass
 class LossOutput:
-    """``loss``: scalar with grad (every token weighted equally); ``ce_BL``: per-token CE
-    with grad (for other weightings, :func:`scale_balanced_loss`); ``per_scale_loss``:
-    (K,) detached mean CE of each scale."""
+    """``loss``: scalar with grad (every scored token weighted equally); ``ce_BL``:
+    per-token CE with grad (for other weightings, :func:`training_loss`);
+    ``per_scale_loss``: (K,) detached mean CE of each scale (all scales, for the logs).
+
+    ``scored_L``: which positions' CE the loss holds (bool (L,); None: all) and
+    ``extra_loss``: a further term with grad in ``loss`` (None: none), e.g. DepthART's
+    ``rec_loss``, whose last scale has a feature loss instead of cross-entropy.
+    """
 
     loss: torch.Tensor
     logits_BLV: torch.Tensor
     target_BL: torch.Tensor
     per_scale_loss: torch.Tensor
     ce_BL: torch.Tensor
+    scored_L: torch.Tensor | None = None
+    extra_loss: torch.Tensor | None = None
 
 
 def scale_cross_entropy(
@@ -70,18 +77,25 @@ def training_loss(
     embed_weight: float = 0.0,
 ) -> torch.Tensor:
     """The scalar to minimise: CE weighted per token (VAR's) or per scale, plus
-    ``embed_weight`` x :func:`expected_embedding_error` under the same weighting."""
+    ``embed_weight`` x :func:`expected_embedding_error` under the same weighting, over
+    the scored positions (``out.scored_L``), plus ``out.extra_loss``."""
     if weighting not in ("token", "scale"):
         raise ValueError(f"loss weighting must be 'token' or 'scale', got {weighting!r}")
+    scored_L = out.scored_L
+    if scored_L is not None:  # scales are scored wholly or not at all
+        begin_ends = [(s, e) for s, e in begin_ends if bool(scored_L[s:e].all())]
 
     def reduce(per_token_BL: torch.Tensor) -> torch.Tensor:
-        return (
-            per_token_BL.mean()
-            if weighting == "token"
-            else scale_balanced_loss(per_token_BL, begin_ends)
-        )
+        if weighting == "scale":
+            return scale_balanced_loss(per_token_BL, begin_ends)
+        return per_token_BL.mean() if scored_L is None else per_token_BL[:, scored_L].mean()
 
-    loss = out.loss if weighting == "token" else reduce(out.ce_BL)
+    if weighting == "token":
+        loss = out.loss  # (its scored CE plus its extra term)
+    else:
+        loss = reduce(out.ce_BL)
+        if out.extra_loss is not None:
+            loss = loss + out.extra_loss
     if embed_weight > 0:
         if codes_VC is None:
             raise ValueError("embed_weight > 0 needs the codebook (codes_VC)")

@@ -49,8 +49,12 @@ def _no_options(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def _rollout_options(cfg: TrainConfig) -> dict[str, Any]:
-    """DepthART's rollout: greedy (the paper's argmax) is the loss's own default."""
-    return {} if cfg.rollout == "greedy" else {"rollout_decoding": cfg.rollout}
+    """DepthART's rollout (greedy, the paper's argmax, is the loss's own default) and its
+    last-scale loss (``rec_loss``: the official VARLoss's, off by default)."""
+    options: dict[str, Any] = {} if cfg.rollout == "greedy" else {"rollout_decoding": cfg.rollout}
+    if cfg.rec_loss:
+        options["rec_loss"] = True
+    return options
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from depthcore.models import MODEL_CONFIGS
 RESUME_KEYS = (
     "model", "batch_size", "lr", "betas", "weight_decay", "schedule", "warmup_steps",
     "step_size", "gamma", "min_lr", "grad_clip", "seed", "loss_weighting",
-    "tf_warmup_steps", "rollout", "embed_loss_weight",
+    "tf_warmup_steps", "rollout", "embed_loss_weight", "rec_loss",
 )  # fmt: skip
 
 
@@ -55,6 +55,10 @@ class TrainConfig:
     rollout: Literal["greedy", "expected"] = "greedy"
     # + this x the mean code embedding's squared error (losses.expected_embedding_error)
     embed_loss_weight: float = param(0.0, ge=0)
+    # DepthART's last scale as the official rec_loss: no cross-entropy there, a Gumbel-softmax
+    # code mixture completes f_hat and 10 x its MSE to the depth features is the loss
+    # instead (training/depthart.py, docs/paper.md)
+    rec_loss: bool = False
     seed: int = 0
     # steps between checkpoints (0 = only at the end) and how many are kept: a resumed run
     # ends with the same weights whatever they are

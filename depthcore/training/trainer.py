@@ -33,6 +33,7 @@ from depthcore.models.checkpoint import (
     load_model,
     save_model,
 )
+from depthcore.models.var import DepthVAR
 from depthcore.run_logger import NullLogger, RunLogger, scale_metric_name
 from depthcore.spaces import INPUT_FIT, rgb_to_model
 from depthcore.training.batches import step_loader
@@ -141,10 +142,10 @@ class Trainer:
         )  # fmt: skip
 
     @classmethod
-    def fields_for(cls, var: torch.nn.Module) -> tuple[str, ...]:
+    def fields_for(cls, var: DepthVAR) -> tuple[str, ...]:
         """The cache fields to load for ``var``: the frames only when it reads pixels
         (at 256 px they would be the largest field of every batch)."""
-        if getattr(var, "reads_pixels", False) and "rgb" not in cls.fields:
+        if var.reads_pixels and "rgb" not in cls.fields:
             return (*cls.fields, "rgb")
         return cls.fields
 
@@ -157,7 +158,7 @@ class Trainer:
 
     def frames(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """The batch's frames as model input, for a transformer with a pixel path."""
-        if not getattr(self.var, "reads_pixels", False):
+        if not self.var.reads_pixels:
             return None
         return rgb_to_model(batch["rgb_3SS"].to(self.device, non_blocking=True))
 

@@ -61,7 +61,7 @@ def _tiny(B: int, seed: int, **overrides):
             block.ada_lin[-1].bias.normal_(0, 0.5, generator=gen)
         var.head.weight.normal_(0, 0.05, generator=gen)
         if var.reads_pixels:  # and the pixel path (it starts closed)
-            var.pixel_encoder.proj.weight.normal_(0, 0.05, generator=gen)
+            var.condition.pixels.proj.weight.normal_(0, 0.05, generator=gen)
     size = vae.v_patch_nums[-1] * vae.downsample
     rgb = torch.rand(B, 3, size, size, generator=gen) * 2 - 1
     depth = torch.rand(B, 1, size, size, generator=gen).expand(B, 3, size, size) * 2 - 1

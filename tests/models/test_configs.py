@@ -29,7 +29,7 @@ def test_d16_is_the_official_layout() -> None:
 def test_overrides_and_their_errors() -> None:
     vae, var = create_model("tiny", var={"depth": 2})
     assert len(var.blocks) == 2 and var.config.depth == 2
-    with pytest.raises(KeyError, match="unknown model 'd17'.*d16, tiny"):
+    with pytest.raises(KeyError, match="unknown model 'd17'.*d16, d16-depthart, tiny"):
         create_model("d17")
     with pytest.raises(KeyError, match="unknown override"):
         resolve_config("tiny", width=3)

@@ -34,7 +34,7 @@ def test_a_fresh_pixel_path_leaves_the_transformer_unchanged() -> None:
     torch.manual_seed(1)
     _, with_pixels = build_model(resolve_config("tiny", var={"pixel_encoder": TEST_PIXEL_ENCODER}))
     missing = with_pixels.load_state_dict(plain.state_dict(), strict=False).missing_keys
-    assert missing and all(k.startswith("pixel_encoder.") for k in missing)
+    assert missing and all(k.startswith("condition.pixels.") for k in missing)
     x_BlCv = _inputs(vae, fD)
     with torch.no_grad():
         torch.testing.assert_close(with_pixels(prefix, x_BlCv, rgb), plain(prefix, x_BlCv))
@@ -101,8 +101,8 @@ def test_depthart_shared_prefix_pass_trains_the_pixel_path(batch) -> None:
     out = OBJECTIVES["depthart"](vae, var, prefix, fD, rgb_B3HW=rgb)
     out.loss.backward()
     shared = {k: p.grad.clone() for k, p in var.named_parameters() if p.grad is not None}
-    assert shared["pixel_encoder.proj.weight"].abs().sum() > 0
-    assert shared["pixel_encoder.lateral.0.weight"].abs().sum() > 0
+    assert shared["condition.pixels.proj.weight"].abs().sum() > 0
+    assert shared["condition.pixels.lateral.0.weight"].abs().sum() > 0
     var.zero_grad(set_to_none=True)
     own = rollout(vae, var, prefix, GREEDY, rgb_B3HW=rgb)
     logits = var(prefix, vae.idxBl_to_var_input(own.idx_Bl), rgb)

@@ -13,7 +13,7 @@ from depthcore.models.ablation import prefix_variants
 from depthcore.models.checkpoint import load_official_var
 from depthcore.training.losses import scale_balanced_loss
 
-SMALL = {"depth": 2, "embed_dim": 64, "num_heads": 2, "prefix_local": False}  # official layout
+SMALL = {"depth": 2, "embed_dim": 64, "num_heads": 2, "prefix_local": False, "pixel_encoder": ""}
 
 
 def _official_file(tmp_path: Path) -> tuple[Path, dict[str, torch.Tensor]]:
@@ -31,13 +31,13 @@ def test_official_layout_loads_into_extended_model(tmp_path: Path, mode: str) ->
     cfg = resolve_config("tiny", var={**SMALL, "prefix_embed": mode})
     var = load_official_var(path, cfg.var, cfg.vae)
     extra = {k for k in var.state_dict() if k not in official}
-    assert extra and all(k.startswith("prefix_") for k in extra)
+    assert extra and all(k.startswith("condition.") for k in extra)
     for k, v in official.items():
         torch.testing.assert_close(var.state_dict()[k], v)
     # the image tokens now differ from depth tokens at the same position
     prefix_BLC = torch.randn(1, var.L, var.Cvae)
     assert not torch.allclose(
-        var.embed_prefix(prefix_BLC), var._add_pos(var.word_embed(prefix_BLC), 0)
+        var.image_context(prefix_BLC).tokens_BLC, var._add_pos(var.word_embed(prefix_BLC), 0)
     )
 
 

@@ -20,7 +20,7 @@ SMALL = {"depth": 2, "embed_dim": 64, "num_heads": 2, "prefix_local": False}  # 
 def batch():
     vae, var, prefix, fD = tiny_batch(B=2, seed=7, var={"prefix_local": True})
     with torch.no_grad():  # a path strong enough to change the argmax tokens
-        var.prefix_local.weight.normal_(0, 1.0, generator=torch.Generator().manual_seed(1))
+        var.condition.local.weight.normal_(0, 1.0, generator=torch.Generator().manual_seed(1))
     return vae, var.eval(), prefix, fD
 
 
@@ -32,7 +32,7 @@ def test_official_layout_loads_and_only_the_path_is_extra(tmp_path: Path) -> Non
     cfg = resolve_config("tiny", var={**SMALL, "prefix_local": True})
     var = load_official_var(path, cfg.var, cfg.vae)
     extra = set(var.state_dict()) - set(official.state_dict())
-    assert extra == {"prefix_local.weight", "prefix_local.bias"}
+    assert extra == {"condition.local.weight", "condition.local.bias"}
     for k, v in official.state_dict().items():
         torch.testing.assert_close(var.state_dict()[k], v)
 
@@ -41,12 +41,12 @@ def test_the_path_changes_the_depth_logits(batch) -> None:
     vae, var, prefix, fD = batch
     x_BlCv = vae.idxBl_to_var_input(vae.f_to_idxBl(fD))
     with_path = var(prefix, x_BlCv)
-    saved = var.prefix_local
+    saved = var.condition.local
     try:
-        del var.prefix_local
+        var.condition.local = None
         without = var(prefix, x_BlCv)
     finally:
-        var.prefix_local = saved
+        var.condition.local = saved
     assert (with_path - without).abs().max() > 1e-2
 
 
@@ -71,9 +71,8 @@ def test_depthart_loss_through_the_shared_prefix_cache(batch) -> None:
     out = OBJECTIVES["depthart"](vae, var, prefix, fD)
     pred = rollout(vae, var, prefix, GREEDY).idx_Bl
     logits = var(prefix, vae.idxBl_to_var_input(pred))
-    cache = var.new_cache()
-    var.fill_prefix(prefix, cache)
-    torch.testing.assert_close(
-        var.depth_after_prefix(vae.idxBl_to_var_input(pred), cache), logits, rtol=1e-4, atol=1e-5
-    )
+    cache, context = var.new_cache(), var.image_context(prefix)
+    var.fill_prefix(context, cache)
+    after = var.depth_after_prefix(vae.idxBl_to_var_input(pred), cache, context)
+    torch.testing.assert_close(after, logits, rtol=1e-4, atol=1e-5)
     assert torch.isfinite(out.loss)

@@ -44,7 +44,7 @@ def test_every_baseline_runs_at_its_transformers_resolution() -> None:
 
 
 def test_bad_names_and_shapes_fail_clearly() -> None:
-    with pytest.raises(KeyError, match="choices: d16, tiny"):
+    with pytest.raises(KeyError, match="choices: d16, d16-depthart, tiny"):
         create_regression("huge")
     with pytest.raises(ValueError, match="multiple of 32"):
         RegressionConfig(image_size=48)

@@ -23,10 +23,11 @@ def test_kv_cached_logits_equal_full_masked_forward(batch) -> None:
     with torch.no_grad():
         full_BLV = var(prefix, x_BlCv)
         cache = var.new_cache()
-        steps = [var.start_cached(prefix, cache)]
+        context = var.image_context(prefix)
+        steps = [var.start_cached(context, cache)]
         for si in range(1, len(var.patch_nums)):
             start, end = var.begin_ends[si]
-            steps.append(var.step_cached(si, x_BlCv[:, start - 1 : end - 1], cache))
+            steps.append(var.step_cached(si, x_BlCv[:, start - 1 : end - 1], cache, context))
     assert cache.length == 2 * var.L
     torch.testing.assert_close(torch.cat(steps, 1), full_BLV, rtol=0, atol=1e-4)
 
@@ -64,13 +65,11 @@ def test_prefix_attn_bias_layout(batch) -> None:
 @pytest.mark.parametrize("name", sorted(MODEL_CONFIGS))
 def test_every_model_forward_backward_no_nan(name) -> None:
     """Each registered model, scaled down in width and depth but with its own layout."""
-    small = {
-        "tiny": {},
-        "d16": {
-            "vae": {"ch": 32, "vocab_size": 256, "z_channels": 8},
-            "var": {"depth": 2, "embed_dim": 64, "num_heads": 2},
-        },
-    }[name]
+    d16_small = {
+        "vae": {"ch": 32, "vocab_size": 256, "z_channels": 8},
+        "var": {"depth": 2, "embed_dim": 64, "num_heads": 2},
+    }
+    small = {"tiny": {}, "d16": d16_small, "d16-depthart": d16_small}[name]
     torch.manual_seed(0)
     vae, var = create_model(name, **small)
     size = MODEL_CONFIGS[name].image_size
@@ -110,10 +109,12 @@ def test_kv_cache_matches_full_forward_on_cuda(batch) -> None:
     with torch.no_grad():
         full_BLV = var_gpu(prefix_gpu, x_BlCv)
         cache = var_gpu.new_cache()
-        steps = [var_gpu.start_cached(prefix_gpu, cache)]
+        context = var_gpu.image_context(prefix_gpu)
+        steps = [var_gpu.start_cached(context, cache)]
         for si in range(1, len(var_gpu.patch_nums)):
             start, end = var_gpu.begin_ends[si]
-            steps.append(var_gpu.step_cached(si, x_BlCv[:, start - 1 : end - 1], cache))
+            x_next = x_BlCv[:, start - 1 : end - 1]
+            steps.append(var_gpu.step_cached(si, x_next, cache, context))
     var.to("cpu")
     # GPU attention kernels reorder reductions: a slightly looser tolerance than on CPU
     torch.testing.assert_close(torch.cat(steps, 1), full_BLV, rtol=0, atol=1e-3)
