@@ -2,16 +2,15 @@
 official code (github bulatko/DepthART at b2bc093), and applying one with the CLI.
 
 The table below is the facts, not a copy of the profile files: a profile edit that strays
-from the official recipe fails here. Keys that other work adds (``train.rec_loss``,
-``scales.decoding``, the ``d16-depthart`` model) are checked as soon as the dataclasses
-know them; until then the test warns and names them (PENDING).
+from the official recipe fails here; every key a profile sets must be one the config
+dataclasses know (``train.rec_loss``, ``scales.decoding``, the ``d16-depthart`` model
+included).
 """
 
 from __future__ import annotations
 
 import re
 import shutil
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from depthcore.config import ConfigError
 from depthcore.evaluation.protocol import PAPER_BENCHMARKS, PAPER_D1_THRESHOLD, PAPER_INPUT_HW
 from depthcore.models import MODEL_CONFIGS
 from depthcore.profiles import apply_profile, merge_profile, profile_leaves, read_profile
-from stages.params import SECTIONS, check_params, section_class
+from stages.params import check_params, section_class
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROFILES = REPO_ROOT / "profiles"
@@ -76,46 +75,11 @@ EPOCHS = {"paper-depthart": 30, "paper-var-tf": 100}  # training_parameters.num_
 FRAMES = 32_000  # the train-frame count the profiles' steps assume (stated in their comments)
 DROP_PATH = 0.06666666666666667  # var_train.yaml drop_path_rate
 
-#: Keys other helpers add; checked once the code knows them.
-PENDING_KEYS = ("train.rec_loss", "scales.decoding")
-PENDING_MODEL = "d16-depthart"
-
-
-def _known(dotted: str) -> bool:
-    section, key = dotted.split(".", 1)
-    if section not in SECTIONS:
-        return False
-    return key.split(".")[0] in {f for f in section_class(section).__dataclass_fields__}
-
-
-def _pending() -> list[str]:
-    missing = [k for k in PENDING_KEYS if not _known(k)]
-    if PENDING_MODEL not in MODEL_CONFIGS:
-        missing.append(f"train.model={PENDING_MODEL}")
-    if missing:
-        warnings.warn(f"not yet in the code, so not checked: {missing}", stacklevel=2)
-    return missing
+PAPER_MODEL = "d16-depthart"
 
 
 def _params() -> dict[str, Any]:
     return yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
-
-
-def _checkable(params: dict[str, Any]) -> dict[str, Any]:
-    """``params`` without the pending keys the dataclasses do not know yet."""
-    pending = _pending()
-    out = merge_profile(params, {})
-    for dotted in PENDING_KEYS:
-        if dotted in pending:
-            section, key = dotted.split(".", 1)
-            out.get(section, {}).pop(key, None)
-            if section not in SECTIONS and section in out and not out[section]:
-                del out[section]
-    if f"train.model={PENDING_MODEL}" in pending:
-        for section in ("train", "pretrain"):
-            if out[section]["model"] == PENDING_MODEL:
-                out[section]["model"] = "d16"  # its shape; the attention options are pending
-    return out
 
 
 @pytest.mark.parametrize("name", sorted(OFFICIAL))
@@ -137,15 +101,11 @@ def test_the_paper_model_and_protocol_are_the_official_ones() -> None:
     }  # fmt: skip
     assert PAPER_BENCHMARKS["nyu"].reader_kwargs == {"crop": "border8", "depth_key": "rawDepths"}
     assert PAPER_INPUT_HW == (256, 256) and PAPER_D1_THRESHOLD == 1.25
-    if PENDING_MODEL not in MODEL_CONFIGS:
-        _pending()
-        return
-    var = MODEL_CONFIGS[PENDING_MODEL].var
+    var = MODEL_CONFIGS[PAPER_MODEL].var
     assert (var.depth, var.embed_dim, var.num_heads) == (16, 1024, 16)
     assert var.drop_path_rate == pytest.approx(DROP_PATH)
     assert var.attn_l2_norm is False  # cos_attn: False
-    tau = next(getattr(var, n) for n in ("attn_tau", "tau") if hasattr(var, n))
-    assert tau == 4
+    assert var.attn_tau == 4
 
 
 _OFFICIAL_REF = re.compile(r"(config/|mde/|rocket|\.yaml|\.py\b|official: none)")
@@ -174,7 +134,7 @@ def test_default_profile_is_the_embedded_default_of_every_profiled_key() -> None
     for dotted, value in default.items():
         if dotted in params:
             assert params[dotted] == value, f"default.yaml {dotted}: {value} != params.yaml"
-        elif _known(dotted):
+        else:  # a key params.yaml leaves at its dataclass default
             section, key = dotted.split(".", 1)
             field = section_class(section).__dataclass_fields__[key]
             assert field.default == value, f"default.yaml {dotted}: {value} != {field.default}"
@@ -199,7 +159,7 @@ def test_applying_a_profile_keeps_comments_and_loads(name: str, tmp_path: Path) 
         assert comment in after, comment  # params.yaml's own comments survive
     assert "resolution: [256, 256]" in after  # lists stay in flow style
     checkable = tmp_path / "checkable.yaml"
-    checkable.write_text(yaml.safe_dump(_checkable(applied)))
+    checkable.write_text(yaml.safe_dump(applied))
     loaded = check_params(checkable)  # every section's dataclass accepts the result
     assert loaded["evaluate"].protocol == "paper"
     assert depthart(["profile", "apply", "default", "--params", str(params_path)]) == 0
