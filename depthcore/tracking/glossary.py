@@ -55,7 +55,28 @@ RUN_TERMS: dict[str, tuple[str, str]] = {
     "refinement_gain": ("higher", "(AbsRel at 1x1 - final AbsRel) / AbsRel at 1x1"),
     "mean_abs_rel": ("lower", "headline: AbsRel averaged over the benchmarks (lsq alignment)"),
     "mean_delta1": ("higher", "headline: delta1 averaged over the benchmarks (lsq alignment)"),
-    "rank": ("lower", "headline: mean rank among all candidates; 1 is best"),
+    "rank": (
+        "lower",
+        "headline: mean rank among this round's models and the sitting champion (differences "
+        "inside the paired bootstrap interval tie); 1 is best",
+    ),
+    "exposure_<decoding>_loss_gap_scale_<h>x<w>": (
+        "lower",
+        "exposure gap: validation loss with the model's own rollout minus with teacher-forced "
+        "inputs, at one scale",
+    ),
+    "exposure_<decoding>_abs_rel_gap_scale_<h>x<w>": (
+        "lower",
+        "exposure gap: AbsRel after that scale with own inputs minus with teacher-forced ones",
+    ),
+    "exposure_<decoding>_abs_rel_teacher_forced_scale_<h>x<w>": (
+        "lower",
+        "AbsRel after that scale when every earlier scale was the tokenizer's own (teacher-forced)",
+    ),
+    "exposure_<decoding>_abs_rel_own_scale_<h>x<w>": (
+        "lower",
+        "AbsRel after that scale when every earlier scale was the model's own choice",
+    ),
 }
 
 
