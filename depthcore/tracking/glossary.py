@@ -35,6 +35,7 @@ GLOSSARY: dict[str, Term] = {
     "delta2": Term("delta2_within_1.56", "same with threshold 1.25^2"),
     "delta3": Term("delta3_within_1.95", "same with threshold 1.25^3"),
     "bad_pixel": Term("bad_pixel_frac", "1 - delta1 (the DepthART paper's 'd1' column)"),
+    "mae": Term("mae_m", "mean abs(pred - gt) after alignment, metres (the paper protocol's MAE)"),
     "pe_fla": Term("plane_flatness_err_cm", "iBims-1 planarity: spread of points about planes"),
     "pe_ori": Term("plane_orientation_err_deg", "iBims-1 planarity: angle of fitted planes"),
     "dbe_acc": Term("edge_accuracy_err_px", "iBims-1 depth-boundary accuracy (distance)"),
