@@ -7,9 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
-from depthcore.cli import expand_inputs, main
+from depthcore.cli import main
 from depthcore.errors import DataError
 from depthcore.predict import predictor as predictor_module
+from depthcore.predict.inputs import expand_inputs
 from depthcore.predict.metric import KnownPoints, align_to_points
 from depthcore.spaces import normalised_to_depth
 from tests.helpers.checkpoints import random_rgb

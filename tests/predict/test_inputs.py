@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from depthcore.cli import build_parser, expand_inputs
+from depthcore.cli import build_parser
 from depthcore.errors import DataError
+from depthcore.predict.inputs import expand_inputs
 from depthcore.tracking.pyfunc import decode_images
 
 
