@@ -14,7 +14,7 @@ import dataclasses
 import json
 import math
 import types
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
@@ -241,6 +241,19 @@ def from_dict(cls: type[T], data: Any, where: str = "") -> T:
         raise ConfigError(f"{label}: {exc}") from exc
 
 
+def dotted_leaves(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train.lr": 1e-4, ...}``: every non-mapping value of nested mappings under its
+    dotted key (the form of ``dvc exp run -S`` keys, profiles and MLflow params)."""
+    leaves: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            leaves |= dotted_leaves(value, f"{dotted}.")
+        else:
+            leaves[dotted] = value
+    return leaves
+
+
 def to_dict(cfg: Any) -> dict[str, Any]:
     """The plain-data form of a config dataclass (tuples become lists), for YAML/JSON."""
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
@@ -345,6 +358,7 @@ class TrackingConfig:
 
 
 __all__ = [
+    "dotted_leaves",
     "EFFECTS",
     "Bounds",
     "ConfigError",

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from depthcore.config import ConfigError, read_params
+from depthcore.config import ConfigError, dotted_leaves, read_params
 from depthcore.io import write_text_atomic
 
 PROFILES_DIR = "profiles"
@@ -66,16 +66,9 @@ def read_profile(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def profile_leaves(profile: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def profile_leaves(profile: Mapping[str, Any]) -> dict[str, Any]:
     """``{"train.lr": 1e-4, ...}``: every non-mapping value under its dotted key."""
-    leaves: dict[str, Any] = {}
-    for key, value in profile.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            leaves |= profile_leaves(value, f"{dotted}.")
-        else:
-            leaves[dotted] = value
-    return leaves
+    return dotted_leaves(profile)
 
 
 def _has(tree: Mapping[str, Any], dotted: str) -> bool:

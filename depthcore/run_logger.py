@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from depthcore.config import dotted_leaves
 from depthcore.errors import DataError, DepthcoreError
 from depthcore.io import write_text_atomic
 
@@ -212,7 +213,7 @@ class MlflowLogger:
         """
         from mlflow.entities import Param, RunTag
 
-        flat = {str(k): str(v)[:6000] for k, v in sorted(_flatten(params).items())}
+        flat = {str(k): str(v)[:6000] for k, v in sorted(dotted_leaves(params).items())}
         old = self._call("get_run", self.client.get_run, self.run_id).data.params
         items = [Param(k, v) for k, v in flat.items() if k not in old]
         tags = [RunTag(f"resumed.{k}", v) for k, v in flat.items() if k in old and old[k] != v]
@@ -345,18 +346,6 @@ def close_orphan_runs(
         client.set_terminated(run.info.run_id, "KILLED")
         closed.append(run.info.run_id)
     return closed
-
-
-def _flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dicts as dotted keys (``optim.lr``), the form MLflow params take."""
-    flat: dict[str, Any] = {}
-    for key, value in params.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
 
 
 def make_logger(
