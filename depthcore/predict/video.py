@@ -103,6 +103,10 @@ def read_clip(path: Path, max_pixels: int, fps: float = DEFAULT_FPS) -> Clip:
         return read_frame_folder(path, max_pixels, fps)
     if not path.is_file():
         raise DataError(f"{path}: no such video file or frame folder")
+    if not is_video_file(path):
+        raise DataError(
+            f"{path}: not a video ({', '.join(VIDEO_SUFFIXES)}); predict images in a separate run"
+        )
     return read_video(path, max_pixels)
 
 

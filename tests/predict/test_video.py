@@ -82,6 +82,9 @@ def test_bad_video_fails_in_one_line_naming_it(tmp_path, tiny_checkpoint, capsys
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and str(bad) in lines[0] and "cannot read video" in lines[0]
     assert not (tmp_path / "out" / "broken").exists()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "still.png")
+    with pytest.raises(DataError, match="still.png: not a video"):
+        read_clip(tmp_path / "still.png", max_pixels=10**6)  # beside a clip: not a 1-frame clip
     with pytest.raises(DataError, match="differs from"):
         folder = tmp_path / "mixed"
         folder.mkdir()
