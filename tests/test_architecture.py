@@ -42,7 +42,16 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 LAYER_OF: dict[str, int] = {unit: i for i, units in enumerate(LAYERS) for unit in units}
 
 #: Heavy optional packages the library may import only inside functions, on purpose.
-DEFERRED = ("mlflow", "prefect", "dvc", "great_expectations", "onnx", "onnxruntime", "onnxscript")
+DEFERRED = (
+    "mlflow",
+    "prefect",
+    "dvc",
+    "great_expectations",
+    "onnx",
+    "onnxruntime",
+    "onnxscript",
+    "av",
+)
 
 
 def module_name(path: Path) -> str:

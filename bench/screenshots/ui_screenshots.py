@@ -11,8 +11,8 @@
 3. starts ``mlflow ui`` on the run's sqlite store and drives the system Chromium
    (``/usr/bin/chromium``, Debian package ``chromium``; Playwright from PyPI, never
    ``playwright install``) through the served model's page, the last round's challenger
-   version, the compare view of every ranked candidate, the runs table and the Prefect
-   flow run and its summary.
+   version, the champion version's lineage and model card link, the compare view of every
+   ranked candidate, the runs table and the Prefect flow run and its summary.
 
 Prints the wall time of each step and the size of each PNG. Everything listens on
 127.0.0.1 only; nothing is downloaded. The browser and server helpers are the browser
@@ -128,7 +128,9 @@ def mlflow_pages(repo: Path) -> dict[str, str]:
     name, version = (report["decision"].get("challenger") or report["champion_after"]).rsplit(
         "/v", 1
     )
+    champion, champion_version = report["champion_after"].rsplit("/v", 1)
     return {
+        "champion_version": f"#/models/{champion}/versions/{champion_version}",
         "product": "#/models/depthart",
         "challenger_version": f"#/models/{name}/versions/{version}",
         "compare": f"#/compare-runs?runs={ids}&experiments={json.dumps([exp])}",
@@ -165,6 +167,14 @@ def make_runs(work: Path, env: dict[str, str]) -> Path:
     return repo
 
 
+def shoot_lineage(page: Page, url: str, path: Path) -> None:
+    """A version page scrolled to its description's lineage (data hashes) and model card link."""
+    open_page(page, url, "Lineage")
+    page.get_by_text("Lineage", exact=True).first.scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    save(page, path)
+
+
 def shoot_all(repo: Path, prefect: str, m_port: int, work: Path, out: Path) -> None:
     """The screenshots of docs/ui (module docstring)."""
     pages = mlflow_pages(repo)
@@ -173,6 +183,7 @@ def shoot_all(repo: Path, prefect: str, m_port: int, work: Path, out: Path) -> N
         ui = f"http://127.0.0.1:{m_port}/"
         shoot(page, ui + pages["product"], out / "mlflow_model_page.png", "Champion:")
         shoot(page, ui + pages["challenger_version"], out / "mlflow_challenger_version.png", "Rank")
+        shoot_lineage(page, ui + pages["champion_version"], out / "mlflow_version_lineage.png")
         open_page(page, ui + pages["compare"], "Comparing")
         click_text(page, "Visualizations")  # folded: the metrics table comes up
         click_text(page, "Parameters")

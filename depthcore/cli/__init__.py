@@ -33,12 +33,14 @@ from depthcore.cli.common import (
     _say,
 )
 from depthcore.cli.predict import _save_npy, run_predict
+from depthcore.cli.video import run_video
 from depthcore.errors import DEBUG_ENV, CheckpointError, DataError, DepthcoreError, run_guarded
 from depthcore.export.cli import add_export_parser, run_export
 from depthcore.io import refuse_overlaps
 from depthcore.models.generate import DECODINGS
 from depthcore.predict import metric
 from depthcore.predict.onnx_backend import BACKENDS
+from depthcore.predict.video import ALIGNS, DEFAULT_FPS, is_video_file
 from depthcore.tracking import lineage
 from depthcore.tracking.registry import connect
 
@@ -118,6 +120,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         action="store_true",
         help="skip images whose outputs all exist (a rerun, or ranks under torchrun)",
+    )
+    p.add_argument(
+        "--video",
+        action="store_true",
+        help="each INPUT folder is one clip of frames in name order (video files need no flag)",
+    )
+    p.add_argument(
+        "--align",
+        choices=ALIGNS,
+        default="clip",
+        help="video: clip = one depth scale across frames (default), frame = each frame its own",
+    )
+    p.add_argument(
+        "--fps",
+        type=_number_in(0.0, 1000.0),
+        default=DEFAULT_FPS,
+        help="video: frame rate of the depth video for a folder of frames (a file keeps its own)",
     )
     add_export_parser(sub)
     a = sub.add_parser(
@@ -203,11 +222,18 @@ def run_lineage(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_predict_or_video(args: argparse.Namespace) -> int:
+    """``predict``: a video file among the inputs, or ``--video``, makes it a clip run."""
+    if args.video or any(is_video_file(Path(text)) for text in args.inputs):
+        return run_video(args)
+    return run_predict(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point ``depthart``: any failure prints one ``error:`` line, returns 1."""
     args = build_parser().parse_args(argv)
     commands = {
-        "predict": run_predict,
+        "predict": run_predict_or_video,
         "align": run_align,
         "profile": run_profile,
         "lineage": run_lineage,
