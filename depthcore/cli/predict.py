@@ -31,6 +31,9 @@ from depthcore.predict.shard import is_finished, shard_from_env
 from depthcore.spaces import normalised_to_depth
 from depthcore.tracking.pyfunc import load_predictor as load_model_uri
 
+# a write job's key: its place in the serial order (batch, 1, image) and its input file
+_WriteKey = tuple[tuple[int, int, int], Path]
+
 
 def load_predictor(
     model: str | None,
@@ -162,15 +165,15 @@ def run_predict(args: argparse.Namespace) -> int:
     share = sum(len(jobs[start : start + args.batch_size]) for start in starts)
     bar = tqdm(total=share, unit="img", disable=args.quiet, file=sys.stderr)
     # one batch is written while the next is computed: at most two batches of results held
-    writer = OutputWriter(args.writers, max_pending=args.batch_size)
+    writer: OutputWriter[_WriteKey] = OutputWriter(args.writers, max_pending=args.batch_size)
 
-    def report(done: list[tuple[object, OSError | None]]) -> None:
+    def report(done: list[tuple[_WriteKey, OSError | None]]) -> None:
         nonlocal written
         for key, error in done:
             if error is None:
                 written += 1
                 continue
-            order, source = key  # type: ignore[misc]
+            order, source = key
             ordered.append((order, f"{source}: cannot write outputs: {error}"))
             _say("error: %s", ordered[-1][1])
 

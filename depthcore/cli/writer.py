@@ -24,6 +24,9 @@ import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Generic, TypeVar
+
+K = TypeVar("K")  # what the caller knows a job by (the CLI: its order and source)
 
 #: Threads by default: enough to overlap PNG/npy writing with the model on small CPUs.
 DEFAULT_WRITERS = max(1, min(4, os.cpu_count() or 1))
@@ -57,18 +60,18 @@ def write_all_or_none(files: Iterable[Path], write: Callable[[], None]) -> None:
         raise
 
 
-class OutputWriter:
+class OutputWriter(Generic[K]):
     """Runs per-image write jobs on ``workers`` threads; :meth:`submit` returns the jobs
     that finished, oldest first, as ``(key, error)`` with ``error`` None or an ``OSError``."""
 
     def __init__(self, workers: int, max_pending: int) -> None:
         self._pool = ThreadPoolExecutor(workers, "depthart-writer") if workers > 0 else None
         self._max_pending = max(1, max_pending)
-        self._pending: collections.deque[tuple[object, Future[None]]] = collections.deque()
+        self._pending: collections.deque[tuple[K, Future[None]]] = collections.deque()
 
     def submit(
-        self, key: object, files: Iterable[Path], write: Callable[[], None]
-    ) -> list[tuple[object, OSError | None]]:
+        self, key: K, files: Iterable[Path], write: Callable[[], None]
+    ) -> list[tuple[K, OSError | None]]:
         """Queue one image's writes; returns the finished jobs in submission order."""
         files = list(files)
         if self._pool is None:
@@ -81,7 +84,7 @@ class OutputWriter:
             done.append(self._resolve())
         return done
 
-    def drain(self) -> list[tuple[object, OSError | None]]:
+    def drain(self) -> list[tuple[K, OSError | None]]:
         """Wait for every queued job; their outcomes in submission order."""
         return [self._resolve() for _ in range(len(self._pending))]
 
@@ -92,7 +95,7 @@ class OutputWriter:
             self._pool.shutdown(wait=True, cancel_futures=True)
         self._pending.clear()
 
-    def _resolve(self) -> tuple[object, OSError | None]:
+    def _resolve(self) -> tuple[K, OSError | None]:
         key, future = self._pending.popleft()
         return key, _outcome(future.result)
 
