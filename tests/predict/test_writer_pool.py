@@ -17,6 +17,7 @@ from PIL import Image
 from depthcore import viz as vis
 from depthcore.cli import main
 from depthcore.cli.common import module_doc
+from depthcore.cli.writer import OutputWriter
 from tests.helpers.checkpoints import random_rgb
 
 
@@ -99,3 +100,28 @@ def test_predict_start_loads_no_tracking_registry_or_lineage() -> None:
     ).stdout.split()
     lazy = ["depthcore.tracking.lineage", "depthcore.tracking.registry", "depthcore.profiles"]
     assert "depthcore.cli.predict" in loaded and not set(lazy) & set(loaded)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_interrupted_image_keeps_no_files_and_the_pool_stops(tmp_path, workers: int) -> None:
+    """Ctrl-C inside one image's writes: its new files go, a finished image's stay, an
+    older file of the interrupted image stays, and no thread writes after close()."""
+    writer: OutputWriter[int] = OutputWriter(workers, max_pending=8)
+    first, second = [tmp_path / "a_1", tmp_path / "a_2"], [tmp_path / "b_1", tmp_path / "b_2"]
+    second[1].write_text("from an earlier run")
+
+    def whole() -> None:
+        for path in first:
+            path.write_text("done")
+
+    def interrupted_after_one_file() -> None:
+        second[0].write_text("new")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        writer.submit(1, first, whole)
+        writer.submit(2, second, interrupted_after_one_file)
+        writer.drain()
+    writer.close()
+    assert all(p.read_text() == "done" for p in first)
+    assert not second[0].exists() and second[1].read_text() == "from an earlier run"
