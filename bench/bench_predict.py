@@ -6,10 +6,12 @@ JPEG photos (640 x 480, smooth random content) to a temporary folder, then print
 * start-up: a fresh interpreter importing ``depthcore.cli`` (wall seconds, median of
   ``--repeats``), and loading the checkpoint into a predictor in this process;
 * throughput: the ``predict`` command run in-process on the whole folder (decode,
-  fit, model, upsample, depth PNG/colour PNG/npy writes) at each ``--batch`` size,
-  images/s excluding the checkpoint load; and the predictor alone in fp32 and bf16.
+  fit, model, upsample, depth PNG/colour PNG/npy writes) at each ``--batch`` size with
+  each ``--writers`` count (0: written serially after each batch; N: a pool of N writer
+  threads while the next batch runs), images/s excluding the checkpoint load; and the
+  predictor alone in fp32 and bf16.
 
-    python bench/bench_predict.py --images 64 --batch 1 16 --threads 2
+    python bench/bench_predict.py --images 64 --batch 1 16 --threads 2 --writers 0 2
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import torch
 from PIL import Image
 
 from depthcore.cli import main as cli_main
+from depthcore.cli.writer import DEFAULT_WRITERS
 from depthcore.models import MODEL_CONFIGS, create_model, resolve_config
 from depthcore.models.checkpoint import save_model
 from depthcore.predict.images import load_rgb
@@ -68,6 +71,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
+    parser.add_argument(
+        "--writers",
+        type=int,
+        nargs="+",
+        default=[0, DEFAULT_WRITERS],
+        help="writer-thread counts of the CLI rows (0: the serial path)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="bench_predict_") as tmp_name:
@@ -93,14 +103,18 @@ def main(argv: list[str] | None = None) -> None:
         print("| what | batch | images/s (wall) | images/s (CPU) | CPU s per image |")
         print("|---|---:|---:|---:|---:|")
         for B in args.batch:
-            command = [
-                "predict", str(tmp / "photos"), "-o", str(tmp / f"out_{B}"), "--model",
-                str(ckpt), "--batch-size", str(B), "--device", "cpu", "-q",
-            ]  # fmt: skip
-            wall, cpu = median_of(lambda command=command: cli_main(command), args.repeats)
-            wall, cpu = wall - load_s[0], cpu - load_s[1]
-            print(f"| `depthart predict` (fp32, all outputs) | {B} | {args.images / wall:.1f} | "
-                  f"{args.images / cpu:.1f} | {cpu / args.images:.3f} |")  # fmt: skip
+            for writers in args.writers:
+                command = [
+                    "predict", str(tmp / "photos"), "-o", str(tmp / f"out_{B}_{writers}"),
+                    "--model", str(ckpt), "--batch-size", str(B), "--device", "cpu", "-q",
+                    "--writers", str(writers),
+                ]  # fmt: skip
+                wall, cpu = median_of(lambda command=command: cli_main(command), args.repeats)
+                wall, cpu = wall - load_s[0], cpu - load_s[1]
+                how = f"{writers} writer threads" if writers else "serial writes"
+                print(f"| `depthart predict` (fp32, all outputs, {how}) | {B} | "
+                      f"{args.images / wall:.1f} | {args.images / cpu:.1f} | "
+                      f"{cpu / args.images:.3f} |")  # fmt: skip
         images = [load_rgb(p)[0] for p in photos]
         for precision in args.precisions:
             kwargs = {} if precision == "fp32" else {"precision": precision}

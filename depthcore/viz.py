@@ -18,6 +18,8 @@ half-read. Conventions (also printed by ``depthart predict --help``):
 
 from __future__ import annotations
 
+import functools
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,6 +41,9 @@ _PLY_VERTEX = np.dtype(
 # Pixels per block of the full-size writers: float64 arithmetic per block only, so a
 # 100-Mpx map costs its own float32 array plus small blocks, not several float64 copies.
 _BLOCK_PIXELS = 1 << 18
+
+# matplotlib figures are not thread-safe (shared font cache): writer threads take turns.
+_FIGURE_LOCK = threading.Lock()
 
 
 def _row_blocks(height: int, width: int) -> list[slice]:
@@ -75,23 +80,39 @@ def colorize(
     are black. Computed in row blocks: memory is the output plus small blocks
     (the colour map's RGBA floats of a whole photo would be 32 bytes a pixel).
     """
-    from matplotlib import colormaps
-
     depth_HW = np.asarray(depth_HW)
     if depth_HW.ndim != 2:
         raise ValueError(f"colorize expects an HxW map, got shape {depth_HW.shape}")
     lo, hi = value_range if value_range is not None else _robust_range(depth_HW, percentiles)
-    colour = colormaps[cmap]
+    lut_N3 = _colour_lut(cmap)
+    n = len(lut_N3)
     rgb_HW3 = np.empty((*depth_HW.shape, 3), dtype=np.uint8)
     for rows in _row_blocks(*depth_HW.shape):
         block = depth_HW[rows].astype(np.float64)
         t = np.clip((block - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
         if not near_is_high:
             t = 1.0 - t  # turbo's high end is red: put near there
-        rgb = (colour(np.nan_to_num(t, nan=0.0))[..., :3] * 255.0 + 0.5).astype(np.uint8)
+        # matplotlib's own float -> entry rule (x * N, truncated, 1.0 -> the last entry)
+        index = np.minimum((np.nan_to_num(t, nan=0.0) * n).astype(np.intp), n - 1)
+        rgb = lut_N3[index]
         rgb[~np.isfinite(block)] = 0
         rgb_HW3[rows] = rgb
     return rgb_HW3
+
+
+@functools.cache
+def _colour_lut(cmap: str) -> np.ndarray:
+    """The colour map's entries as uint8 RGB, rounded as ``colorize`` always did.
+
+    A table lookup per pixel instead of the colour map's call, which builds 32 bytes of
+    RGBA floats a pixel and scales them; cached (read-only) so writer threads share it.
+    """
+    from matplotlib import colormaps
+
+    colour = colormaps[cmap]
+    lut_N3 = (colour(np.arange(colour.N))[:, :3] * 255.0 + 0.5).astype(np.uint8)
+    lut_N3.flags.writeable = False
+    return lut_N3
 
 
 def save_rgb_png(path: str | Path, rgb_HW3: np.ndarray) -> None:
@@ -217,19 +238,24 @@ def save_strip_figure(
     prediction), so the figure shows how each scale refines the same scene
     rather than re-stretching every panel.
     """
+    if len(panels) != len(titles):
+        raise ValueError(f"{len(panels)} panels but {len(titles)} titles")
+    value_range = _robust_range(np.asarray(panels[-1]), (2.0, 98.0))  # no float64 copy
+    images = [rgb_HW3] + [colorize(p, cmap=cmap, value_range=value_range) for p in panels]
+    with _FIGURE_LOCK:
+        _save_strip(path, images, ["input", *titles])
+
+
+def _save_strip(path: str | Path, images: Sequence[np.ndarray], titles: Sequence[str]) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    if len(panels) != len(titles):
-        raise ValueError(f"{len(panels)} panels but {len(titles)} titles")
-    value_range = _robust_range(np.asarray(panels[-1], dtype=np.float64), (2.0, 98.0))
-    n = len(panels) + 1
-    H, W = rgb_HW3.shape[:2]
+    n = len(images)
+    H, W = images[0].shape[:2]
     fig = Figure(figsize=(2.0 * n * W / max(H, W), 2.0 * H / max(H, W) + 0.4), dpi=100)
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, n, squeeze=False)[0]
-    images = [rgb_HW3] + [colorize(p, cmap=cmap, value_range=value_range) for p in panels]
-    for ax, img, title in zip(axes, images, ["input", *titles], strict=True):
+    for ax, img, title in zip(axes, images, titles, strict=True):
         ax.imshow(img, interpolation="nearest")
         ax.set_title(title, fontsize=8)
         ax.axis("off")

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 
-from depthcore import profiles
 from depthcore.cli.common import (
     _EPILOG,
     DEFAULT_MAX_PIXELS,
@@ -31,18 +30,17 @@ from depthcore.cli.common import (
     PRECISIONS,
     _number_in,
     _say,
+    module_doc,
 )
 from depthcore.cli.predict import _save_npy, run_predict
 from depthcore.cli.video import run_video
+from depthcore.cli.writer import DEFAULT_WRITERS, writer_count
 from depthcore.errors import DEBUG_ENV, CheckpointError, DataError, DepthcoreError, run_guarded
 from depthcore.export.cli import add_export_parser, run_export
 from depthcore.io import refuse_overlaps
 from depthcore.models.generate import DECODINGS
-from depthcore.predict import metric
 from depthcore.predict.onnx_backend import BACKENDS
 from depthcore.predict.video import ALIGNS, DEFAULT_FPS, is_video_file
-from depthcore.tracking import lineage
-from depthcore.tracking.registry import connect
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="sampling seed (same seed, same output)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--batch-size", type=int, default=4, help="images per forward pass")
+    p.add_argument(
+        "--writers",
+        type=writer_count,
+        default=DEFAULT_WRITERS,
+        help="threads writing outputs while the next batch runs (0: write in the main "
+        f"thread, after each batch; default {DEFAULT_WRITERS})",
+    )
     p.add_argument(
         "--precision", choices=PRECISIONS, default="fp32", help="bf16: faster, within tolerance"
     )
@@ -142,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser(
         "align",
         help="turn a predicted depth map into metres with a few known points",
-        description=metric.__doc__,
+        description=module_doc("depthcore.predict.metric"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     a.add_argument("depth", type=Path, metavar="DEPTH.npy", help="a NAME_depth.npy of predict")
@@ -155,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser(
         "profile",
         help="apply a parameter profile (profiles/NAME.yaml) to params.yaml",
-        description=profiles.__doc__,
+        description=module_doc("depthcore.profiles"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     pr.add_argument("action", choices=("apply", "list"), help="apply NAME, or list the profiles")
@@ -164,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser(
         "lineage",
         help="which data, commit, params and runs a registered model came from",
-        description=lineage.__doc__,
+        description=module_doc("depthcore.tracking.lineage"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     g.add_argument("model", metavar="MODEL_URI", help="models:/NAME@ALIAS or models:/NAME/VERSION")
@@ -174,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_align(args: argparse.Namespace) -> int:
     """The ``align`` subcommand: metric depth from one predicted map and known points."""
+    from depthcore.predict import metric  # each command imports its own: see module_doc
+
     if not args.depth.is_file():
         raise DataError(f"{args.depth}: depth map not found")
     try:
@@ -196,6 +203,8 @@ def run_align(args: argparse.Namespace) -> int:
 
 def run_profile(args: argparse.Namespace) -> int:
     """``depthart profile list`` / ``depthart profile apply NAME``: what changed, one per line."""
+    from depthcore import profiles
+
     root = args.params.resolve().parent
     if args.action == "list":
         for name in profiles.list_profiles(root):
@@ -212,6 +221,9 @@ def run_profile(args: argparse.Namespace) -> int:
 
 def run_lineage(args: argparse.Namespace) -> int:
     """The ``lineage`` subcommand: print a registered version's data hashes, commit, runs."""
+    from depthcore.tracking import lineage
+    from depthcore.tracking.registry import connect
+
     uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         registry = Path.cwd() / LOCAL_REGISTRY

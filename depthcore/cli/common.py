@@ -4,9 +4,12 @@ range-checked numbers (so the parser and the commands agree on both)."""
 from __future__ import annotations
 
 import argparse
+import ast
+import importlib.util
 import math
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -54,3 +57,18 @@ def _number_in(low: float, high: float) -> Callable[[str], float]:
         return value
 
     return parse
+
+
+def module_doc(name: str) -> str:
+    """The docstring of module ``name``, read from its source without importing it.
+
+    The parser shows the docstrings of the modules behind ``align``, ``profile`` and
+    ``lineage`` as their help; importing those modules (the tracking registry and lineage
+    pull in evaluation and run records) slowed every ``depthart predict`` start (issue
+    28), so each command imports its modules when it runs and the help reads the text.
+    """
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
+        raise ImportError(f"{name}: no Python source to read the docstring from")
+    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"), filename=spec.origin)
+    return ast.get_docstring(tree, clean=False) or ""

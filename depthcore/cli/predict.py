@@ -7,6 +7,7 @@ written, the summary lists every failure and the exit status is 1.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from tqdm import tqdm
 
 from depthcore import viz as vis
 from depthcore.cli.common import CHAMPION_URI, GREY_NAMES, LOCAL_REGISTRY, OUTPUTS, _say
+from depthcore.cli.writer import OutputWriter
 from depthcore.data.domain import photo_warning
 from depthcore.device import resolve_device
 from depthcore.errors import CheckpointError, DepthcoreError
@@ -28,6 +30,9 @@ from depthcore.predict.predictor import DepthPredictor, DepthResult
 from depthcore.predict.shard import is_finished, shard_from_env
 from depthcore.spaces import normalised_to_depth
 from depthcore.tracking.pyfunc import load_predictor as load_model_uri
+
+# a write job's key: its place in the serial order (batch, 1, image) and its input file
+_WriteKey = tuple[tuple[int, int, int], Path]
 
 
 def load_predictor(
@@ -155,53 +160,64 @@ def run_predict(args: argparse.Namespace) -> int:
     if warning := photo_warning(predictor.trained_on):
         _say("note: %s", warning)
     written = skipped = 0
+    ordered: list[tuple[tuple[int, int, int], str]] = []  # (batch, 0 read/1 write, image)
     starts = shard.batch_starts(len(jobs), args.batch_size)
     share = sum(len(jobs[start : start + args.batch_size]) for start in starts)
     bar = tqdm(total=share, unit="img", disable=args.quiet, file=sys.stderr)
-    for start in starts:
-        chunk = jobs[start : start + args.batch_size]
-        if args.resume and all(
-            is_finished(args.output / job.stem, outputs, args.scales, args.samples) for job in chunk
-        ):
-            skipped += len(chunk)
-            bar.update(len(chunk))
-            continue
-        batch: list[tuple[Job, np.ndarray]] = []
-        for job in chunk:
-            try:
-                rgb_HW3, notes = load_rgb(
-                    job.source, max_pixels=int(args.max_pixels), limit_hint=" (--max-pixels)"
-                )
-            except DepthcoreError as exc:
-                failures.append(str(exc))
-                _say("error: %s", exc)
+    # one batch is written while the next is computed: at most two batches of results held
+    writer: OutputWriter[_WriteKey] = OutputWriter(args.writers, max_pending=args.batch_size)
+
+    def report(done: list[tuple[_WriteKey, OSError | None]]) -> None:
+        nonlocal written
+        for key, error in done:
+            if error is None:
+                written += 1
                 continue
-            for note in notes:
-                _say("warning: %s: %s", job.source, note)
-            batch.append((job, rgb_HW3))
-        if batch:
-            results = predictor.predict_images(
-                [rgb for _, rgb in batch],
-                batch_size=args.batch_size,
-                scales=args.scales,
-                samples=args.samples,
-                seed=args.seed + start,
-            )
-            for (job, rgb_HW3), result in zip(batch, results, strict=True):
-                stem = args.output / job.stem
-                before = set(stem.parent.glob(f"{stem.name}*")) if stem.parent.is_dir() else set()
+            order, source = key
+            ordered.append((order, f"{source}: cannot write outputs: {error}"))
+            _say("error: %s", ordered[-1][1])
+
+    try:
+        for start in starts:
+            chunk = jobs[start : start + args.batch_size]
+            if args.resume and all(
+                is_finished(args.output / job.stem, outputs, args.scales, args.samples)
+                for job in chunk
+            ):
+                skipped += len(chunk)
+                bar.update(len(chunk))
+                continue
+            batch: list[tuple[Job, np.ndarray]] = []
+            for i, job in enumerate(chunk):
                 try:
-                    write_outputs(stem, rgb_HW3, result, args, outputs)
-                    written += 1
-                except BaseException as exc:  # SIGTERM/Ctrl-C too: re-raised below
-                    # all of an image's files or none: drop the ones this attempt wrote
-                    for partial in set(stem.parent.glob(f"{stem.name}*")) - before:
-                        partial.unlink(missing_ok=True)
-                    if not isinstance(exc, OSError):
-                        raise
-                    failures.append(f"{job.source}: cannot write outputs: {exc}")
-                    _say("error: %s", failures[-1])
-        bar.update(min(args.batch_size, len(jobs) - start))
+                    rgb_HW3, notes = load_rgb(
+                        job.source, max_pixels=int(args.max_pixels), limit_hint=" (--max-pixels)"
+                    )
+                except DepthcoreError as exc:
+                    ordered.append(((start, 0, i), str(exc)))
+                    _say("error: %s", exc)
+                    continue
+                for note in notes:
+                    _say("warning: %s: %s", job.source, note)
+                batch.append((job, rgb_HW3))
+            if batch:
+                results = predictor.predict_images(
+                    [rgb for _, rgb in batch],
+                    batch_size=args.batch_size,
+                    scales=args.scales,
+                    samples=args.samples,
+                    seed=args.seed + start,
+                )
+                for i, ((job, rgb_HW3), result) in enumerate(zip(batch, results, strict=True)):
+                    stem = args.output / job.stem
+                    write = functools.partial(write_outputs, stem, rgb_HW3, result, args, outputs)
+                    files = output_files(stem, outputs, args)
+                    report(writer.submit(((start, 1, i), job.source), files, write))
+            bar.update(min(args.batch_size, len(jobs) - start))
+        report(writer.drain())
+    finally:
+        writer.close()  # on SIGTERM/Ctrl-C: no thread writes on; an image's files all or none
+    failures += [line for _, line in sorted(ordered, key=lambda item: item[0])]
     bar.close()
     _say(
         "%swrote depth for %d of %d images to %s%s",
