@@ -229,7 +229,9 @@ def prefix_ablation(
 
     ``abs_rel_real``: the frame's own image prefix; ``abs_rel_zero``: an all-zero
     prefix; ``abs_rel_other``: the next frame's prefix (rolled by one); a model with a
-    pixel path gets the matching frames (a grey one with the zeroed prefix). A model that
+    pixel path gets the matching frames (a grey one with the zeroed prefix), and two more
+    scores that blank one route at a time: ``abs_rel_zero_prefix`` (token prefix zeroed,
+    real frame) and ``abs_rel_zero_frame`` (real prefix, grey frame). A model that
     uses the image scores real < zero and real < other. ``pred_spread`` is the mean
     per-pixel standard deviation across frames of the real-prefix predictions (in
     the normalised space): near 0 means one map for every image.

@@ -10,6 +10,9 @@ import torch
 
 #: The image prefixes of the conditioning check: the frame's own, all zeros, the next frame's.
 PREFIX_VARIANTS = ("real", "zero", "other")
+#: With a pixel path, the two image routes blanked one at a time: the token prefix zeroed
+#: with the real frame kept, and the real prefix with a grey frame (issue 24 item 3).
+ROUTE_VARIANTS = ("zero_prefix", "zero_frame")
 
 
 def prefix_variants(
@@ -21,11 +24,23 @@ def prefix_variants(
     A model that uses the image scores worse (higher loss or AbsRel) with "zero" and
     "other" than with "real"; equal scores mean the image is ignored. The frames (for a
     model with a pixel path) change with the prefix: zeroed is a mid-grey frame.
+
+    With frames, :data:`ROUTE_VARIANTS` follow: each route blanked alone, so a pixel path
+    that makes the token prefix redundant shows as zero_prefix ~ real while zero_frame
+    is worse (and the reverse for a model that reads the tokens).
     """
-    zero_rgb = None if rgb_B3HW is None else torch.zeros_like(rgb_B3HW)
-    other_rgb = None if rgb_B3HW is None else rgb_B3HW.roll(1, dims=0)
+    zero_prefix = torch.zeros_like(prefix_BLC)
+    if rgb_B3HW is None:
+        return {
+            "real": (prefix_BLC, None),
+            "zero": (zero_prefix, None),
+            "other": (prefix_BLC.roll(1, dims=0), None),
+        }
+    grey_rgb = torch.zeros_like(rgb_B3HW)
     return {
         "real": (prefix_BLC, rgb_B3HW),
-        "zero": (torch.zeros_like(prefix_BLC), zero_rgb),
-        "other": (prefix_BLC.roll(1, dims=0), other_rgb),
+        "zero": (zero_prefix, grey_rgb),
+        "other": (prefix_BLC.roll(1, dims=0), rgb_B3HW.roll(1, dims=0)),
+        "zero_prefix": (zero_prefix, rgb_B3HW),
+        "zero_frame": (prefix_BLC, grey_rgb),
     }

@@ -79,3 +79,7 @@ def test_prefix_variants() -> None:
     assert torch.equal(v["other"][1][1], rgb_B3HW[0]) and torch.equal(
         v["other"][0][1], prefix_BLC[0]
     )
+    # each image route blanked alone: tokens zeroed with the real frame, and the reverse
+    assert not v["zero_prefix"][0].any() and torch.equal(v["zero_prefix"][1], rgb_B3HW)
+    assert torch.equal(v["zero_frame"][0], prefix_BLC) and not v["zero_frame"][1].any()
+    assert "zero_prefix" not in prefix_variants(prefix_BLC)  # no frames: no second route
