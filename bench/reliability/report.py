@@ -74,16 +74,28 @@ ROUND_TWO = (
     ),
     (
         "real full disk and file size limit",
-        ["tests/reliability/test_failure_paths.py", "-k", "full_disk or size_limit"],
+        [
+            "tests/reliability/test_failure_paths.py",
+            "tests/reliability/test_stage_failures.py",
+            "-k",
+            "full_disk or size_limit",
+        ],
         "HDF5 shards (the preprocess stage), a safetensors checkpoint and a 16-bit PNG "
-        "written onto a small tmpfs and under RLIMIT_FSIZE (SIGXFSZ ignored: EFBIG): exit 1, "
+        "written onto a small tmpfs and under RLIMIT_FSIZE (SIGXFSZ ignored: EFBIG), the "
+        "HDF5 feature caches (the features stage) under RLIMIT_FSIZE: exit 1, "
         "one line naming the output, no traceback, no segfault, no temporary, the previous "
         "output byte-identical, a rerun with space completes",
     ),
     (
         "SIGTERM / Ctrl-C",
-        ["tests/reliability/test_failure_paths.py", "-k", "signal or sigterm"],
+        [
+            "tests/reliability/test_failure_paths.py",
+            "tests/reliability/test_stage_failures.py",
+            "-k",
+            "signal or sigterm",
+        ],
         "SIGTERM to preprocess (2 workers), SIGINT to its process group, SIGTERM to "
+        "synth (2 render workers), SIGTERM to "
         "`depthart predict` mid-batch: exit 128+signal, workers gone, no temporary, each "
         "output whole or absent, the previous output intact, a rerun completes",
     ),
@@ -103,6 +115,14 @@ ROUND_TWO = (
         "NaN, Infinity and 1e400 pixels, a ragged array, a string or a mapping as the "
         "input, 17 images, more pixels than the limit, a bad limit setting, a spent time "
         "budget; a photo over --max-pixels; colour-map memory of a 4-Mpx map",
+    ),
+    (
+        "error lines that read 'unexpected'",
+        ["tests/reliability/test_error_lines.py"],
+        "random bytes given as a tokenizer checkpoint (the weights-only unpickler's bare "
+        "KeyError / IndexError); an evaluate.benchmarks crop or split the reader refuses "
+        "or does not take; `depthart align --space` not a space: one line naming the file, "
+        "key or option, never 'unexpected'",
     ),
 )
 ROUND_TWO_BEGIN, ROUND_TWO_END = "<!-- round-two: begin -->", "<!-- round-two: end -->"
@@ -168,8 +188,8 @@ The rules these check (the same in every stage and in `depthart`):
   the output path, also when HDF5 or safetensors kept only the text; an HDF5 file that
   cannot be closed is never finalised (h5py would crash): the stage reports and ends
   with `os._exit(1)`.
-- **SIGTERM and Ctrl-C unwind.** Temporaries are removed, preprocess workers terminated,
-  the exit status is 128+signal, and no output is committed after a signal.
+- **SIGTERM and Ctrl-C unwind.** Temporaries are removed, preprocess and synth workers
+  stopped, the exit status is 128+signal, and no output is committed after a signal.
 - **Numbers are checked where they enter,** finite and in range, naming the file, key or
   option; a YAML key given twice is refused (params files, manifests); a file at the
   MLflow SQLite path that MLflow did not make is refused, never altered.

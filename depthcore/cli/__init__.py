@@ -41,6 +41,7 @@ from depthcore.io import refuse_overlaps
 from depthcore.models.generate import DECODINGS
 from depthcore.predict.onnx_backend import BACKENDS
 from depthcore.predict.video import ALIGNS, DEFAULT_FPS, is_video_file
+from depthcore.spaces import SPACES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,7 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("depth", type=Path, metavar="DEPTH.npy", help="a NAME_depth.npy of predict")
     a.add_argument("--points", type=Path, required=True, help="CSV with columns x,y,depth (m)")
     a.add_argument("-o", "--output", type=Path, required=True, metavar="METRIC.npy")
-    a.add_argument("--space", default="sqrt_disparity", help="the model's space (predict says)")
+    a.add_argument(
+        "--space", default="sqrt_disparity", choices=SPACES, help="the model's space (predict says)"
+    )
     a.add_argument(
         "--max-depth", type=_number_in(0.0, math.inf), default=1000.0, help="clip far depths (m)"
     )

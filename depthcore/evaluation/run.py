@@ -47,7 +47,7 @@ from depthcore.alignment import (
     median_not_applicable,
     median_relative_depth,
 )
-from depthcore.config import frozen, param, to_dict
+from depthcore.config import ConfigError, frozen, param, to_dict
 from depthcore.data.benchmarks.registry import make_reader
 from depthcore.errors import DataError, DepthcoreError
 from depthcore.evaluation.metrics import DEPTH_METRICS, compute_metrics
@@ -342,7 +342,18 @@ def open_benchmarks(cfg: EvaluateConfig) -> dict[str, Any]:
             kwargs["crop"] = bench.crop
         if bench.split is not None:
             kwargs["split"] = bench.split
-        readers[name] = make_reader(name, bench.root, format=bench.format, **kwargs)
+        try:
+            readers[name] = make_reader(name, bench.root, format=bench.format, **kwargs)
+        except DepthcoreError:
+            raise
+        except ValueError as exc:  # an option value the reader refuses
+            raise ConfigError(f"evaluate.benchmarks.{name}: {exc}") from exc
+        except TypeError as exc:  # an option (crop, split) this reader does not have
+            given = ", ".join(k for k in ("crop", "split") if getattr(bench, k) is not None)
+            raise ConfigError(
+                f"evaluate.benchmarks.{name}: the {name} reader takes no such option "
+                f"(given: {given or 'none'})"
+            ) from exc
         if cfg.protocol == "paper":
             readers[name] = PaperReader(readers[name], name)
     return readers

@@ -113,8 +113,17 @@ def _read(
             f"{path}: refusing to load: the file contains pickled Python objects "
             f"(only tensors and plain containers are accepted): {exc}"
         ) from exc
-    except (RuntimeError, EOFError, OSError, ValueError, SafetensorError) as exc:
-        # (torch.load hands *.safetensors names to safetensors, hence its error type)
+    except (
+        RuntimeError,
+        EOFError,
+        OSError,
+        ValueError,
+        SafetensorError,
+        KeyError,
+        IndexError,
+    ) as exc:
+        # (torch.load hands *.safetensors names to safetensors, hence its error type; the
+        # weights-only unpickler fails on arbitrary bytes with KeyError / IndexError)
         raise CheckpointError(f"{path}: not a readable torch checkpoint: {exc}") from exc
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: expected a dict of tensors, got {type(obj).__name__}")

@@ -13,9 +13,10 @@ are in :mod:`depthcore.data.features`; the frames at model resolution come from
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from depthcore.config import frozen, param
 from depthcore.data.frames import FrameBatch, iter_frames
 from depthcore.data.shards import ShardDataset
 from depthcore.errors import DataError
-from depthcore.io import atomic_path, file_sha256
+from depthcore.io import atomic_path, close_or_keep, file_sha256
 from depthcore.models import image_prefix
 from depthcore.models.checkpoint import load_vae
 from depthcore.spaces import rgb_to_model, target_to_depth3
@@ -68,6 +69,24 @@ def rank_slice(n: int, rank: int, world_size: int) -> range:
     return range(rank * n // world_size, (rank + 1) * n // world_size)
 
 
+@contextlib.contextmanager
+def _h5_writing(path: Path, mode: str) -> Iterator[tuple[h5py.File, dict[str, h5py.Dataset]]]:
+    """An HDF5 file open for writing and the datasets the body creates in it (held, by
+    name, for the file's life), flushed and closed however the body ends.
+
+    Not ``with h5py.File(...)``: after a failed write (full disk, file size limit) h5py's
+    own close, or the garbage collector finalising a dataset, prints "Exception ignored"
+    tracebacks and can crash the process. :func:`~depthcore.io.close_or_keep` flushes
+    first and keeps what cannot be closed, as the preprocess shard writer does.
+    """
+    h5 = h5py.File(path, mode)
+    held: dict[str, h5py.Dataset] = {}
+    try:
+        yield h5, held
+    finally:
+        close_or_keep(h5, *held.values())
+
+
 def _write_cache(
     vae: Any,
     dataset: Any,
@@ -81,8 +100,7 @@ def _write_cache(
 ) -> None:
     """Encode the frames ``indices`` of ``dataset`` into a new HDF5 file ``path`` (in order)."""
     n = len(indices)
-    with h5py.File(path, "w") as h5:
-        created = False
+    with _h5_writing(path, "w") as (h5, held):
         row = 0
         for batch in iter_frames(dataset, image_size, batch_size, indices=indices):
             fD_BChw, prefix_BLC = encode_batch(vae, batch, device)
@@ -94,16 +112,17 @@ def _write_cache(
                 "depth": batch.depth.numpy(),
                 "mask": batch.mask.numpy(),
             }
-            if not created:
+            if not held:
                 for name, arr in arrays.items():
                     chunk = (max(1, min(chunk_frames, n)), *arr.shape[1:])
-                    h5.create_dataset(name, (n, *arr.shape[1:]), arr.dtype, chunks=chunk)
-                h5.create_dataset("key", (n,), h5py.string_dtype())
-                created = True
+                    held[name] = h5.create_dataset(
+                        name, (n, *arr.shape[1:]), arr.dtype, chunks=chunk
+                    )
+                held["key"] = h5.create_dataset("key", (n,), h5py.string_dtype())
             b = len(batch.keys)
             for name, arr in arrays.items():
-                h5[name][row : row + b] = arr
-            h5["key"][row : row + b] = batch.keys
+                held[name][row : row + b] = arr
+            held["key"][row : row + b] = batch.keys
             row += b
 
 
@@ -112,15 +131,15 @@ def _merge_parts(parts: Sequence[Path], out: Path, chunk_frames: int) -> None:
     sources = [h5py.File(part, "r") for part in parts]
     try:
         n = sum(len(src["key"]) for src in sources)
-        with h5py.File(out, "w") as h5:
+        with _h5_writing(out, "w") as (h5, held):
             for name, first in sources[0].items():
                 shape, dtype = (n, *first.shape[1:]), first.dtype
                 chunk = (max(1, min(chunk_frames, n)), *first.shape[1:])
-                h5.create_dataset(name, shape, dtype, chunks=chunk)
+                held[name] = h5.create_dataset(name, shape, dtype, chunks=chunk)
                 row = 0
                 for src in sources:
                     rows = len(src[name])
-                    h5[name][row : row + rows] = src[name][:]
+                    held[name][row : row + rows] = src[name][:]
                     row += rows
     finally:
         for src in sources:
@@ -182,7 +201,7 @@ def build_feature_cache(
                 _merge_parts(parts, tmp, chunk_frames)
             else:
                 write(tmp, range(n))
-            with h5py.File(tmp, "a") as h5:
+            with _h5_writing(tmp, "a") as (h5, _):
                 h5.attrs.update(attrs)
         for part in parts if info.distributed else []:
             part.unlink()
