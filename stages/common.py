@@ -30,6 +30,10 @@ T = TypeVar("T")
 # Keys of a params section that name what the stage writes; every other existing path
 # the section names is an input.
 OUTPUT_KEYS = frozenset({"out_dir", "out", "report_dir"})
+# Folders a stage both reads and writes in (the scales stage reads
+# <models_dir>/<objective>/model.safetensors and writes beside it): neither a protected
+# input nor an output as a whole; the stage names the files it reads (``reads=``).
+IN_PLACE_KEYS = frozenset({"scales.models_dir"})
 
 
 def stage_args(
@@ -103,6 +107,8 @@ def split_paths(section: str, cfg: object) -> tuple[dict[str, Path], dict[str, P
     inputs: dict[str, Path] = {}
     for key, value in _paths(cfg, section):
         text = str(value)
+        if key in IN_PLACE_KEYS:
+            continue
         if key.rsplit(".", 1)[-1] in OUTPUT_KEYS:
             if text:
                 outputs[key] = Path(text)

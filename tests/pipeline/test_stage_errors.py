@@ -41,7 +41,7 @@ def _train_stage(
     ("section", "message"),
     [
         ("  steps: -5\n", "train.steps: -5 out of range: must be > 0"),
-        ("  model: huge\n", "train.model: 'huge' is not one of ['tiny', 'd16']"),
+        ("  model: huge\n", "train.model: 'huge' is not one of ['tiny', 'd16', 'd16-depthart']"),
         ("  lr: 0\n", "train.lr: 0.0 out of range: must be > 0"),
         ("  betas: [0.9, 1.5]\n", "train.betas: 1.5 out of range: must be < 1"),
         ("  lr: .nan\n", "train.lr: nan is not a finite number"),
