@@ -88,7 +88,9 @@ def run_training(
             logger = open_run_logger(
                 tracking.backend, out_dir=out_dir, tracking_uri=tracking.uri,
                 experiment=tracking.experiment, run_name=f"{stage}-{objective}",
-                resume=cfg.resume and (out_dir / "ckpt").is_dir(),
+                # continue the run only when there is a checkpoint to continue from: a
+                # fingerprint change empties ckpt/ (launch.claim_checkpoints) and starts afresh
+                resume=cfg.resume and any((out_dir / "ckpt").glob("step_*/state.pt")),
                 stage=stage, objective=objective,
             )  # fmt: skip
         trainer = build(cfg, objective, out_dir, logger, info)
