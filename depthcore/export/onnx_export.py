@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import torch
 from torch import nn
 
-from depthcore.errors import CheckpointError, DepthcoreError
+from depthcore.errors import DepthcoreError
 from depthcore.export import graphs
 from depthcore.export.manifest import (
     MANIFEST,
@@ -39,10 +39,8 @@ from depthcore.export.manifest import (
     write_manifest,
 )
 from depthcore.io import file_sha256
-from depthcore.models.checkpoint import checkpoint_kind, load_model
 from depthcore.models.generate import sampling_for
-from depthcore.models.model_dir import checkpoint_in_model_dir
-from depthcore.models.regression import REGRESSION_KIND, load_regression
+from depthcore.models.model_dir import load_depth_checkpoint
 
 #: Initializers at least this large go to the shared weights file (small ones stay inline).
 EXTERNAL_MIN_BYTES = 1024
@@ -89,24 +87,14 @@ class SharedWeights:
 
 def load_checkpoint(model: str | Path) -> tuple[str, dict[str, nn.Module], Any, dict[str, Any]]:
     """(kind, modules, config, meta) of a checkpoint file or a local MLflow model folder."""
-    path = Path(model)
-    if path.is_dir():
-        path = checkpoint_in_model_dir(path)
-    elif not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found (--model takes a file or folder)")
-    if checkpoint_kind(path) == REGRESSION_KIND:
-        loaded = load_regression(path, map_location="cpu")
+    loaded = load_depth_checkpoint(model)
+    if loaded.vae is None:
         modules: dict[str, nn.Module] = {"net": loaded.net}
-        config, meta = loaded.config, loaded.meta
     else:
-        pair = load_model(path, map_location="cpu")
-        modules = {"vae": pair.vae, "var": pair.var}
-        config, meta = pair.config, pair.meta
-    if "space" not in (meta or {}):
-        raise CheckpointError(f"{path}: checkpoint metadata has no 'space'")
+        modules = {"vae": loaded.vae, "var": loaded.net}
     for module in modules.values():
         module.eval().requires_grad_(False).float()
-    return ("regression" if "net" in modules else "depthart"), modules, config, dict(meta)
+    return ("regression" if "net" in modules else "depthart"), modules, loaded.config, loaded.meta
 
 
 def to_onnx(

@@ -30,7 +30,6 @@ import torch
 
 from depthcore.device import resolve_device
 from depthcore.errors import CheckpointError, DataError, DepthcoreError
-from depthcore.models.checkpoint import checkpoint_kind, load_model
 from depthcore.models.generate import (
     EXPECTED,
     SamplingConfig,
@@ -38,9 +37,8 @@ from depthcore.models.generate import (
     generate,
     prepare_for_inference,
 )
-from depthcore.models.model_dir import checkpoint_in_model_dir
+from depthcore.models.model_dir import load_depth_checkpoint
 from depthcore.models.references import REFERENCE_PREDICTORS, DepthModel
-from depthcore.models.regression import REGRESSION_KIND, load_regression
 from depthcore.predict.images import ContentBox, Fit, crop_to_input, fit_to_square
 from depthcore.spaces import DEFAULT_NEAR_FAR_RATIO, INPUT_FIT, normalised_to_depth, rgb_to_model
 
@@ -151,19 +149,8 @@ class DepthPredictor:
             raise CheckpointError(
                 f"{text}: a model URI; load it with depthcore.tracking.pyfunc.load_predictor"
             )
-        checkpoint = Path(text)
-        if checkpoint.is_dir():
-            checkpoint = checkpoint_in_model_dir(checkpoint)
-        elif not checkpoint.is_file():
-            raise CheckpointError(f"{checkpoint}: checkpoint not found")
-        if checkpoint_kind(checkpoint) == REGRESSION_KIND:
-            baseline = load_regression(checkpoint, map_location="cpu")
-            vae, var, config, meta = None, baseline.net, baseline.config, baseline.meta
-        else:
-            loaded = load_model(checkpoint, map_location="cpu")
-            vae, var, config, meta = loaded.vae, loaded.var, loaded.config, loaded.meta
-        if "space" not in (meta or {}):
-            raise CheckpointError(f"{checkpoint}: checkpoint metadata has no 'space'")
+        loaded = load_depth_checkpoint(text)
+        vae, var, config, meta = loaded.vae, loaded.net, loaded.config, loaded.meta
         image_size = int(meta.get("image_size", config.image_size))
         if kwargs.get("fit") is None:
             kwargs["fit"] = meta.get("input_fit", INPUT_FIT)
