@@ -289,3 +289,18 @@ def scale_curve(exp: Experiment, objective: str, repo: Path) -> tuple[list[int],
         return [int(r[side]) for r in rows[1:]], [float(r[col]) for r in rows[1:]]
     except (ValueError, IndexError) as exc:
         raise ExperimentError(f"experiment {exp.name}: unreadable {path}: {exc}") from exc
+
+
+def read_cached(exp: Experiment, stage: str, path: str, repo: Path) -> str:
+    """A DVC-cached output (``per_image.csv``) as the experiment produced it: its md5 from
+    the experiment's committed dvc.lock, its bytes from the shared DVC cache."""
+    lock = yaml.safe_load(read_committed(exp, "dvc.lock", repo))
+    outs = (lock.get("stages", {}).get(stage) or {}).get("outs", [])
+    md5 = next((o.get("md5") for o in outs if o.get("path") == path), None)
+    if not md5:
+        raise ExperimentError(f"experiment {exp.name}: dvc.lock has no {stage} output {path}")
+    for cache in (repo / ".dvc/cache/files/md5", repo / ".dvc/cache"):
+        blob = cache / md5[:2] / md5[2:]
+        if blob.is_file():
+            return blob.read_text()
+    raise ExperimentError(f"experiment {exp.name}: {path} (md5 {md5}) is not in the DVC cache")

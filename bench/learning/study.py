@@ -1,30 +1,40 @@
-"""The seed study: DepthART vs VAR teacher forcing over several seeds, as DVC experiments.
+"""The study: DepthART vs VAR teacher forcing over seeds, decodings and image-route
+ablations, as DVC experiments (issue 24).
 
-One command (``make study``, or ``python -m bench.learning.study``) queues one DVC
-experiment per seed (``dvc exp run --queue --name study-seedN -S train.seed=N [-S ...]``,
-reproducing train, scales and evaluate for both objectives with the pipeline's own stages),
-runs the queue (``dvc queue start -j 1``), waits, reads every experiment back from
-``dvc exp show --json`` and writes, under ``--out`` (default docs/learning):
-``study.md`` (mean +- std over seeds per benchmark, the paired DepthART - VAR-TF
-comparison over seeds x benchmarks, per-scale val AbsRel, the prefix ablation, the raw
-per-seed numbers), ``study_scales.png`` (per-scale curves, mean +- std band per
-objective) and ``study.json`` (everything the table was made from)::
+One command (``make study``, or ``python -m bench.learning.study``) queues DVC experiments
+(``dvc exp run --queue --name NAME -S key=value ... scales@obj evaluate@obj``) and runs the
+queue (``dvc queue start -j 1``):
 
-    python -m bench.learning.study                               # seeds 0 1 2, params.yaml
-    python -m bench.learning.study --seeds 0 1 2 3 --set train.steps=2000 \\
-        --set train.tf_warmup_steps=1000                         # the longer profile
-    python -m bench.learning.study --collect-only                # re-tabulate finished runs
+- ``study-seedN``: the current default with ``train.seed = pretrain.seed = N`` (the shared
+  warm-up is seeded with the trainings, so a seed is a whole independent run);
+- ``study-seedN-sample``: the same with ``evaluate.decoding=sample`` (the paper's 5-sample
+  top-k/top-p average); the trainings and scales come back from DVC's run cache;
+- ``study-<variant>-seedN`` for the ablations (``tiny-nopixel``: no pixel path,
+  ``tiny-nolocal``: no local prefix projection, ``tiny-frameonly``: the token prefix
+  blanked, the pixel path kept; depthcore.models.configs) at the first ``--ablation-seeds``.
 
-The seed changes the transformer's init and batch order; the data, the tokenizer and the
-feature cache are shared (restored from DVC's run cache after the first experiment).
+Then it reads every experiment back (metrics from ``dvc exp show --json``, the per-image
+metrics from the shared DVC cache) and writes under ``--out`` (default docs/learning):
+``study.md`` (bench.learning.study_report), ``study_scales.png``, ``study_exposure.png``,
+``study.json``; and it rewrites the answer block at the top of docs/learning.md::
+
+    python -m bench.learning.study                       # seeds 0 1 2, ablations at 0 1
+    python -m bench.learning.study --ablations           # no ablations
+    python -m bench.learning.study --collect-only        # re-tabulate finished runs
+
+The data, the tokenizer and the feature cache are shared (restored from DVC's run cache
+after the first experiment).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime as dt
+import io
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -34,54 +44,97 @@ import matplotlib
 import yaml
 
 from bench.learning import dvc_exp
-from bench.learning.study_stats import band, fmt, mean_std, paired
+from bench.learning.study_report import LABELS, answer, render
+from bench.learning.study_stats import band
 from depthcore.io import atomic_path, write_text_atomic
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-LABELS = {"depthart": "DepthART", "var_tf": "VAR-TF", "regression": "regression"}
+DECODINGS = ("expected", "sample")
+ABLATIONS = ("nopixel", "nolocal", "frameonly")
+ANSWER_BEGIN, ANSWER_END = "<!-- study:answer -->", "<!-- /study:answer -->"
 
-# Seconds on 2 free CPU cores for the embedded default (params.yaml comments, DESIGN.md):
-# a training step at batch 8, and per experiment the evaluate (4 benchmarks) and scales
-# stages per objective plus the experiment's own overhead (temp copy, run-cache checkout,
-# list_source + download).
-STEP_S_AT_BATCH8 = {"depthart": 0.45, "var_tf": 0.28, "regression": 0.3}
-EVAL_S, SCALES_S, EXP_OVERHEAD_S = 90.0, 45.0, 60.0
-UPSTREAM_COLD_S = 600.0  # synth .. features when no earlier `dvc repro` filled the run cache
+# Seconds on 2 free CPU cores (bf16 where native) for the embedded default: a training
+# step at batch 8, and per experiment the evaluate and scales stages per objective plus
+# the experiment's own overhead (temp copy, run-cache checkout, list_source + download).
+STEP_S_AT_BATCH8 = {"depthart": 0.3, "var_tf": 0.2, "regression": 0.15, "pretrain": 0.18}
+EVAL_S, SAMPLE_EVAL_S, SCALES_S, EXP_OVERHEAD_S = 40.0, 120.0, 60.0, 60.0
+UPSTREAM_COLD_S = 400.0  # synth .. features when no earlier `dvc repro` filled the run cache
 
 
-def estimate_s(
-    params: dict[str, Any], overrides: dict[str, Any], seeds: int, objectives: list[str]
-) -> tuple[float, float]:
-    """(expected seconds with the upstream stages in the run cache, extra seconds if they
-    must run first). A rough model: steps x per-step cost scaled by batch size."""
-    train = dict(params["train"])
-    for key, value in overrides.items():
-        section, _, name = key.partition(".")
-        if section == "train":
-            train[name] = value
-    per_seed = EXP_OVERHEAD_S
-    for obj in objectives:
-        step_s = STEP_S_AT_BATCH8.get(obj, 0.45) * float(train["batch_size"]) / 8
-        per_seed += int(train["steps"]) * step_s + EVAL_S + SCALES_S
-    return seeds * per_seed, UPSTREAM_COLD_S
+def plan(
+    seeds: list[int], ablations: list[str], ablation_seeds: int, prefix: str, model: str
+) -> dict[str, dict[str, Any]]:
+    """Experiment name -> {seed, variant, decoding, overrides}, in the order they run (a
+    sample-decoding point follows the run whose trainings it reuses)."""
+    points: dict[str, dict[str, Any]] = {}
+    for seed in seeds:
+        seeded = {"train.seed": seed, "pretrain.seed": seed}
+        for decoding in DECODINGS:
+            name = f"{prefix}-seed{seed}" + ("" if decoding == "expected" else f"-{decoding}")
+            over = seeded if decoding == "expected" else {**seeded, "evaluate.decoding": decoding}
+            points[name] = {"seed": seed, "variant": "default", "decoding": decoding,
+                            "overrides": over}  # fmt: skip
+    for variant in ablations:
+        name_model = f"{model}-{variant}"
+        for seed in seeds[:ablation_seeds]:
+            over = {"train.seed": seed, "pretrain.seed": seed,
+                    "train.model": name_model, "pretrain.model": name_model}  # fmt: skip
+            points[f"{prefix}-{variant}-seed{seed}"] = {
+                "seed": seed, "variant": variant, "decoding": "expected", "overrides": over
+            }  # fmt: skip
+    return points
+
+
+def estimate_s(params: dict[str, Any], points: dict[str, dict[str, Any]]) -> float:
+    """Expected seconds with the upstream stages in the run cache (a rough model)."""
+    train, pre = params["train"], params["pretrain"]
+    scale = float(train["batch_size"]) / 8
+    total = 0.0
+    for point in points.values():
+        total += EXP_OVERHEAD_S
+        if point["decoding"] != "expected":
+            total += 2 * SAMPLE_EVAL_S
+            continue
+        total += int(pre["steps"]) * STEP_S_AT_BATCH8["pretrain"] * float(pre["batch_size"]) / 8
+        for obj in ("depthart", "var_tf"):
+            total += int(train["steps"]) * STEP_S_AT_BATCH8[obj] * scale + EVAL_S + SCALES_S
+    return total
+
+
+def per_image(exp: dvc_exp.Experiment, objective: str, repo: Path) -> dict[str, dict[str, Any]]:
+    """benchmark -> image name -> {abs_rel, delta1} (lsq) from the cached per_image.csv."""
+    text = dvc_exp.read_cached(
+        exp, f"evaluate@{objective}", f"outputs/eval/{objective}/per_image.csv", repo
+    )
+    out: dict[str, dict[str, Any]] = {}
+    for row in csv.DictReader(io.StringIO(text)):
+        if row["alignment"] == "lsq":
+            out.setdefault(row["benchmark"], {})[row["name"]] = {
+                m: float(row[m]) for m in ("abs_rel", "delta1")
+            }
+    if not out:
+        raise dvc_exp.ExperimentError(f"experiment {exp.name}: no lsq rows for {objective}")
+    return out
 
 
 def collect(
-    exps: dict[int, dvc_exp.Experiment], objectives: list[str], repo: Path
+    exps: dict[str, dvc_exp.Experiment],
+    points: dict[str, dict[str, Any]],
+    objectives: list[str],
+    repo: Path,
 ) -> list[dict[str, Any]]:
-    """Per seed and objective: lsq AbsRel / delta1 per benchmark, the per-scale val curve,
-    the first/last-scale val AbsRel and the prefix ablation."""
+    """Per experiment and objective: the benchmark metrics (mean and per image), the
+    per-scale val curve, the prefix/route ablation and the exposure gap per decoding."""
     records = []
-    for seed, exp in sorted(exps.items()):
+    for name, point in points.items():
+        exp = exps[name]
         per_obj: dict[str, Any] = {}
         for obj in objectives:
             benches = sorted(exp.metrics.get(f"outputs/eval/{obj}/metrics.json", {}))
             if not benches:
-                raise dvc_exp.ExperimentError(
-                    f"experiment {exp.name}: no evaluate metrics for {obj}"
-                )
+                raise dvc_exp.ExperimentError(f"experiment {name}: no evaluate metrics for {obj}")
             sides, curve = dvc_exp.scale_curve(exp, obj, repo)
             summary = dvc_exp.scales_summary(exp, obj)
             per_obj[obj] = {
@@ -89,180 +142,77 @@ def collect(
                     b: {m: dvc_exp.eval_metric(exp, obj, b, m) for m in ("abs_rel", "delta1")}
                     for b in benches
                 },
+                "per_image": per_image(exp, obj, repo),
                 "patch_nums": sides,
                 "scales_abs_rel": curve,
                 "val_first": float(summary["val_abs_rel_first_scale"]),
                 "val_last": float(summary["val_abs_rel"]),
-                "ablation": summary.get("prefix_ablation", {}),
+                "ablation": summary.get("prefix_ablation") or {},
+                "exposure": summary.get("exposure_gap") or {},
             }
-        records.append(
-            {"seed": seed, "experiment": exp.name, "rev": exp.rev, "objectives": per_obj}
-        )
+        records.append({"experiment": name, "rev": exp.rev, **{k: point[k] for k in
+                        ("seed", "variant", "decoding")}, "objectives": per_obj})  # fmt: skip
     return records
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return [
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-        *("| " + " | ".join(r) + " |" for r in rows),
-    ]
+def _plot_band(ax: Any, x: list[int], curves: list[list[float]], color: str, label: str) -> None:
+    for curve in curves:
+        ax.plot(x, curve, color=color, lw=0.7, alpha=0.4)
+    mean_K, std_K = band(curves)
+    lo = [m - (0 if math.isnan(s) else s) for m, s in zip(mean_K, std_K, strict=True)]
+    hi = [m + (0 if math.isnan(s) else s) for m, s in zip(mean_K, std_K, strict=True)]
+    ax.fill_between(x, lo, hi, color=color, alpha=0.2)
+    ax.plot(x, mean_K, color=color, lw=2, marker="o", label=f"{label} (n={len(curves)})")
 
 
-def _p(value: float) -> str:
-    return "-" if math.isnan(value) else f"{value:.3f}"
-
-
-def render(records: list[dict[str, Any]], objectives: list[str], meta: dict[str, Any]) -> str:
-    """The study's markdown: every number computed from ``records``."""
-    seeds = [r["seed"] for r in records]
-    benches = sorted(records[0]["objectives"][objectives[0]]["eval"])
-    lab = [LABELS.get(o, o) for o in objectives]
-
-    def vals(obj: str, get: Any) -> list[float]:
-        return [get(r["objectives"][obj]) for r in records]
-
-    out = [
-        f"# Seed study: {' vs '.join(lab)}",
-        "",
-        "Written by `python -m bench.learning.study` (do not edit by hand).",
-        "",
-        f"- command: `{meta['command']}`",
-        f"- commit: `{meta['commit']}`; params.yaml overrides: {meta['overrides'] or 'none'}",
-        f"- seeds: {' '.join(map(str, seeds))} (one DVC experiment each: "
-        + ", ".join(f"`{r['experiment']}`" for r in records)
-        + ")",
-        f"- wall time: {meta['wall']}; written {meta['date']}",
-        "",
-        f"## Benchmarks (lsq alignment, mean ± std over {len(seeds)} seeds)",
-        "",
-    ]
-    header = ["benchmark", *(f"{x} AbsRel" for x in lab), *(f"{x} δ1" for x in lab)]
-    rows = []
-    for b in benches:
-        cells = [
-            fmt(*mean_std(vals(o, lambda d, b=b: d["eval"][b]["abs_rel"]))) for o in objectives
-        ]
-        cells += [
-            fmt(*mean_std(vals(o, lambda d, b=b: d["eval"][b]["delta1"]))) for o in objectives
-        ]
-        rows.append([b, *cells])
-    out += [*_table(header, rows), ""]
-
-    if len(objectives) >= 2:
-        a, b_ = objectives[0], objectives[1]
-        out += [
-            f"## Paired comparison: {lab[0]} - {lab[1]}",
-            "",
-            f"Difference per seed (negative AbsRel / positive δ1 = {lab[0]} better); "
-            f"'wins' counts the pairs {lab[0]} wins; p: two-sided paired t-test (pairs within "
-            "one seed are not independent: a guide, not a proof).",
-            "",
-        ]
-        rows = []
-        for metric, lower in (("abs_rel", True), ("delta1", False)):
-            for bench in [*benches, "all"]:
-                names = benches if bench == "all" else [bench]
-                xs = [r["objectives"][a]["eval"][n][metric] for r in records for n in names]
-                ys = [r["objectives"][b_]["eval"][n][metric] for r in records for n in names]
-                pr = paired(xs, ys, lower_is_better=lower)
-                rows.append(
-                    [
-                        metric,
-                        bench,
-                        str(pr.n),
-                        fmt(pr.mean_diff, pr.std_diff, 4),
-                        f"{pr.wins_a}/{pr.n}",
-                        _p(pr.p),
-                    ]
-                )
-        xs, ys = vals(a, lambda d: d["val_last"]), vals(b_, lambda d: d["val_last"])
-        pr = paired(xs, ys)
-        rows.append(
-            [
-                "val AbsRel, last scale",
-                "val",
-                str(pr.n),
-                fmt(pr.mean_diff, pr.std_diff, 4),
-                f"{pr.wins_a}/{pr.n}",
-                _p(pr.p),
-            ]
-        )
-        out += [*_table(["metric", "benchmark", "pairs", "mean diff ± std", "wins", "p"], rows), ""]
-
-    first = records[0]["objectives"][objectives[0]]["patch_nums"]
-    out += ["## Per-scale val AbsRel (mean ± std); ![curves](study_scales.png)", ""]
-    rows = []
-    for o, name in zip(objectives, lab, strict=True):
-        mean_K, std_K = band(vals(o, lambda d: d["scales_abs_rel"]))
-        drop = [(d["val_first"] - d["val_last"]) / d["val_first"] for d in vals(o, lambda d: d)]
-        rows.append(
-            [
-                name,
-                *(fmt(m, s) for m, s in zip(mean_K, std_K, strict=True)),
-                fmt(*mean_std([100 * x for x in drop]), 1) + " %",
-            ]
-        )
-    out += [*_table(["objective", *(f"{p}x{p}" for p in first), "first -> last drop"], rows), ""]
-
-    out += ["## Prefix ablation (final-scale val AbsRel, mean ± std)", ""]
-    rows = []
-    keys = ("abs_rel_real", "abs_rel_zero", "abs_rel_other", "pred_spread")
-    for o, name in zip(objectives, lab, strict=True):
-        if all(k in r["objectives"][o]["ablation"] for r in records for k in keys):
-            rows.append(
-                [name, *(fmt(*mean_std(vals(o, lambda d, k=k: d["ablation"][k]))) for k in keys)]
-            )
-    out += [*_table(["objective", "real prefix", "zeroed", "other image", "pred spread"], rows), ""]
-
-    out += ["## Per seed", ""]
-    rows = [
-        [str(r["seed"]), LABELS.get(o, o),
-         *(f"{r['objectives'][o]['eval'][b]['abs_rel']:.3f}" for b in benches),
-         f"{r['objectives'][o]['val_first']:.3f} -> {r['objectives'][o]['val_last']:.3f}"]
-        for r in records for o in objectives
-    ]  # fmt: skip
-    out += [
-        *_table(
-            ["seed", "objective", *(f"{b} AbsRel" for b in benches), "val first -> last"], rows
-        ),
-        "",
-    ]
-    return "\n".join(out)
-
-
-def plot(records: list[dict[str, Any]], objectives: list[str], png: Path) -> None:
-    """Per-scale val AbsRel: each seed thin, the mean bold with a +- std band."""
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    sides = records[0]["objectives"][objectives[0]]["patch_nums"]
+def plot(records: list[dict[str, Any]], objectives: list[str], out: Path) -> None:
+    """study_scales.png (per-scale val AbsRel) and study_exposure.png (the exposure gap per
+    scale under each decoding): each seed thin, the mean bold with a +- std band."""
+    base = [r for r in records if r["variant"] == "default" and r["decoding"] == "expected"]
+    sides = base[0]["objectives"][objectives[0]]["patch_nums"]
     x = list(range(len(sides)))
+    fig, ax = plt.subplots(figsize=(6.5, 4))
     for i, obj in enumerate(objectives):
-        color = f"C{i}"
-        curves = [r["objectives"][obj]["scales_abs_rel"] for r in records]
-        for curve in curves:
-            ax.plot(x, curve, color=color, lw=0.7, alpha=0.4)
-        mean_K, std_K = band(curves)
-        lo = [m - (0 if math.isnan(s) else s) for m, s in zip(mean_K, std_K, strict=True)]
-        hi = [m + (0 if math.isnan(s) else s) for m, s in zip(mean_K, std_K, strict=True)]
-        ax.fill_between(x, lo, hi, color=color, alpha=0.2)
-        ax.plot(
-            x,
-            mean_K,
-            color=color,
-            lw=2,
-            marker="o",
-            label=f"{LABELS.get(obj, obj)} (n={len(curves)})",
-        )
+        curves = [r["objectives"][obj]["scales_abs_rel"] for r in base]
+        _plot_band(ax, x, curves, f"C{i}", LABELS.get(obj, obj))
     ax.set_xticks(x, [f"{p}x{p}" for p in sides])
-    ax.set_xlabel("scale (coarse to fine)")
-    ax.set_ylabel("val AbsRel (lsq)")
-    ax.set_title("Per-scale val AbsRel: mean ± std over seeds")
+    ax.set(xlabel="scale (coarse to fine)", ylabel="val AbsRel (lsq)",
+           title="Per-scale val AbsRel: mean ± std over seeds")  # fmt: skip
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    with atomic_path(png) as tmp:
+    with atomic_path(out / "study_scales.png") as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
+    decodings = sorted(base[0]["objectives"][objectives[0]]["exposure"])
+    if not decodings:
+        return
+    fig, axes = plt.subplots(1, len(decodings), figsize=(4.2 * len(decodings), 3.6), sharey=True)
+    for ax, decoding in zip(list(getattr(axes, "flat", [axes])), decodings, strict=True):
+        for i, obj in enumerate(objectives):
+            curves = [r["objectives"][obj]["exposure"][decoding]["abs_rel_gap"] for r in base]
+            _plot_band(ax, x, curves, f"C{i}", LABELS.get(obj, obj))
+        ax.axhline(0, color="k", lw=0.6)
+        ax.set_xticks(x, [f"{p}x{p}" for p in sides])
+        ax.set(title=f"{decoding} decoding", xlabel="scale")
+        ax.grid(alpha=0.3)
+    axes_list = list(getattr(axes, "flat", [axes]))
+    axes_list[0].set_ylabel("exposure gap: val AbsRel own - teacher-forced")
+    axes_list[0].legend()
+    fig.tight_layout()
+    with atomic_path(out / "study_exposure.png") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def write_answer(learning_md: Path, text: str) -> None:
+    """Replace the generated block between the answer markers of docs/learning.md."""
+    page = learning_md.read_text()
+    pattern = re.compile(re.escape(ANSWER_BEGIN) + ".*?" + re.escape(ANSWER_END), re.S)
+    if not pattern.search(page):
+        raise dvc_exp.ExperimentError(f"{learning_md}: no {ANSWER_BEGIN} ... {ANSWER_END} block")
+    block = f"{ANSWER_BEGIN}\n{text}\n{ANSWER_END}"
+    write_text_atomic(learning_md, pattern.sub(lambda _: block, page, count=1))
 
 
 def _previous_wall(study_json: Path) -> str:
@@ -275,15 +225,14 @@ def _previous_wall(study_json: Path) -> str:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="params.yaml override for every seed, e.g. train.steps=2000",
-    )
+    ap.add_argument("--ablations", nargs="*", default=list(ABLATIONS), choices=ABLATIONS)
+    ap.add_argument("--ablation-seeds", type=int, default=2, help="the first N of --seeds")
+    ap.add_argument("--model", default="tiny", help="the default's model (variants: MODEL-x)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="params.yaml override for every point, e.g. train.steps=2000")  # fmt: skip
     ap.add_argument("--objectives", nargs="+", default=list(dvc_exp.DEFAULT_OBJECTIVES))
     ap.add_argument("--out", type=Path, default=Path("docs/learning"))
+    ap.add_argument("--learning-md", type=Path, default=Path("docs/learning.md"))
     dvc_exp.add_queue_options(ap, "study")
     args = ap.parse_args(argv)
     repo = Path.cwd()
@@ -292,23 +241,22 @@ def main(argv: list[str] | None = None) -> None:
         overrides = dvc_exp.parse_sets(args.set, params_file)
     except dvc_exp.GridError as exc:
         ap.error(str(exc))
-    names = {seed: f"{args.name_prefix}-seed{seed}" for seed in args.seeds}
-    expected, cold = estimate_s(
-        yaml.safe_load(params_file.read_text()), overrides, len(args.seeds), args.objectives
-    )
-    print(f"study: {len(args.seeds)} seeds x {args.objectives}; estimated wall time on 2 free "
-          f"cores {expected / 60:.0f} min (+ up to {cold / 60:.0f} min if the data, tokenizer "
-          "and features stages are not yet in DVC's run cache)", flush=True)  # fmt: skip
+    points = plan(args.seeds, args.ablations, args.ablation_seeds, args.name_prefix, args.model)
+    for point in points.values():
+        point["overrides"] = {**overrides, **point["overrides"]}
+    expected = estimate_s(yaml.safe_load(params_file.read_text()), points)
+    print(f"study: {len(points)} experiments; estimated wall time on 2 free cores "
+          f"{expected / 60:.0f} min (+ up to {UPSTREAM_COLD_S / 60:.0f} min if the data, "
+          "tokenizer and features stages are not yet in DVC's run cache)", flush=True)  # fmt: skip
     wall = _previous_wall(args.out / "study.json")
     if not args.collect_only:
-        points = [(names[s], {"train.seed": s, **overrides}) for s in args.seeds]
-        dvc_exp.queue(points, dvc_exp.stage_targets(args.objectives), repo)
-        waited = dvc_exp.run_queue(list(names.values()), repo, args.jobs, args.timeout_h * 3600)
+        dvc_exp.queue([(n, p["overrides"]) for n, p in points.items()],
+                      dvc_exp.stage_targets(args.objectives), repo)  # fmt: skip
+        waited = dvc_exp.run_queue(list(points), repo, args.jobs, args.timeout_h * 3600)
         wall = f"{waited / 60:.1f} min measured (estimate {expected / 60:.0f} min)"
         print(f"study: experiments finished in {waited / 60:.1f} min", flush=True)
-    by_name = dvc_exp.show(list(names.values()), repo)
-    exps = {seed: by_name[name] for seed, name in names.items()}
-    records = collect(exps, args.objectives, repo)
+    exps = dvc_exp.show(list(points), repo)
+    records = collect(exps, points, args.objectives, repo)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True,
                             text=True, check=True).stdout.strip()  # fmt: skip
     meta = {
@@ -325,11 +273,11 @@ def main(argv: list[str] | None = None) -> None:
     write_text_atomic(
         args.out / "study.json", json.dumps({"meta": meta, "records": records}, indent=1)
     )
-    plot(records, args.objectives, args.out / "study_scales.png")
+    plot(records, args.objectives, args.out)
+    write_answer(args.learning_md, answer(records, args.objectives, meta))
     print(text)
-    print(
-        f"wrote {args.out / 'study.md'}, {args.out / 'study_scales.png'}, {args.out / 'study.json'}"
-    )
+    print(f"wrote {args.out}/study.md, study_scales.png, study_exposure.png, study.json and "
+          f"the answer block of {args.learning_md}")  # fmt: skip
 
 
 if __name__ == "__main__":

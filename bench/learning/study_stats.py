@@ -71,3 +71,51 @@ def fmt(mean: float, std: float, digits: int = 3) -> str:
     if math.isnan(std):
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+@dataclass(frozen=True)
+class SeedImageCI:
+    """Mean of ``a - b`` over seeds x images and its two-level bootstrap interval."""
+
+    mean_a: float
+    mean_b: float
+    diff: float
+    lo: float
+    hi: float
+    seeds: int
+    images: int
+
+    def verdict(self, lower_is_better: bool = True) -> str:
+        """``a``, ``b`` or ``tie``: who is better when the interval excludes 0."""
+        if self.lo <= 0.0 <= self.hi:
+            return "tie"
+        a_better = self.hi < 0.0 if lower_is_better else self.lo > 0.0
+        return "a" if a_better else "b"
+
+
+def seed_image_ci(
+    a_SN: np.ndarray, b_SN: np.ndarray, *, resamples: int = 2000, level: float = 0.95, seed: int = 0
+) -> SeedImageCI:
+    """Paired interval over seeds (rows) and images (columns): every resample draws seeds
+    and images with replacement, independently, and averages ``a - b`` over the drawn
+    cells. Both sources of noise widen the interval, so a win must hold across training
+    seeds and not only across the images of one lucky run; with one seed it reduces to
+    the image bootstrap."""
+    a = np.asarray(a_SN, dtype=np.float64)
+    b = np.asarray(b_SN, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 2 or a.size == 0:
+        raise ValueError(f"need two equal (seeds, images) arrays, got {a.shape} and {b.shape}")
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        raise ValueError("seed_image_ci got a non-finite value")
+    d_SN = a - b
+    S, N = d_SN.shape
+    rng = np.random.default_rng(seed)
+    rows_RS = rng.integers(0, S, size=(resamples, S))
+    cols_RN = rng.integers(0, N, size=(resamples, N))
+    # mean over drawn (seed, image) cells = mean over drawn seeds of the row means at drawn cols
+    means_R = np.array([d_SN[np.ix_(r, c)].mean() for r, c in zip(rows_RS, cols_RN, strict=True)])
+    tail = (1.0 - level) / 2.0
+    lo, hi = np.quantile(means_R, [tail, 1.0 - tail])
+    return SeedImageCI(
+        float(a.mean()), float(b.mean()), float(d_SN.mean()), float(lo), float(hi), S, N
+    )

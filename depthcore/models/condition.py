@@ -98,6 +98,7 @@ class ImageCondition(nn.Module):
         self.type_emb = nn.Parameter(torch.empty(1, 1, width)) if typed else None
         self.word_embed = nn.Linear(Cvae, width) if cfg.prefix_embed == "own" else None
         self.local = nn.Linear(Cvae, width) if cfg.prefix_local else None
+        self.blank_prefix = cfg.blank_prefix
         self.pixels: PixelEncoder | None = None
         if cfg.pixel_encoder:
             if image_size is None:
@@ -133,6 +134,8 @@ class ImageCondition(nn.Module):
             raise ValueError(
                 f"image prefix must be (B, {self.L}, {self.Cvae}), got {tuple(prefix_BLCv.shape)}"
             )
+        if self.blank_prefix:  # the route ablation (VARConfig.blank_prefix): pixels only
+            prefix_BLCv = torch.zeros_like(prefix_BLCv)
         embed = shared_embed if self.word_embed is None else self.word_embed
         tokens_BLC = add_pos(embed(prefix_BLCv.float()), 0)
         if self.type_emb is not None:

@@ -117,6 +117,10 @@ class VARConfig:
     # (tiny: 2 = strides 8 and 16; a third, ResNet-10-T's stride-32 stage, doubled the
     # encoder's cost and 4x its parameters, docs/learning.md section 8).
     pixel_levels: int = 3
+    # The route ablation trained in (issue 24): the image-token prefix is zeroed in every
+    # pass, training and inference alike, so the model reaches the image only through the
+    # pixel path. (The scales stage blanks routes of a trained model; this trains without.)
+    blank_prefix: bool = False
 
     def __post_init__(self) -> None:
         if self.embed_dim % self.num_heads:
@@ -168,37 +172,56 @@ _D16 = ModelConfig(
     image_size=256,
 )
 
-MODEL_CONFIGS: dict[str, ModelConfig] = {
-    # CPU model for the embedded default pipeline: 64 px, 8x down to an 8x8 latent, L = 130.
-    "tiny": ModelConfig(
-        vae=VQVAEConfig(
-            vocab_size=512,
-            z_channels=16,
-            ch=16,
-            ch_mult=(1, 2, 2, 4),
-            num_res_blocks=1,
-            norm_groups=8,
-            using_sa=False,
-            using_mid_sa=True,
-            share_quant_resi=4,
-            v_patch_nums=(1, 2, 3, 4, 6, 8),
-        ),
-        # 128 wide: twice the steps per CPU second of 256, which the from-scratch
-        # transformer needs more than width; the local image path and the pixel path
-        # (ResNet-10-T, as the regression baseline) make it read the image (docs/learning.md)
-        var=VARConfig(
-            depth=4,
-            embed_dim=128,
-            num_heads=4,
-            num_classes=1,
-            prefix_local=True,
-            pixel_encoder="resnet10t",
-            pixel_levels=2,
-        ),
-        image_size=64,
+# CPU model for the embedded default pipeline: 64 px, 8x down to an 8x8 latent, L = 130.
+_TINY = ModelConfig(
+    vae=VQVAEConfig(
+        vocab_size=512,
+        z_channels=16,
+        ch=16,
+        ch_mult=(1, 2, 2, 4),
+        num_res_blocks=1,
+        norm_groups=8,
+        using_sa=False,
+        using_mid_sa=True,
+        share_quant_resi=4,
+        v_patch_nums=(1, 2, 3, 4, 6, 8),
     ),
+    # 128 wide: twice the steps per CPU second of 256, which the from-scratch
+    # transformer needs more than width; the local image path and the pixel path
+    # (ResNet-10-T, as the regression baseline) make it read the image (docs/learning.md)
+    var=VARConfig(
+        depth=4,
+        embed_dim=128,
+        num_heads=4,
+        num_classes=1,
+        prefix_local=True,
+        pixel_encoder="resnet10t",
+        pixel_levels=2,
+    ),
+    image_size=64,
+)
+
+
+def _ablations(base: ModelConfig) -> dict[str, ModelConfig]:
+    """The study's image-route ablations of ``tiny`` (same tokenizer, so one feature cache
+    serves all): the pixel path off, the local prefix projection off, and the token prefix
+    blanked with the pixel path kept (bench/learning/study.py, docs/learning.md)."""
+    variants = {
+        "nopixel": {"pixel_encoder": ""},
+        "nolocal": {"prefix_local": False},
+        "frameonly": {"blank_prefix": True},
+    }
+    return {
+        f"tiny-{name}": dataclasses.replace(base, var=dataclasses.replace(base.var, **changes))
+        for name, changes in variants.items()
+    }
+
+
+MODEL_CONFIGS: dict[str, ModelConfig] = {
+    "tiny": _TINY,
     # The paper's model: the official VAR tokenizer and var_d16 sizes at 256 px.
     "d16": _D16,
+    **_ablations(_TINY),
     # The official DepthART model (bulatko/DepthART config/launch/eval/depthART.yaml):
     # d16 with BlockConfig {cos_attn: False, tau: 4}, drop_path_rate 0.0667,
     # shared_aln False (ours has no shared AdaLN) and the mask in which image tokens see

@@ -101,3 +101,27 @@ def test_bad_grid_names_the_problem(params_file: Path, specs: list[str], message
 def test_set_takes_one_value(params_file: Path) -> None:
     with pytest.raises(GridError, match="one value only"):
         parse_sets(["train.steps=1,2"], params_file)
+
+
+def test_seed_image_ci_hand_made_cases() -> None:
+    import numpy as np
+
+    from bench.learning.study_stats import seed_image_ci
+
+    rng = np.random.default_rng(0)
+    b = rng.uniform(0.2, 0.4, size=(3, 48))
+    better = seed_image_ci(b - 0.05, b)  # a better by 0.05 on every seed and image
+    assert better.diff == pytest.approx(-0.05) and better.hi < 0 and better.verdict() == "a"
+    assert (better.seeds, better.images) == (3, 48)
+    # one seed much better, two worse: the image bootstrap alone would call seed 0 a win,
+    # the seed level makes the pooled result a tie
+    a = b.copy()
+    a[0] -= 0.2
+    a[1:] += 0.08
+    mixed = seed_image_ci(a, b)
+    assert mixed.lo < 0 < mixed.hi and mixed.verdict() == "tie"
+    assert seed_image_ci(b, b - 0.05).verdict() == "b"
+    # delta1: higher is better
+    assert seed_image_ci(b + 0.05, b).verdict(lower_is_better=False) == "a"
+    with pytest.raises(ValueError, match="equal"):
+        seed_image_ci(b, b[:2])

@@ -4,45 +4,80 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from bench.learning.dvc_exp import Experiment
-from bench.learning.study import render
+from bench.learning.study import plan
+from bench.learning.study_report import answer, render
 from bench.learning.sweep import sweep_table
 
 BENCHES = ("eth3d", "ibims", "nyu", "tum")
+META = {"command": "study", "commit": "abc", "overrides": "", "wall": "1 min", "date": "d"}
 
 
-def _record(seed: int, depthart: float, var_tf: float) -> dict[str, Any]:
-    """One seed: every benchmark scores ``depthart`` / ``var_tf`` (delta1 = 1 - AbsRel)."""
+def _obj(abs_rel_N: np.ndarray, gap: float) -> dict[str, Any]:
+    """One objective of one run: every benchmark scores the images ``abs_rel_N``."""
+    per_image = {
+        b: {
+            f"img{i}": {"abs_rel": float(v), "delta1": float(1 - v)}
+            for i, v in enumerate(abs_rel_N)
+        }
+        for b in BENCHES
+    }
+    mean = float(abs_rel_N.mean())
+    exposure = {"abs_rel_teacher_forced": [0.4, mean], "abs_rel_own": [0.4, mean + gap],
+                "abs_rel_gap": [0.0, gap], "loss_gap": [0.0, 2 * gap]}  # fmt: skip
+    return {
+        "eval": {b: {"abs_rel": mean, "delta1": 1 - mean} for b in BENCHES},
+        "per_image": per_image,
+        "patch_nums": [1, 8],
+        "scales_abs_rel": [0.4, mean],
+        "val_first": 0.4,
+        "val_last": mean,
+        "ablation": {"abs_rel_real": mean, "abs_rel_zero": 0.5, "abs_rel_zero_prefix": 0.3},
+        "exposure": {"sample": exposure},
+    }
 
-    def obj(abs_rel: float) -> dict[str, Any]:
-        return {
-            "eval": {b: {"abs_rel": abs_rel, "delta1": 1 - abs_rel} for b in BENCHES},
-            "patch_nums": [1, 2, 4],
-            "scales_abs_rel": [0.4, 0.35, abs_rel],
-            "val_first": 0.4,
-            "val_last": abs_rel,
-            "ablation": {"abs_rel_real": abs_rel, "abs_rel_zero": 0.5, "abs_rel_other": 0.45,
-                         "pred_spread": 0.1},
-        }  # fmt: skip
 
-    return {"seed": seed, "experiment": f"study-seed{seed}", "rev": "0" * 40,
-            "objectives": {"depthart": obj(depthart), "var_tf": obj(var_tf)}}  # fmt: skip
+def _record(seed: int, variant: str, decoding: str, da_shift: float) -> dict[str, Any]:
+    images = np.random.default_rng(seed).uniform(0.2, 0.4, size=24)
+    return {"experiment": f"study-{variant}-{decoding}-{seed}", "rev": "0" * 40, "seed": seed,
+            "variant": variant, "decoding": decoding,
+            "objectives": {"depthart": _obj(images + da_shift, 0.01),
+                           "var_tf": _obj(images, 0.04)}}  # fmt: skip
 
 
-def test_study_markdown_aggregates_over_seeds() -> None:
-    records = [_record(0, 0.30, 0.32), _record(1, 0.32, 0.36), _record(2, 0.34, 0.34)]
-    meta = {"command": "study", "commit": "abc", "overrides": "", "wall": "1 min", "date": "d"}
-    text = render(records, ["depthart", "var_tf"], meta)
-    # DepthART AbsRel 0.30 / 0.32 / 0.34: mean 0.32, std 0.02; VAR-TF 0.32 / 0.36 / 0.34
-    assert "| eth3d | 0.320 ± 0.020 | 0.340 ± 0.020 | 0.680 ± 0.020 | 0.660 ± 0.020 |" in text
-    # diffs -0.02 / -0.04 / 0.00 per benchmark: mean -0.02, std 0.02; DepthART wins 2 of 3
-    assert "| abs_rel | tum | 3 | -0.0200 ± 0.0200 | 2/3 |" in text
-    assert "| abs_rel | all | 12 | -0.0200 ±" in text and "| 8/12 |" in text
-    assert "| delta1 | all | 12 | 0.0200 ±" in text  # delta1 higher is better: same 8 wins
-    # per-scale: the last scale is each seed's val_last; drop (0.4 - x) / 0.4 in percent
-    assert "| DepthART | 0.400 ± 0.000 | 0.350 ± 0.000 | 0.320 ± 0.020 | 20.0 ± 5.0 % |" in text
-    assert "| VAR-TF | 0.340 ± 0.020 | 0.500 ± 0.000 | 0.450 ± 0.000 | 0.100 ± 0.000 |" in text
-    assert text.count("| 1 | DepthART |") == 1 and "study-seed2" in text
+def test_study_markdown_and_answer_from_hand_made_runs() -> None:
+    # DepthART 0.03 better on every image of every seed under sample decoding; under
+    # expected decoding better on seed 0 only and worse on the other two: a tie
+    records = [_record(s, "default", "sample", -0.03) for s in range(3)]
+    records += [_record(s, "default", "expected", d) for s, d in ((0, -0.1), (1, 0.05), (2, 0.05))]
+    records += [_record(s, "nopixel", "expected", 0.0) for s in range(2)]
+    text = render(records, ["depthart", "var_tf"], META)
+    lines = answer(records, ["depthart", "var_tf"], META)
+    assert "`sample` decoding: DepthART significantly better on 4 of 4 benchmarks" in lines
+    assert "`expected` decoding: DepthART significantly better on 0 of 4" in lines
+    assert "DepthART +0.0100, VAR-TF +0.0400 (ratio 0.25)" in lines
+    assert "Target (issue 24" in lines and ": met (wins met, gap met)" in lines
+    assert lines in text
+    sample_rows = [ln for ln in text.splitlines() if ln.startswith("| eth3d |")]
+    assert "**DepthART better**" in sample_rows[1]  # sections sorted: expected, then sample
+    assert "no significant difference" in sample_rows[0]
+    # final-scale gap 0.01 vs 0.04; loss gap [0, 2 x gap] averaged over the two scales
+    assert "| 0.0100 ± 0.0000 | 0.0100 ± 0.0000 |" in text
+    assert "| 0.0400 ± 0.0000 | 0.0400 ± 0.0000 |" in text
+    assert "no pixel path (`tiny-nopixel`) | 0 1 |" in text
+    assert text.count("| study-default-sample-2 |") == 2  # one row per objective
+
+
+def test_study_plan_orders_sample_after_its_trainings() -> None:
+    points = plan([0, 1, 2], ["nopixel"], 2, "study", "tiny")
+    assert list(points) == ["study-seed0", "study-seed0-sample", "study-seed1",
+                            "study-seed1-sample", "study-seed2", "study-seed2-sample",
+                            "study-nopixel-seed0", "study-nopixel-seed1"]  # fmt: skip
+    assert points["study-seed1-sample"]["overrides"] == {
+        "train.seed": 1, "pretrain.seed": 1, "evaluate.decoding": "sample"}  # fmt: skip
+    assert points["study-nopixel-seed1"]["overrides"]["pretrain.model"] == "tiny-nopixel"
 
 
 def test_sweep_table_rows_hold_params_and_metrics() -> None:
@@ -57,3 +92,20 @@ def test_sweep_table_rows_hold_params_and_metrics() -> None:
                       "depthart nyu", "depthart tum", "depthart scale first",
                       "depthart scale last"]  # fmt: skip
     assert rows[1] == ["sweep-2", "0.003", "0.250", "0.250", "0.250", "0.250", "0.400", "0.300"]
+
+
+def test_write_answer_replaces_only_its_block(tmp_path) -> None:
+    import pytest
+
+    from bench.learning.dvc_exp import ExperimentError
+    from bench.learning.study import ANSWER_BEGIN, ANSWER_END, write_answer
+
+    page = tmp_path / "learning.md"
+    page.write_text(f"# T\n\n{ANSWER_BEGIN}\nold\n{ANSWER_END}\n\nlog \\1 kept\n")
+    write_answer(page, "new answer \\1")
+    assert (
+        page.read_text() == f"# T\n\n{ANSWER_BEGIN}\nnew answer \\1\n{ANSWER_END}\n\nlog \\1 kept\n"
+    )
+    page.write_text("# no block\n")
+    with pytest.raises(ExperimentError, match="no <!-- study:answer -->"):
+        write_answer(page, "x")
