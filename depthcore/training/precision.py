@@ -10,6 +10,7 @@ training does; CPU matmuls are unaffected by the flag.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -35,13 +36,34 @@ def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> frozenset[str]:
     return frozenset()
 
 
+#: oneDNN's CPU ISA levels (``ONEDNN_MAX_CPU_ISA``), lowest first; bf16 dot products are
+#: native from AVX512_CORE_BF16 on. A cap below it makes oneDNN emulate bf16.
+ONEDNN_ISAS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE",
+               "AVX512_CORE_VNNI", "AVX512_CORE_BF16", "AVX10_1_512", "AVX512_CORE_FP16",
+               "AVX10_1_512_AMX", "AVX512_CORE_AMX", "AVX10_1_512_AMX_FP16",
+               "AVX512_CORE_AMX_FP16", "ALL")  # fmt: skip
+
+
+def onednn_allows_bf16(cap: str | None) -> bool:
+    """Whether a ``ONEDNN_MAX_CPU_ISA`` cap (None: unset) leaves native bf16 kernels on.
+    Capping the ISA is how a bf16 CPU runs as one without (bench/repro_timing.py)."""
+    if not cap:
+        return True
+    cap = cap.strip().upper()
+    if cap not in ONEDNN_ISAS:
+        return True  # oneDNN ignores a value it does not know
+    return ONEDNN_ISAS.index(cap) >= ONEDNN_ISAS.index("AVX512_CORE_BF16")
+
+
 def native_bf16(device: torch.device, flags: frozenset[str] | None = None) -> bool:
     """Whether ``device`` runs bf16 faster than fp32: CUDA with bf16 support, or a CPU with
-    AVX512-BF16/AMX. Elsewhere bf16 autocast is emulated and slower than fp32."""
+    AVX512-BF16/AMX whose oneDNN is not capped below them (``ONEDNN_MAX_CPU_ISA``).
+    Elsewhere bf16 autocast is emulated and slower than fp32."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type == "cpu":
-        return bool(NATIVE_BF16_CPU_FLAGS & (cpu_flags() if flags is None else flags))
+        has = bool(NATIVE_BF16_CPU_FLAGS & (cpu_flags() if flags is None else flags))
+        return has and onednn_allows_bf16(os.environ.get("ONEDNN_MAX_CPU_ISA"))
     return False
 
 

@@ -178,3 +178,14 @@ def test_bf16_checkpointed_compiled_step_on_cuda() -> None:
         loss, grads = _loss_and_grads(var, vae, prefix, fD, objective, "bf16")
         assert torch.isfinite(loss) and all(torch.isfinite(g).all() for g in grads.values())
         opt.step()
+
+
+def test_a_onednn_isa_cap_below_bf16_makes_auto_fp32(monkeypatch) -> None:
+    """bench/repro_timing.py --fp32-cpu caps oneDNN at AVX2 to run as a CPU without bf16."""
+    cpu, bf16_cpu = torch.device("cpu"), frozenset({"avx512f", "avx512_bf16"})
+    for cap, native in (("AVX2", False), ("avx512_core", False), ("AVX512_CORE_BF16", True),
+                        ("ALL", True), ("", True), ("NOT_AN_ISA", True)):  # fmt: skip
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+        assert native_bf16(cpu, bf16_cpu) is native, cap
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    assert native_bf16(cpu, bf16_cpu)
