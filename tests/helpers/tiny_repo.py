@@ -33,7 +33,7 @@ TINY = {
     "train": {
         "steps": 3, "batch_size": 2, "warmup_steps": 0, "ckpt_every": 0, "val_frames": 2,
         "val_batch_size": 2, "log_every": 1,
-        "regression_steps": 3,  # else the baseline runs its full 1500 (about an hour here)
+        "regression_steps": 3,  # else the baseline runs its full 1000 (minutes here)
     },
     "scales": {"frames": 2, "batch_size": 2, "num_figures": 1},
     "evaluate": {"num_panels": 1, "batch_size": 2},
