@@ -102,10 +102,10 @@ def colorize(
 
 
 #: zlib settings of the PNGs ``depthart predict`` writes (lossless whatever they are): the
-#: encoders were the CLI's bottleneck. For a 640 x 480 map (docs/performance.md): a 16-bit
-#: depth PNG takes 17 ms with level 1 and run-length matching instead of 89 ms with PIL's
-#: defaults (level 6), for the same size; a colour map 19 ms with Huffman coding alone
-#: instead of 27 ms at level 1, and smaller.
+#: encoders were the CLI's bottleneck. Level 1 with run-length matching (16-bit depth) or
+#: Huffman coding alone (colour maps) encodes a 640 x 480 map several times faster than
+#: PIL's default level 6 for about the same size (``python bench/bench_png.py``,
+#: docs/performance.md).
 PNG_COMPRESS_LEVEL = 1
 PNG16_STRATEGY = zlib.Z_RLE
 PNG_RGB_STRATEGY = zlib.Z_HUFFMAN_ONLY
