@@ -291,16 +291,26 @@ def scale_curve(exp: Experiment, objective: str, repo: Path) -> tuple[list[int],
         raise ExperimentError(f"experiment {exp.name}: unreadable {path}: {exc}") from exc
 
 
-def read_cached(exp: Experiment, stage: str, path: str, repo: Path) -> str:
-    """A DVC-cached output (``per_image.csv``) as the experiment produced it: its md5 from
-    the experiment's committed dvc.lock, its bytes from the shared DVC cache."""
+def cached_md5(exp: Experiment, stage: str, path: str, repo: Path) -> str:
+    """The md5 the experiment's committed dvc.lock records for ``stage``'s output ``path``."""
     lock = yaml.safe_load(read_committed(exp, "dvc.lock", repo))
     outs = (lock.get("stages", {}).get(stage) or {}).get("outs", [])
     md5 = next((o.get("md5") for o in outs if o.get("path") == path), None)
     if not md5:
         raise ExperimentError(f"experiment {exp.name}: dvc.lock has no {stage} output {path}")
+    return str(md5)
+
+
+def cache_path(md5: str, repo: Path) -> Path:
+    """The shared DVC cache's file of ``md5`` (DVC 3 layout, then the older one)."""
     for cache in (repo / ".dvc/cache/files/md5", repo / ".dvc/cache"):
         blob = cache / md5[:2] / md5[2:]
         if blob.is_file():
-            return blob.read_text()
-    raise ExperimentError(f"experiment {exp.name}: {path} (md5 {md5}) is not in the DVC cache")
+            return blob
+    raise ExperimentError(f"md5 {md5} is not in the DVC cache of {repo}")
+
+
+def read_cached(exp: Experiment, stage: str, path: str, repo: Path) -> str:
+    """A DVC-cached output (``per_image.csv``) as the experiment produced it: its md5 from
+    the experiment's committed dvc.lock, its bytes from the shared DVC cache."""
+    return cache_path(cached_md5(exp, stage, path, repo), repo).read_text()

@@ -7,14 +7,18 @@ queue (``dvc queue start -j 1``):
 
 - ``study-seedN``: the current default with ``train.seed = pretrain.seed = N`` (the shared
   warm-up is seeded with the trainings, so a seed is a whole independent run);
-- ``study-seedN-sample``: the same with ``evaluate.decoding=sample`` (the paper's 5-sample
-  top-k/top-p average); the trainings and scales come back from DVC's run cache;
+- the paper's decoding (``sample``: top-k/top-p, 5 samples averaged) is scored on each
+  seed's trained models afterwards: the evaluate stage with ``evaluate.decoding=sample``
+  over the experiment's checkpoints from the DVC cache (``outputs/study/``). (A DVC
+  experiment per decoding would retrain: stages with persistent checkpoint folders get
+  no run cache, so ``-S evaluate.decoding=sample`` reran pretrain and both trainings.)
 - ``study-<variant>-seedN`` for the ablations (``tiny-nopixel``: no pixel path,
   ``tiny-nolocal``: no local prefix projection, ``tiny-frameonly``: the token prefix
   blanked, the pixel path kept; depthcore.models.configs) at the first ``--ablation-seeds``.
 
 Then it reads every experiment back (metrics from ``dvc exp show --json``, the per-image
-metrics from the shared DVC cache) and writes under ``--out`` (default docs/learning):
+metrics and checkpoints from the shared DVC cache) and writes under ``--out`` (default
+docs/learning):
 ``study.md`` (bench.learning.study_report), ``study_scales.png``, ``study_exposure.png``,
 ``study.json``; and it rewrites the answer block at the top of docs/learning.md::
 
@@ -66,23 +70,18 @@ UPSTREAM_COLD_S = 400.0  # synth .. features when no earlier `dvc repro` filled 
 def plan(
     seeds: list[int], ablations: list[str], ablation_seeds: int, prefix: str, model: str
 ) -> dict[str, dict[str, Any]]:
-    """Experiment name -> {seed, variant, decoding, overrides}, in the order they run (a
-    sample-decoding point follows the run whose trainings it reuses)."""
+    """Experiment name -> {seed, variant, overrides}, in the order they run."""
     points: dict[str, dict[str, Any]] = {}
     for seed in seeds:
-        seeded = {"train.seed": seed, "pretrain.seed": seed}
-        for decoding in DECODINGS:
-            name = f"{prefix}-seed{seed}" + ("" if decoding == "expected" else f"-{decoding}")
-            over = seeded if decoding == "expected" else {**seeded, "evaluate.decoding": decoding}
-            points[name] = {"seed": seed, "variant": "default", "decoding": decoding,
-                            "overrides": over}  # fmt: skip
+        over = {"train.seed": seed, "pretrain.seed": seed}
+        points[f"{prefix}-seed{seed}"] = {"seed": seed, "variant": "default", "overrides": over}
     for variant in ablations:
         name_model = f"{model}-{variant}"
         for seed in seeds[:ablation_seeds]:
             over = {"train.seed": seed, "pretrain.seed": seed,
                     "train.model": name_model, "pretrain.model": name_model}  # fmt: skip
             points[f"{prefix}-{variant}-seed{seed}"] = {
-                "seed": seed, "variant": variant, "decoding": "expected", "overrides": over
+                "seed": seed, "variant": variant, "overrides": over
             }  # fmt: skip
     return points
 
@@ -93,21 +92,15 @@ def estimate_s(params: dict[str, Any], points: dict[str, dict[str, Any]]) -> flo
     scale = float(train["batch_size"]) / 8
     total = 0.0
     for point in points.values():
-        total += EXP_OVERHEAD_S
-        if point["decoding"] != "expected":
-            total += 2 * SAMPLE_EVAL_S
-            continue
+        total += EXP_OVERHEAD_S + (2 * SAMPLE_EVAL_S if point["variant"] == "default" else 0)
         total += int(pre["steps"]) * STEP_S_AT_BATCH8["pretrain"] * float(pre["batch_size"]) / 8
         for obj in ("depthart", "var_tf"):
             total += int(train["steps"]) * STEP_S_AT_BATCH8[obj] * scale + EVAL_S + SCALES_S
     return total
 
 
-def per_image(exp: dvc_exp.Experiment, objective: str, repo: Path) -> dict[str, dict[str, Any]]:
-    """benchmark -> image name -> {abs_rel, delta1} (lsq) from the cached per_image.csv."""
-    text = dvc_exp.read_cached(
-        exp, f"evaluate@{objective}", f"outputs/eval/{objective}/per_image.csv", repo
-    )
+def parse_per_image(text: str, where: str) -> dict[str, dict[str, Any]]:
+    """benchmark -> image name -> {abs_rel, delta1} (lsq) of a per_image.csv's text."""
     out: dict[str, dict[str, Any]] = {}
     for row in csv.DictReader(io.StringIO(text)):
         if row["alignment"] == "lsq":
@@ -115,8 +108,56 @@ def per_image(exp: dvc_exp.Experiment, objective: str, repo: Path) -> dict[str, 
                 m: float(row[m]) for m in ("abs_rel", "delta1")
             }
     if not out:
-        raise dvc_exp.ExperimentError(f"experiment {exp.name}: no lsq rows for {objective}")
+        raise dvc_exp.ExperimentError(f"{where}: no lsq rows")
     return out
+
+
+def evaluate_cached(
+    exp: dvc_exp.Experiment, obj: str, decoding: str, repo: Path, work: Path
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """(metrics.json, per-image metrics) of the experiment's trained ``obj`` under another
+    ``decoding``: the evaluate stage on its checkpoint from the DVC cache, with the
+    experiment's own params but ``evaluate.decoding``. Kept under ``work`` next to the
+    checkpoint's md5, so a rerun of the study reuses it."""
+    md5 = dvc_exp.cached_md5(exp, f"train@{obj}", f"models/{obj}/model.safetensors", repo)
+    out = work / exp.name / decoding / obj
+    if not (out / "metrics.json").is_file() or (out / "model.md5").read_text() != md5:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        params = yaml.safe_load(dvc_exp.read_committed(exp, "params.yaml", repo))
+        params["evaluate"]["decoding"] = decoding
+        params_file = out.parent / f"{obj}_params.yaml"
+        params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+        cmd = [sys.executable, "-m", "stages.evaluate", "--params", str(params_file),
+               "--model", str(dvc_exp.cache_path(md5, repo)), "--out", str(out)]  # fmt: skip
+        print(f"study: {exp.name}: evaluating {obj} with {decoding} decoding", flush=True)
+        proc = subprocess.run(cmd, cwd=repo, capture_output=True, text=True)
+        if proc.returncode:
+            raise dvc_exp.ExperimentError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+        (out / "model.md5").write_text(md5)
+    metrics = json.loads((out / "metrics.json").read_text())
+    return metrics, parse_per_image((out / "per_image.csv").read_text(), str(out))
+
+
+def _objective_record(exp: dvc_exp.Experiment, obj: str, repo: Path) -> dict[str, Any]:
+    benches = sorted(exp.metrics.get(f"outputs/eval/{obj}/metrics.json", {}))
+    if not benches:
+        raise dvc_exp.ExperimentError(f"experiment {exp.name}: no evaluate metrics for {obj}")
+    sides, curve = dvc_exp.scale_curve(exp, obj, repo)
+    summary = dvc_exp.scales_summary(exp, obj)
+    text = dvc_exp.read_cached(exp, f"evaluate@{obj}", f"outputs/eval/{obj}/per_image.csv", repo)
+    return {
+        "eval": {
+            b: {m: dvc_exp.eval_metric(exp, obj, b, m) for m in ("abs_rel", "delta1")}
+            for b in benches
+        },
+        "per_image": parse_per_image(text, f"experiment {exp.name} {obj}"),
+        "patch_nums": sides,
+        "scales_abs_rel": curve,
+        "val_first": float(summary["val_abs_rel_first_scale"]),
+        "val_last": float(summary["val_abs_rel"]),
+        "ablation": summary.get("prefix_ablation") or {},
+        "exposure": summary.get("exposure_gap") or {},
+    }
 
 
 def collect(
@@ -124,34 +165,33 @@ def collect(
     points: dict[str, dict[str, Any]],
     objectives: list[str],
     repo: Path,
+    decodings: list[str],
+    work: Path,
 ) -> list[dict[str, Any]]:
-    """Per experiment and objective: the benchmark metrics (mean and per image), the
-    per-scale val curve, the prefix/route ablation and the exposure gap per decoding."""
+    """A record per experiment (its own decoding: params.yaml's ``evaluate.decoding``) and,
+    for the default's seeds, one per other decoding in ``decodings`` (same trainings,
+    rescored by :func:`evaluate_cached`)."""
     records = []
     for name, point in points.items():
         exp = exps[name]
-        per_obj: dict[str, Any] = {}
-        for obj in objectives:
-            benches = sorted(exp.metrics.get(f"outputs/eval/{obj}/metrics.json", {}))
-            if not benches:
-                raise dvc_exp.ExperimentError(f"experiment {name}: no evaluate metrics for {obj}")
-            sides, curve = dvc_exp.scale_curve(exp, obj, repo)
-            summary = dvc_exp.scales_summary(exp, obj)
-            per_obj[obj] = {
-                "eval": {
-                    b: {m: dvc_exp.eval_metric(exp, obj, b, m) for m in ("abs_rel", "delta1")}
-                    for b in benches
-                },
-                "per_image": per_image(exp, obj, repo),
-                "patch_nums": sides,
-                "scales_abs_rel": curve,
-                "val_first": float(summary["val_abs_rel_first_scale"]),
-                "val_last": float(summary["val_abs_rel"]),
-                "ablation": summary.get("prefix_ablation") or {},
-                "exposure": summary.get("exposure_gap") or {},
-            }
-        records.append({"experiment": name, "rev": exp.rev, **{k: point[k] for k in
-                        ("seed", "variant", "decoding")}, "objectives": per_obj})  # fmt: skip
+        own = str(exp.params.get("evaluate.decoding", "expected"))
+        per_obj = {obj: _objective_record(exp, obj, repo) for obj in objectives}
+        base = {"experiment": name, "rev": exp.rev, "seed": point["seed"],
+                "variant": point["variant"]}  # fmt: skip
+        records.append({**base, "decoding": own, "objectives": per_obj})
+        if point["variant"] != "default":
+            continue
+        for decoding in (d for d in decodings if d != own):
+            rescored = {}
+            for obj in objectives:
+                metrics, images = evaluate_cached(exp, obj, decoding, repo, work)
+                evals = {
+                    b: {m: float(v["lsq"][m]) for m in ("abs_rel", "delta1")}
+                    for b, v in metrics.items()
+                    if isinstance(v, dict) and "lsq" in v
+                }
+                rescored[obj] = {**per_obj[obj], "eval": evals, "per_image": images}
+            records.append({**base, "decoding": decoding, "objectives": rescored})
     return records
 
 
@@ -227,6 +267,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--ablations", nargs="*", default=list(ABLATIONS), choices=ABLATIONS)
     ap.add_argument("--ablation-seeds", type=int, default=2, help="the first N of --seeds")
+    ap.add_argument("--decodings", nargs="+", default=list(DECODINGS),
+                    help="decodings the default's seeds are scored under")  # fmt: skip
+    ap.add_argument("--work", type=Path, default=Path("outputs/study"),
+                    help="where the other decodings' evaluations are kept")  # fmt: skip
     ap.add_argument("--model", default="tiny", help="the default's model (variants: MODEL-x)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="params.yaml override for every point, e.g. train.steps=2000")  # fmt: skip
@@ -256,7 +300,7 @@ def main(argv: list[str] | None = None) -> None:
         wall = f"{waited / 60:.1f} min measured (estimate {expected / 60:.0f} min)"
         print(f"study: experiments finished in {waited / 60:.1f} min", flush=True)
     exps = dvc_exp.show(list(points), repo)
-    records = collect(exps, points, args.objectives, repo)
+    records = collect(exps, points, args.objectives, repo, args.decodings, args.work)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True,
                             text=True, check=True).stdout.strip()  # fmt: skip
     meta = {

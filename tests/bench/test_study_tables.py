@@ -70,14 +70,13 @@ def test_study_markdown_and_answer_from_hand_made_runs() -> None:
     assert text.count("| study-default-sample-2 |") == 2  # one row per objective
 
 
-def test_study_plan_orders_sample_after_its_trainings() -> None:
+def test_study_plan_seeds_the_warm_up_and_names_the_ablations() -> None:
     points = plan([0, 1, 2], ["nopixel"], 2, "study", "tiny")
-    assert list(points) == ["study-seed0", "study-seed0-sample", "study-seed1",
-                            "study-seed1-sample", "study-seed2", "study-seed2-sample",
+    assert list(points) == ["study-seed0", "study-seed1", "study-seed2",
                             "study-nopixel-seed0", "study-nopixel-seed1"]  # fmt: skip
-    assert points["study-seed1-sample"]["overrides"] == {
-        "train.seed": 1, "pretrain.seed": 1, "evaluate.decoding": "sample"}  # fmt: skip
+    assert points["study-seed1"]["overrides"] == {"train.seed": 1, "pretrain.seed": 1}
     assert points["study-nopixel-seed1"]["overrides"]["pretrain.model"] == "tiny-nopixel"
+    assert points["study-nopixel-seed1"]["variant"] == "nopixel"
 
 
 def test_sweep_table_rows_hold_params_and_metrics() -> None:
