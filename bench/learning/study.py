@@ -86,6 +86,19 @@ def plan(
     return points
 
 
+def trend_points(key: str, values: list[Any], seed: int, prefix: str) -> dict[str, dict[str, Any]]:
+    """The trend: the default at other values of one param (``train.steps``), first seed
+    only; the default's own value is its seed run."""
+    short = key.rsplit(".", 1)[-1]
+    return {
+        f"{prefix}-trend-{short}{value}-seed{seed}": {
+            "seed": seed, "variant": "trend",
+            "overrides": {"train.seed": seed, "pretrain.seed": seed, key: value},
+        }
+        for value in values
+    }  # fmt: skip
+
+
 def estimate_s(params: dict[str, Any], points: dict[str, dict[str, Any]]) -> float:
     """Expected seconds with the upstream stages in the run cache (a rough model)."""
     train, pre = params["train"], params["pretrain"]
@@ -167,6 +180,7 @@ def collect(
     repo: Path,
     decodings: list[str],
     work: Path,
+    keys: tuple[str, ...] = (),
 ) -> list[dict[str, Any]]:
     """A record per experiment (its own decoding: params.yaml's ``evaluate.decoding``) and,
     for the default's seeds, one per other decoding in ``decodings`` (same trainings,
@@ -177,9 +191,10 @@ def collect(
         own = str(exp.params.get("evaluate.decoding", "expected"))
         per_obj = {obj: _objective_record(exp, obj, repo) for obj in objectives}
         base = {"experiment": name, "rev": exp.rev, "seed": point["seed"],
-                "variant": point["variant"]}  # fmt: skip
+                "variant": point["variant"],
+                "params": {k: exp.params.get(k) for k in (*point["overrides"], *keys)}}  # fmt: skip
         records.append({**base, "decoding": own, "objectives": per_obj})
-        if point["variant"] != "default":
+        if point["variant"] not in ("default", "trend"):
             continue
         for decoding in (d for d in decodings if d != own):
             rescored = {}
@@ -266,6 +281,12 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--ablations", nargs="*", default=list(ABLATIONS), choices=ABLATIONS)
+    ap.add_argument(
+        "--trend",
+        default="train.steps=200,800",
+        metavar="KEY=V1,V2",
+        help="the default at other values of one param, first seed ('' = none)",
+    )
     ap.add_argument("--ablation-seeds", type=int, default=2, help="the first N of --seeds")
     ap.add_argument("--decodings", nargs="+", default=list(DECODINGS),
                     help="decodings the default's seeds are scored under")  # fmt: skip
@@ -286,6 +307,13 @@ def main(argv: list[str] | None = None) -> None:
     except dvc_exp.GridError as exc:
         ap.error(str(exc))
     points = plan(args.seeds, args.ablations, args.ablation_seeds, args.name_prefix, args.model)
+    trend_key = ""
+    if args.trend:
+        try:
+            trend_key, trend_values = dvc_exp.parse_assignment(args.trend)
+        except dvc_exp.GridError as exc:
+            ap.error(str(exc))
+        points |= trend_points(trend_key, trend_values, args.seeds[0], args.name_prefix)
     for point in points.values():
         point["overrides"] = {**overrides, **point["overrides"]}
     expected = estimate_s(yaml.safe_load(params_file.read_text()), points)
@@ -300,7 +328,8 @@ def main(argv: list[str] | None = None) -> None:
         wall = f"{waited / 60:.1f} min measured (estimate {expected / 60:.0f} min)"
         print(f"study: experiments finished in {waited / 60:.1f} min", flush=True)
     exps = dvc_exp.show(list(points), repo)
-    records = collect(exps, points, args.objectives, repo, args.decodings, args.work)
+    keys = (trend_key,) if trend_key else ()
+    records = collect(exps, points, args.objectives, repo, args.decodings, args.work, keys)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True,
                             text=True, check=True).stdout.strip()  # fmt: skip
     meta = {
@@ -311,6 +340,7 @@ def main(argv: list[str] | None = None) -> None:
         "overrides": ", ".join(f"`{k}={v}`" for k, v in overrides.items()),
         "wall": wall,
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "trend_key": trend_key,
     }
     text = render(records, args.objectives, meta)
     write_text_atomic(args.out / "study.md", text)

@@ -39,10 +39,12 @@ def _obj(abs_rel_N: np.ndarray, gap: float) -> dict[str, Any]:
     }
 
 
-def _record(seed: int, variant: str, decoding: str, da_shift: float) -> dict[str, Any]:
+def _record(
+    seed: int, variant: str, decoding: str, da_shift: float, steps: int = 400
+) -> dict[str, Any]:
     images = np.random.default_rng(seed).uniform(0.2, 0.4, size=24)
     return {"experiment": f"study-{variant}-{decoding}-{seed}", "rev": "0" * 40, "seed": seed,
-            "variant": variant, "decoding": decoding,
+            "variant": variant, "decoding": decoding, "params": {"train.steps": steps},
             "objectives": {"depthart": _obj(images + da_shift, 0.01),
                            "var_tf": _obj(images, 0.04)}}  # fmt: skip
 
@@ -108,3 +110,16 @@ def test_write_answer_replaces_only_its_block(tmp_path) -> None:
     page.write_text("# no block\n")
     with pytest.raises(ExperimentError, match="no <!-- study:answer -->"):
         write_answer(page, "x")
+
+
+def test_trend_rows_follow_the_param_with_the_default_as_its_own_point() -> None:
+    records = [_record(0, "default", "expected", 0.02), _record(1, "default", "expected", 0.0)]
+    records += [_record(0, "trend", "expected", 0.05, steps=200),
+                _record(0, "trend", "expected", -0.04, steps=800)]  # fmt: skip
+    text = render(records, ["depthart", "var_tf"], {**META, "trend_key": "train.steps"})
+    section = text.split("## Trend along `train.steps` (seed 0)")[1].splitlines()
+    rows = [ln for ln in section if ln.split(" | ")[0] in ("| 200", "| 400", "| 800")]
+    assert [r.split(" | ")[0] for r in rows] == ["| 200", "| 400", "| 800"]
+    assert "| 0 / 4 / 0 |" in rows[0] and "| 4 / 0 / 0 |" in rows[2]
+    assert "| +0.0100 / +0.0400 |" in rows[1]
+    assert "## Trend" not in render(records, ["depthart", "var_tf"], META)
