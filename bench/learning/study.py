@@ -296,6 +296,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="params.yaml override for every point, e.g. train.steps=2000")  # fmt: skip
     ap.add_argument("--objectives", nargs="+", default=list(dvc_exp.DEFAULT_OBJECTIVES))
+    ap.add_argument("--wall", default="", help="with --collect-only: the queue's measured time")
     ap.add_argument("--out", type=Path, default=Path("docs/learning"))
     ap.add_argument("--learning-md", type=Path, default=Path("docs/learning.md"))
     dvc_exp.add_queue_options(ap, "study")
@@ -320,7 +321,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"study: {len(points)} experiments; estimated wall time on 2 free cores "
           f"{expected / 60:.0f} min (+ up to {UPSTREAM_COLD_S / 60:.0f} min if the data, "
           "tokenizer and features stages are not yet in DVC's run cache)", flush=True)  # fmt: skip
-    wall = _previous_wall(args.out / "study.json")
+    wall = args.wall or _previous_wall(args.out / "study.json")
     if not args.collect_only:
         dvc_exp.queue([(n, p["overrides"]) for n, p in points.items()],
                       dvc_exp.stage_targets(args.objectives), repo)  # fmt: skip
