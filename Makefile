@@ -2,8 +2,9 @@
 #   make repro   create .venv, install, run the whole pipeline (dvc repro) on the embedded data
 #   make test    create .venv, install, run the test suite (CI; tests marked slow left out)
 #   make test-slow   the slow tests alone (each over ~100 s; see README)
-#   make study   DepthART vs VAR-TF over seeds 0 1 2, sample and expected decoding, and the
-#                image-route ablations at seeds 0 1, as DVC experiments (docs/learning.md);
+#   make study   DepthART vs VAR-TF over seeds 0 1 2 (expected and sample decoding), the
+#                image-route ablations at seeds 0 1 and a train.steps trend at seed 0, as DVC
+#                experiments; the answer goes to the top of docs/learning.md (~2 h on 2 cores);
 #                STUDY_ARGS passes options, e.g. STUDY_ARGS="--set train.steps=2000"
 VENV ?= .venv
 PY := $(VENV)/bin/python
