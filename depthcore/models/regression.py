@@ -69,6 +69,10 @@ REGRESSION_CONFIGS: dict[str, RegressionConfig] = {
 }
 # the official DepthART transformer is d16-sized: the same baseline stands next to it
 REGRESSION_CONFIGS["d16-depthart"] = REGRESSION_CONFIGS["d16"]
+# the study's image-route ablations of tiny (models/configs.py) keep tiny's 64 px: a params
+# file naming one still runs the regression stage beside it
+_TINY_ABLATIONS = ("tiny-nopixel", "tiny-nolocal", "tiny-frameonly")
+REGRESSION_CONFIGS.update({name: REGRESSION_CONFIGS["tiny"] for name in _TINY_ABLATIONS})
 
 
 def _conv_block(c_in: int, c_out: int, groups: int) -> nn.Sequential:

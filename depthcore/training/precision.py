@@ -46,7 +46,7 @@ ONEDNN_ISAS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE"
 
 def onednn_allows_bf16(cap: str | None) -> bool:
     """Whether a ``ONEDNN_MAX_CPU_ISA`` cap (None: unset) leaves native bf16 kernels on.
-    Capping the ISA is how a bf16 CPU runs as one without (bench/repro_timing.py)."""
+    Capping the ISA is how a bf16 CPU runs as one without (bench/learning/repro_timing.py)."""
     if not cap:
         return True
     cap = cap.strip().upper()

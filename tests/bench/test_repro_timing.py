@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.repro_timing import margins, stage_seconds
+from bench.learning.repro_timing import margins, stage_seconds
 
 
 def test_stage_seconds_run_from_one_start_to_the_next() -> None:

@@ -69,7 +69,7 @@ def test_every_model_forward_backward_no_nan(name) -> None:
         "vae": {"ch": 32, "vocab_size": 256, "z_channels": 8},
         "var": {"depth": 2, "embed_dim": 64, "num_heads": 2},
     }
-    small = {"tiny": {}, "d16": d16_small, "d16-depthart": d16_small}[name]
+    small = d16_small if name.startswith("d16") else {}  # tiny and its ablations: as they are
     torch.manual_seed(0)
     vae, var = create_model(name, **small)
     size = MODEL_CONFIGS[name].image_size

@@ -12,6 +12,7 @@ import pytest
 from depthcore.config import ConfigError, from_dict
 from depthcore.data.hypersim.preprocess import PreprocessConfig
 from depthcore.errors import DEBUG_ENV
+from depthcore.models import MODEL_CONFIGS
 from depthcore.training.train_config import TrainConfig
 from stages.common import run_stage
 from stages.train import main as train_main
@@ -41,7 +42,7 @@ def _train_stage(
     ("section", "message"),
     [
         ("  steps: -5\n", "train.steps: -5 out of range: must be > 0"),
-        ("  model: huge\n", "train.model: 'huge' is not one of ['tiny', 'd16', 'd16-depthart']"),
+        ("  model: huge\n", f"train.model: 'huge' is not one of {list(MODEL_CONFIGS)}"),
         ("  lr: 0\n", "train.lr: 0.0 out of range: must be > 0"),
         ("  betas: [0.9, 1.5]\n", "train.betas: 1.5 out of range: must be < 1"),
         ("  lr: .nan\n", "train.lr: nan is not a finite number"),

@@ -181,7 +181,7 @@ def test_bf16_checkpointed_compiled_step_on_cuda() -> None:
 
 
 def test_a_onednn_isa_cap_below_bf16_makes_auto_fp32(monkeypatch) -> None:
-    """bench/repro_timing.py --fp32-cpu caps oneDNN at AVX2 to run as a CPU without bf16."""
+    """repro_timing.py --fp32-cpu caps oneDNN at AVX2 to run as a CPU without native bf16."""
     cpu, bf16_cpu = torch.device("cpu"), frozenset({"avx512f", "avx512_bf16"})
     for cap, native in (("AVX2", False), ("avx512_core", False), ("AVX512_CORE_BF16", True),
                         ("ALL", True), ("", True), ("NOT_AN_ISA", True)):  # fmt: skip

@@ -5,7 +5,7 @@ Runs ``dvc repro`` in the current repository (a fresh clone for a cold run), sta
 time, and, per trained model and benchmark, how much lower its AbsRel (lsq) is than the
 best content-free reference's (the bars of issues 24 and 28: >= 25 % / >= 30 %)::
 
-    python -m bench.repro_timing --out docs/learning/runs/repro_fp32.json --fp32-cpu
+    python -m bench.learning.repro_timing --out docs/learning/runs/repro_fp32.json --fp32-cpu
 
 ``--fp32-cpu`` runs the stages as on a CPU without native bf16 (the common case):
 ``ONEDNN_MAX_CPU_ISA=AVX2`` and ``ATEN_CPU_CAPABILITY=avx2`` cap the kernels at AVX2, and
