@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -308,6 +309,32 @@ def cache_path(md5: str, repo: Path) -> Path:
         if blob.is_file():
             return blob
     raise ExperimentError(f"md5 {md5} is not in the DVC cache of {repo}")
+
+
+def restore_cached_dir(exp: Experiment, stage: str, path: str, repo: Path, work: Path) -> Path:
+    """A DVC-cached output folder as the experiment produced it, rebuilt under
+    ``work/<md5>`` from the shared cache (the experiments ran in temporary copies, so the
+    workspace need not hold it); reused when already there."""
+    md5 = cached_md5(exp, stage, path, repo)
+    if not md5.endswith(".dir"):
+        raise ExperimentError(f"experiment {exp.name}: {stage} output {path} is not a folder")
+    dest = work / md5.removesuffix(".dir")
+    if dest.is_dir():
+        return dest
+    entries = json.loads(cache_path(md5, repo).read_text())
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        for entry in entries:
+            target = tmp / entry["relpath"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(cache_path(entry["md5"], repo), target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    tmp.rename(dest)
+    return dest
 
 
 def read_cached(exp: Experiment, stage: str, path: str, repo: Path) -> str:

@@ -125,6 +125,21 @@ def parse_per_image(text: str, where: str) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _point_at_restored_benchmarks(
+    params: dict[str, Any], exp: dvc_exp.Experiment, repo: Path, work: Path
+) -> None:
+    """Evaluate on the experiment's own benchmark files: the experiments generated them in
+    temporary copies, so the workspace may have none (a fresh clone has not run the
+    pipeline); they are rebuilt from the DVC cache under ``work/benchmarks``."""
+    out_dir = Path(params["benchmarks"]["out_dir"])
+    restored = dvc_exp.restore_cached_dir(exp, "benchmarks", out_dir.as_posix(), repo,
+                                          work / "benchmarks")  # fmt: skip
+    for spec in params["evaluate"]["benchmarks"].values():
+        root = Path(spec["root"])
+        if root.is_relative_to(out_dir):
+            spec["root"] = str((restored / root.relative_to(out_dir)).resolve())
+
+
 def evaluate_cached(
     exp: dvc_exp.Experiment, obj: str, decoding: str, repo: Path, work: Path
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
@@ -138,6 +153,7 @@ def evaluate_cached(
         out.parent.mkdir(parents=True, exist_ok=True)
         params = yaml.safe_load(dvc_exp.read_committed(exp, "params.yaml", repo))
         params["evaluate"]["decoding"] = decoding
+        _point_at_restored_benchmarks(params, exp, repo, work)
         params_file = out.parent / f"{obj}_params.yaml"
         params_file.write_text(yaml.safe_dump(params, sort_keys=False))
         cmd = [sys.executable, "-m", "stages.evaluate", "--params", str(params_file),

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
+import pytest
 
+from bench.learning import dvc_exp
 from bench.learning.dvc_exp import Experiment
 from bench.learning.study import plan
 from bench.learning.study_report import answer, render
@@ -123,3 +126,35 @@ def test_trend_rows_follow_the_param_with_the_default_as_its_own_point() -> None
     assert "| 0 / 4 / 0 |" in rows[0] and "| 4 / 0 / 0 |" in rows[2]
     assert "| +0.0100 / +0.0400 |" in rows[1]
     assert "## Trend" not in render(records, ["depthart", "var_tf"], META)
+
+
+def test_cached_folder_is_rebuilt_from_its_manifest(tmp_path, monkeypatch) -> None:
+    """The study evaluates on an experiment's own benchmark files, which only the DVC cache
+    holds in a fresh clone (the experiments ran in temporary copies)."""
+    cache = tmp_path / ".dvc/cache/files/md5"
+
+    def put(md5: str, data: bytes) -> None:
+        (cache / md5[:2]).mkdir(parents=True, exist_ok=True)
+        (cache / md5[:2] / md5[2:]).write_bytes(data)
+
+    put("11" * 16, b"depth")
+    put("22" * 16, b"rgb")
+    manifest = [{"md5": "11" * 16, "relpath": "nyu/a.png"}, {"md5": "22" * 16, "relpath": "b.txt"}]
+    put("33" * 16 + ".dir", json.dumps(manifest).encode())
+    exp = Experiment("study-seed0", "a" * 40, {}, {})
+    locks = {("benchmarks", "data/benchmarks"): "33" * 16 + ".dir", ("train", "m"): "11" * 16}
+    monkeypatch.setattr(dvc_exp, "cached_md5", lambda e, stage, path, repo: locks[stage, path])
+    out = dvc_exp.restore_cached_dir(exp, "benchmarks", "data/benchmarks", tmp_path, tmp_path / "w")
+    assert out == tmp_path / "w" / ("33" * 16)
+    assert (out / "nyu/a.png").read_bytes() == b"depth" and (out / "b.txt").read_bytes() == b"rgb"
+    assert (
+        dvc_exp.restore_cached_dir(exp, "benchmarks", "data/benchmarks", tmp_path, tmp_path / "w")
+        == out
+    )
+    with pytest.raises(dvc_exp.ExperimentError, match="not a folder"):
+        dvc_exp.restore_cached_dir(exp, "train", "m", tmp_path, tmp_path / "w")
+    (cache / "11" / ("11" * 15)).unlink()
+    (tmp_path / "w2").mkdir()
+    with pytest.raises(dvc_exp.ExperimentError, match="not in the DVC cache"):
+        dvc_exp.restore_cached_dir(exp, "benchmarks", "data/benchmarks", tmp_path, tmp_path / "w2")
+    assert not list((tmp_path / "w2").iterdir())  # no half-built folder left behind
