@@ -273,11 +273,23 @@ def eval_metric(exp: Experiment, objective: str, benchmark: str, metric: str) ->
 
 
 def scales_summary(exp: Experiment, objective: str) -> dict[str, Any]:
-    """The ``scales`` stage's summary (first/last-scale val AbsRel, prefix ablation)."""
+    """The ``scales`` stage's scalar summary (first/last-scale val AbsRel, prefix ablation)
+    as ``dvc exp show`` reports it."""
     path = f"models/{objective}/scales.json"
     if path not in exp.metrics:
         raise ExperimentError(f"experiment {exp.name}: no {path} in `dvc exp show`")
     return exp.metrics[path]
+
+
+def scales_committed(exp: Experiment, objective: str, repo: Path) -> dict[str, Any]:
+    """The whole ``scales.json`` as the experiment committed it: ``dvc exp show`` drops its
+    list-valued entries, and with them every number of the exposure gap."""
+    scales_summary(exp, objective)  # the experiment has the file at all
+    path = f"models/{objective}/scales.json"
+    try:
+        return json.loads(read_committed(exp, path, repo))
+    except json.JSONDecodeError as exc:
+        raise ExperimentError(f"experiment {exp.name}: unreadable {path}: {exc}") from exc
 
 
 def scale_curve(exp: Experiment, objective: str, repo: Path) -> tuple[list[int], list[float]]:

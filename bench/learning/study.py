@@ -172,7 +172,11 @@ def _objective_record(exp: dvc_exp.Experiment, obj: str, repo: Path) -> dict[str
     if not benches:
         raise dvc_exp.ExperimentError(f"experiment {exp.name}: no evaluate metrics for {obj}")
     sides, curve = dvc_exp.scale_curve(exp, obj, repo)
-    summary = dvc_exp.scales_summary(exp, obj)
+    summary = dvc_exp.scales_committed(exp, obj, repo)
+    if not summary.get("exposure_gap"):
+        raise dvc_exp.ExperimentError(
+            f"experiment {exp.name}: models/{obj}/scales.json has no exposure gap"
+        )
     text = dvc_exp.read_cached(exp, f"evaluate@{obj}", f"outputs/eval/{obj}/per_image.csv", repo)
     return {
         "eval": {
@@ -185,7 +189,7 @@ def _objective_record(exp: dvc_exp.Experiment, obj: str, repo: Path) -> dict[str
         "val_first": float(summary["val_abs_rel_first_scale"]),
         "val_last": float(summary["val_abs_rel"]),
         "ablation": summary.get("prefix_ablation") or {},
-        "exposure": summary.get("exposure_gap") or {},
+        "exposure": summary["exposure_gap"],
     }
 
 

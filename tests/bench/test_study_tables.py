@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from typing import Any
 
 import numpy as np
@@ -158,3 +159,21 @@ def test_cached_folder_is_rebuilt_from_its_manifest(tmp_path, monkeypatch) -> No
     with pytest.raises(dvc_exp.ExperimentError, match="not in the DVC cache"):
         dvc_exp.restore_cached_dir(exp, "benchmarks", "data/benchmarks", tmp_path, tmp_path / "w2")
     assert not list((tmp_path / "w2").iterdir())  # no half-built folder left behind
+
+
+def test_scales_json_is_read_whole_from_the_experiment_commit(tmp_path) -> None:
+    """`dvc exp show` drops list values (the exposure gap's per-scale numbers): the study
+    reads the committed file, and an experiment without the file is named."""
+    scales = {"val_abs_rel": 0.2, "exposure_gap": {"sample": {"abs_rel_gap": [0.1, 0.2]}}}
+    (tmp_path / "models/depthart").mkdir(parents=True)
+    (tmp_path / "models/depthart/scales.json").write_text(json.dumps(scales))
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "exp"], check=True)
+    rev = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    shown = {"models/depthart/scales.json": {"val_abs_rel": 0.2}}  # as dvc exp show has it
+    exp = Experiment("study-seed0", rev.strip(), {}, shown)
+    assert dvc_exp.scales_committed(exp, "depthart", tmp_path) == scales
+    with pytest.raises(dvc_exp.ExperimentError, match="study-seed0: no models/var_tf/scales"):
+        dvc_exp.scales_committed(exp, "var_tf", tmp_path)
