@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bench.learning import dvc_exp
+import bench.learning.dvc_exp as dvc_exp
 from bench.learning.dvc_exp import Experiment
 from bench.learning.study import plan
 from bench.learning.study_report import answer, render
