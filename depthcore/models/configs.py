@@ -217,11 +217,15 @@ def _ablations(base: ModelConfig) -> dict[str, ModelConfig]:
     }
 
 
+_TINY_ABLATIONS = _ablations(_TINY)
+#: each ablation variant's base model: its baselines and tokenizer are the base's
+ABLATION_BASES: dict[str, str] = dict.fromkeys(_TINY_ABLATIONS, "tiny")
+
 MODEL_CONFIGS: dict[str, ModelConfig] = {
     "tiny": _TINY,
     # The paper's model: the official VAR tokenizer and var_d16 sizes at 256 px.
     "d16": _D16,
-    **_ablations(_TINY),
+    **_TINY_ABLATIONS,
     # The official DepthART model (bulatko/DepthART config/launch/eval/depthART.yaml):
     # d16 with BlockConfig {cos_attn: False, tau: 4}, drop_path_rate 0.0667,
     # shared_aln False (ours has no shared AdaLN) and the mask in which image tokens see

@@ -33,6 +33,7 @@ from torch import nn
 from depthcore.config import frozen
 from depthcore.errors import CheckpointError
 from depthcore.models.checkpoint import checkpoint_kind, load_module, save_module
+from depthcore.models.configs import ABLATION_BASES
 from depthcore.models.pixels import timm_features
 
 #: The ``depthcore_kind`` of a baseline checkpoint: what the predictor dispatches on.
@@ -69,10 +70,9 @@ REGRESSION_CONFIGS: dict[str, RegressionConfig] = {
 }
 # the official DepthART transformer is d16-sized: the same baseline stands next to it
 REGRESSION_CONFIGS["d16-depthart"] = REGRESSION_CONFIGS["d16"]
-# the study's image-route ablations of tiny (models/configs.py) keep tiny's 64 px: a params
-# file naming one still runs the regression stage beside it
-_TINY_ABLATIONS = ("tiny-nopixel", "tiny-nolocal", "tiny-frameonly")
-REGRESSION_CONFIGS.update({name: REGRESSION_CONFIGS["tiny"] for name in _TINY_ABLATIONS})
+# the study's image-route ablations keep their base model's size: a params file naming one
+# still runs the regression stage beside it
+REGRESSION_CONFIGS.update({name: REGRESSION_CONFIGS[base] for name, base in ABLATION_BASES.items()})
 
 
 def _conv_block(c_in: int, c_out: int, groups: int) -> nn.Sequential:
