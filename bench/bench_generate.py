@@ -14,6 +14,20 @@ Variants: ``reference`` (the models as loaded, fp32), ``fp32`` (after
 ``prepare_for_inference``: channels-last VQ-VAE, identical outputs) and ``bf16``
 (bf16 transformer weights and bf16 autocast for the VQ-VAE convs). Medians of
 ``--repeats`` timed runs after one warm-up.
+
+Against the true peer, the official DepthART inference (bulatko/DepthART's
+``DepthART.autoregressive_infer_cfg``: image prefix, top-k 900 / top-p 0.9, 5 samples
+averaged per token, decode included), on one d16 DepthART file the official code writes
+with its own seeded initialisation, which ours loads through ``load_model`` (the path
+the released ``model.safetensors`` takes):
+
+    git clone https://github.com/bulatko/DepthART /tmp/depthart_official
+    python bench/bench_generate.py --official-depthart /tmp/depthart_official --batch 1 16
+
+Before timing it checks the outputs under greedy decoding (the official sampler at top-k
+1, see ``official/official_depthart.py``) on one image: fp32 must choose every token the
+official chooses and decode within 1e-4; bf16 is held to the stated bf16 tolerance (the
+two coarsest scales' tokens equal, mean |delta depth| <= 0.02). It exits 1 if not.
 """
 
 from __future__ import annotations
@@ -22,15 +36,30 @@ import argparse
 import copy
 import statistics
 import sys
+import tempfile
 import time
 import types
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_model
 
 from depthcore.models import MODEL_CONFIGS, create_model, image_prefix
-from depthcore.models.generate import SamplingConfig, encode_image, generate, prepare_for_inference
+from depthcore.models.checkpoint import load_model
+from depthcore.models.generate import (
+    GREEDY,
+    SamplingConfig,
+    autocast_for,
+    decode_depth,
+    encode_image,
+    generate,
+    prepare_for_inference,
+    rollout,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "official"))
+import official_depthart  # noqa: E402  (bench/official: reads the user's checkout)
 
 OFFICIAL_TOP_P = 0.95
 
@@ -69,17 +98,21 @@ def _patched_layers() -> tuple[type, ...]:
             nn.ConvTranspose1d, nn.ConvTranspose2d)  # fmt: skip
 
 
-def build_samplers(args: argparse.Namespace) -> dict[str, Callable[[torch.Tensor], object]]:
+def build_samplers(
+    args: argparse.Namespace,
+    vae: torch.nn.Module,
+    var: torch.nn.Module,
+    art: torch.nn.Module | None = None,
+) -> dict[str, Callable[[torch.Tensor], object]]:
     """One callable per sampler, rgb batch -> depth (ours) or image (official), same weights.
 
     Each of ours holds its own prepared copy of the models, so the samplers can be timed
     in interleaved rounds (a fair comparison on a machine whose load changes).
     """
-    torch.manual_seed(0)
-    vae, var = create_model(args.model)
-    vae, var = vae.eval().requires_grad_(False), var.eval().requires_grad_(False)
     sampling = SamplingConfig()
     samplers: dict[str, Callable[[torch.Tensor], object]] = {}
+    if art is not None:  # the official DepthART inference: its own sampling settings
+        samplers["official"] = lambda rgb: art.autoregressive_infer_cfg(rgb.shape[0], rgb)
     if args.official_path is not None:
         _, off_var = load_official(args.official_path, vae, var)
         gen = torch.Generator().manual_seed(0)
@@ -107,6 +140,64 @@ def build_samplers(args: argparse.Namespace) -> dict[str, Callable[[torch.Tensor
             v, t, encode_image(v, rgb, d), sampling=sampling, rgb_B3HW=rgb
         )
     return samplers
+
+
+def load_official_depthart(repo: Path) -> tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module]:
+    """(official DepthART, our vae, our var): d16 with the official code's own seeded
+    initialisation, written as the official release is and read back by ``load_model``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        official = official_depthart.import_official(repo, Path(tmp))
+        torch.manual_seed(official_depthart.SEED)
+        art = official_depthart.build(official, official_depthart.D16, "DepthART").eval()
+        art.requires_grad_(False)
+        path = Path(tmp) / "model.safetensors"
+        save_model(art, str(path))
+        loaded = load_model(path)  # expects d16-depthart, as for the release
+    art.official_module = official
+    return art, loaded.vae, loaded.var
+
+
+def check_greedy(
+    art: torch.nn.Module, vae: torch.nn.Module, var: torch.nn.Module, size: int
+) -> bool:
+    """Greedy outputs of ours (prepared, fp32 and bf16) against the official on one image.
+
+    fp32 must choose every token the official chooses and decode within 1e-4. bf16 is
+    checked step by step: fed the official's tokens, its argmax must agree at >= 90 % of
+    the positions of every scale (a free-running bf16 rollout on random weights, whose
+    logits are nearly flat, drifts from the first near-tie on: printed, not asserted).
+    """
+    rgb = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    with torch.no_grad(), official_depthart.official_greedy(art.official_module) as chosen:
+        theirs = official_depthart.official_depth(art, rgb)
+    ok = True
+    for name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
+        v, t = copy.deepcopy(vae), copy.deepcopy(var)
+        prepare_for_inference(v, t, dtype)
+        with torch.no_grad():
+            prefix = encode_image(v, rgb, dtype)
+            out = rollout(v, t, prefix, GREEDY)
+            ours = decode_depth(v, out.f_hat_BChw, dtype)
+            with autocast_for(rgb.device, dtype):
+                logits_BLV = t(prefix, v.idxBl_to_var_input(chosen))
+        same = [(a == b).float().mean().item() for a, b in zip(out.idx_Bl, chosen, strict=True)]
+        step = [
+            (logits_BLV[:, b:e].argmax(-1) == idx).float().mean().item()
+            for (b, e), idx in zip(t.begin_ends, chosen, strict=True)
+        ]
+        delta = (ours - theirs).abs()
+        if dtype is None:
+            passed = min(same) == 1.0 and delta.max().item() <= 1e-4
+        else:
+            passed = min(step) >= 0.9
+        ok &= passed
+        print(f"greedy {name}: free-running tokens equal per scale "
+              + " ".join(f"{x:.3f}" for x in same)
+              + f"; depth |delta| max {delta.max():.2e} mean {delta.mean():.2e}; "
+              + "fed the official's tokens, argmax equal per scale "
+              + " ".join(f"{x:.3f}" for x in step)
+              + (": PASS" if passed else ": FAIL"), flush=True)  # fmt: skip
+    return ok
 
 
 def time_interleaved(
@@ -139,7 +230,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--official-path", type=Path, default=None)
+    parser.add_argument("--official-path", type=Path, default=None, help="a VAR checkout")
+    parser.add_argument(
+        "--official-depthart", type=Path, default=None, help="a bulatko/DepthART git checkout"
+    )
+    parser.add_argument("--skip-check", action="store_true", help="no greedy output check")
     parser.add_argument("--no-warmup", action="store_true", help="skip the warm-up call")
     parser.add_argument(
         "--variants", nargs="+", default=["reference", "fp32", "bf16"],
@@ -148,14 +243,29 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.official_path and args.model != "d16":
         parser.error("the official sampler is built with the d16 sizes only")
+    if args.official_depthart and args.official_path:
+        parser.error("give one official sampler: --official-path (VAR) or --official-depthart")
+    if args.official_depthart:
+        args.model = "d16-depthart"
+        args.variants = [v for v in args.variants if v != "reference"]
     torch.set_num_threads(args.threads)
-    samplers = build_samplers(args)
     size = MODEL_CONFIGS[args.model].image_size
+    art = None
+    if args.official_depthart:
+        art, vae, var = load_official_depthart(args.official_depthart)
+        if not args.skip_check and not check_greedy(art, vae, var, size):
+            sys.exit(1)
+    else:
+        torch.manual_seed(0)
+        vae, var = create_model(args.model)
+    vae, var = vae.eval().requires_grad_(False), var.eval().requires_grad_(False)
+    samplers = build_samplers(args, vae, var, art)
     print(
         f"model {args.model} {size} px, {args.threads} threads, median of {args.repeats} "
         f"interleaved rounds; ours: top-k 900, top-p 0.9, 5 samples/token; "
-        f"official: CFG (2B rows), top-k 900, top-p {OFFICIAL_TOP_P}"
-    )
+        + (f"official: CFG (2B rows), top-k 900, top-p {OFFICIAL_TOP_P}" if args.official_path
+           else "official DepthART: top-k 900, top-p 0.9, 5 samples/token" if art else "")
+    )  # fmt: skip
     results: dict[tuple[str, int], tuple[float, float]] = {}
     for B in args.batch:
         rgb = torch.rand(B, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1

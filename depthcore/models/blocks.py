@@ -156,6 +156,38 @@ class DropPath(nn.Module):
         return x_BLC * keep_B11 / (1 - self.p)
 
 
+class FrozenModulation:
+    """A conditioned LayerNorm's modulation computed once for a fixed condition.
+
+    DepthVAR's AdaLN condition is always the null class, so at inference every call of
+    ``ada_lin`` returns the same vectors: a third of each block's weights (``ada_lin`` is
+    6C x C of the block's 18C x C) re-read at every cached scale for nothing. The stored
+    value is used only in eval mode and only while ``ada_lin``'s weights are the ones it
+    was computed from (same storage, no in-place update since), so training or loading
+    new weights never meets a stale copy.
+    """
+
+    def __init__(
+        self, ada_lin: nn.Sequential, cond_1D: torch.Tensor, shape: tuple[int, ...]
+    ) -> None:
+        lin = ada_lin[1]
+        with torch.no_grad():
+            self.value = ada_lin(cond_1D).view(shape)
+        self._key = self._state(lin)
+        self._lin = lin
+
+    @staticmethod
+    def _state(lin: nn.Linear) -> tuple[int, ...]:
+        # inference-mode tensors keep no version counter (and cannot change outside it)
+        return tuple(
+            v for t in (lin.weight, lin.bias)
+            for v in (t.data_ptr(), -1 if t.is_inference() else t._version)
+        )  # fmt: skip
+
+    def valid_for(self, ada_lin: nn.Sequential) -> bool:
+        return ada_lin[1] is self._lin and self._state(self._lin) == self._key
+
+
 class AdaLNSelfAttn(nn.Module):
     """Pre-norm block whose LayerNorm scale/shift and residual gains come from a condition."""
 
@@ -179,6 +211,12 @@ class AdaLNSelfAttn(nn.Module):
         self.ffn = FFN(embed_dim, round(embed_dim * mlp_ratio), drop)
         self.ln_wo_grad = nn.LayerNorm(embed_dim, eps=norm_eps, elementwise_affine=False)
         self.ada_lin = nn.Sequential(nn.SiLU(inplace=False), nn.Linear(cond_dim, 6 * embed_dim))
+        self.frozen: FrozenModulation | None = None
+
+    def freeze_condition(self, cond_1D: torch.Tensor) -> None:
+        """Compute the modulation for the one condition every call will pass (see
+        :class:`FrozenModulation`); call under the autocast inference will run in."""
+        self.frozen = FrozenModulation(self.ada_lin, cond_1D, (1, 1, 6, self.C))
 
     def forward(
         self,
@@ -187,7 +225,10 @@ class AdaLNSelfAttn(nn.Module):
         attn_bias: torch.Tensor | None,
         cache: LayerKV | None = None,
     ) -> torch.Tensor:
-        ada_B16C = self.ada_lin(cond_BD).view(-1, 1, 6, self.C)
+        if self.frozen is not None and not self.training and self.frozen.valid_for(self.ada_lin):
+            ada_B16C = self.frozen.value
+        else:
+            ada_B16C = self.ada_lin(cond_BD).view(-1, 1, 6, self.C)
         gamma1, gamma2, scale1, scale2, shift1, shift2 = ada_B16C.unbind(2)
         h = self.ln_wo_grad(x_BLC).mul(scale1.add(1)).add_(shift1)
         x_BLC = x_BLC + self.drop_path(self.attn(h, attn_bias, cache).mul_(gamma1))
@@ -203,7 +244,16 @@ class AdaLNBeforeHead(nn.Module):
         self.C = embed_dim
         self.ln_wo_grad = nn.LayerNorm(embed_dim, eps=norm_eps, elementwise_affine=False)
         self.ada_lin = nn.Sequential(nn.SiLU(inplace=False), nn.Linear(cond_dim, 2 * embed_dim))
+        self.frozen: FrozenModulation | None = None
+
+    def freeze_condition(self, cond_1D: torch.Tensor) -> None:
+        """As :meth:`AdaLNSelfAttn.freeze_condition`."""
+        self.frozen = FrozenModulation(self.ada_lin, cond_1D, (1, 1, 2, self.C))
 
     def forward(self, x_BLC: torch.Tensor, cond_BD: torch.Tensor) -> torch.Tensor:
-        scale, shift = self.ada_lin(cond_BD).view(-1, 1, 2, self.C).unbind(2)
+        if self.frozen is not None and not self.training and self.frozen.valid_for(self.ada_lin):
+            ada_B12C = self.frozen.value
+        else:
+            ada_B12C = self.ada_lin(cond_BD).view(-1, 1, 2, self.C)
+        scale, shift = ada_B12C.unbind(2)
         return self.ln_wo_grad(x_BLC).mul(scale.add(1)).add_(shift)

@@ -178,12 +178,16 @@ def prepare_for_inference(vae: VQVAE, var: DepthVAR, dtype: torch.dtype | None =
     in that precision once: under plain autocast every cached scale would re-cast its
     ~300M weights, which costs more than the small scales' matmuls. Such a transformer
     then runs only under autocast: :func:`generate` and :func:`rollout` see its dtype
-    and enter it. The quantiser's code choices and f_hat stay fp32.
+    and enter it. The quantiser's code choices and f_hat stay fp32. The AdaLN modulations
+    of the constant null-class condition are computed once here (a third of every block's
+    weights no longer read per scale; used only in eval mode with these weights).
     """
     vae.eval().requires_grad_(False).to(memory_format=torch.channels_last)
     var.eval().requires_grad_(False)
     if dtype is not None and dtype != torch.float32:
         var.to(dtype)
+    with autocast_for(var.head.weight.device, model_dtype(var)):
+        var.freeze_condition()  # the null-class AdaLN vectors, once instead of every scale
 
 
 @torch.inference_mode()

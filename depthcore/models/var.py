@@ -312,6 +312,13 @@ class DepthVAR(nn.Module):
         attn_bias = torch.cat((depth_nn.new_zeros(n, L0), depth_nn), 1).view(1, 1, n, L0 + n)
         return self._run(depth_BlC, cond_BD, attn_bias, cache, n)
 
+    def freeze_condition(self) -> None:
+        """Precompute every AdaLN modulation for the null-class condition all passes use
+        (:class:`~depthcore.models.blocks.FrozenModulation`); for inference only."""
+        cond_1D = self.null_cond(1, self.lvl_1L.device)
+        for module in (*self.blocks, self.head_nm):
+            module.freeze_condition(cond_1D)
+
     def new_cache(self) -> KVCache:
         """An empty KV cache for :meth:`start_cached` / :meth:`step_cached`."""
         return KVCache(self.depth)

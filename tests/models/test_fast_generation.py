@@ -102,3 +102,34 @@ def test_bf16_generation_within_stated_tolerance(models) -> None:
         assert torch.equal(a, b)
     same = torch.cat([(a == b).flatten() for a, b in zip(tokens[:3], ref_tokens[:3], strict=True)])
     assert float(same.float().mean()) >= 0.9
+
+
+def test_the_frozen_adaln_modulation_never_outlives_its_weights(models) -> None:
+    """prepare_for_inference computes the null-class AdaLN vectors once; a block must
+    still follow its weights when they change in place (an optimizer step, a load) or
+    when the model trains again."""
+    vae, var, rgb = models
+    vae_p, var_p = copy.deepcopy(vae), copy.deepcopy(var)
+    prepare_for_inference(vae_p, var_p)
+    assert all(b.frozen is not None for b in var_p.blocks) and var_p.head_nm.frozen is not None
+    prefix = encode_image(vae_p, rgb)
+
+    def logits(model) -> torch.Tensor:
+        with torch.no_grad():
+            return model(prefix, None, rgb)
+
+    torch.testing.assert_close(logits(var_p), logits(var), rtol=0, atol=1e-5)
+    with torch.no_grad():
+        var_p.blocks[0].ada_lin[1].bias.add_(0.5)  # in place: same storage, new version
+        var_p.head_nm.ada_lin[1].weight.mul_(2.0)
+    fresh = copy.deepcopy(var_p)
+    for module in (*fresh.blocks, fresh.head_nm):
+        module.frozen = None  # computes from the (changed) weights on every call
+    changed = logits(var_p)
+    torch.testing.assert_close(changed, logits(fresh), rtol=0, atol=1e-5)
+    assert (changed - logits(var)).abs().max() > 1e-2  # the change is visible
+    for module in (*var_p.blocks, var_p.head_nm):
+        module.frozen.value = torch.full_like(module.frozen.value, torch.nan)
+    assert logits(var_p).isnan().any()  # eval mode, unchanged weights: the stored value is used
+    var_p.train()
+    assert logits(var_p).isfinite().all()  # training never reads it
