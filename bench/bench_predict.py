@@ -4,7 +4,9 @@ Writes a random-weight checkpoint of ``--model`` (default ``tiny``) and ``--imag
 JPEG photos (640 x 480, smooth random content) to a temporary folder, then prints
 
 * start-up: a fresh interpreter importing ``depthcore.cli`` (wall seconds, median of
-  ``--repeats``), and loading the checkpoint into a predictor in this process;
+  ``--repeats``; ``import torch`` alone beside it), loading the checkpoint into a
+  predictor in this process, and the first image out: the whole ``depthart predict`` on
+  one photo (all default outputs) in a fresh process, start to exit;
 * throughput: the ``predict`` command run in-process on the whole folder (decode,
   fit, model, upsample, depth PNG/colour PNG/npy writes) at each ``--batch`` size with
   each ``--writers`` count (0: written serially after each batch; N: a pool of N writer
@@ -17,6 +19,7 @@ JPEG photos (640 x 480, smooth random content) to a temporary folder, then print
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import subprocess
 import sys
@@ -95,10 +98,24 @@ def main(argv: list[str] | None = None) -> None:
             lambda: subprocess.run([sys.executable, "-c", "import depthcore.cli"], check=True),
             args.repeats,
         )
+        torch_s, _ = median_of(
+            lambda: subprocess.run([sys.executable, "-c", "import torch"], check=True),
+            args.repeats,
+        )
+        depthart = str(Path(sys.executable).with_name("depthart"))  # the installed command
+        one = [depthart, "predict", str(photos[0]), "--model", str(ckpt), "--device", "cpu",
+               "-q", "-o"]  # fmt: skip
+        runs = itertools.count()  # a new output folder each run: nothing to skip or reuse
+        first_s, _ = median_of(
+            lambda: subprocess.run([*one, str(tmp / f"first_{next(runs)}")], check=True),
+            args.repeats,
+        )
         load_s = median_of(lambda: DepthPredictor.from_pretrained(ckpt), args.repeats)
         print(
-            f"start-up: import depthcore.cli {import_s:.2f} s wall (fresh interpreter), "
-            f"load checkpoint {load_s[0]:.2f} s wall, {load_s[1]:.2f} s CPU"
+            f"start-up: import depthcore.cli {import_s:.2f} s wall (fresh interpreter; "
+            f"import torch alone {torch_s:.2f} s), load checkpoint {load_s[0]:.2f} s wall, "
+            f"{load_s[1]:.2f} s CPU; first image out: `depthart predict` on one photo, "
+            f"start to exit, {first_s:.2f} s wall"
         )
         print("| what | batch | images/s (wall) | images/s (CPU) | CPU s per image |")
         print("|---|---:|---:|---:|---:|")

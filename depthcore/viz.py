@@ -111,6 +111,33 @@ PNG16_STRATEGY = zlib.Z_RLE
 PNG_RGB_STRATEGY = zlib.Z_HUFFMAN_ONLY
 
 
+#: matplotlib takes ~0.4 s to import, a fifth of a one-photo ``depthart predict``: the
+#: default map's table is stored here, rounded as :func:`_colour_lut` rounds (checked
+#: against matplotlib by tests/test_viz.py). Other maps still come from matplotlib.
+#: matplotlib ``turbo``, 256 x RGB uint8, row-major, as hex.
+TURBO_RGB_HEX = (
+    "30123b32154333184a341b51351e5836215f37246638276d392a733a2d793b2f803c32863d358b3e38913f3b"
+    "973f3e9c4040a24143a74146ac4249b1424bb5434eba4451bf4454c34456c74559cb455ccf455ed34661d646"
+    "64da4666dd4669e0466be3476ee64771e94773eb4776ee4778f0477bf2467df44680f64682f84685fa4687fb"
+    "458afc458cfd448ffe4391fe4294ff4196ff4099ff3e9bfe3d9efe3ba0fd3aa3fc38a5fb37a8fa35abf833ad"
+    "f731aff52fb2f42eb4f22cb7f02ab9ee28bceb27bee925c0e723c3e422c5e220c7df1fc9dd1ecbda1ccdd81b"
+    "d0d51ad2d21ad4d019d5cd18d7ca18d9c818dbc518ddc218dec018e0bd19e2bb19e3b91ae4b61ce6b41de7b2"
+    "1fe9af20eaac22ebaa25eca727eea42aefa12cf09e2ff19b32f29835f39438f4913cf58e3ff68a43f78746f8"
+    "844af8804ef97d52fa7a55fa7659fb735dfc6f61fc6c65fd6969fd666dfe6271fe5f75fe5c79fe597dff5680"
+    "ff5384ff5188ff4e8bff4b8fff4992ff4796fe4499fe429cfe409ffd3fa1fd3da4fc3ca7fc3aa9fb39acfb38"
+    "affa37b1f936b4f836b7f735b9f635bcf534bef434c1f334c3f134c6f034c8ef34cbed34cdec34d0ea34d2e9"
+    "35d4e735d7e535d9e436dbe236dde037dfdf37e1dd37e3db38e5d938e7d739e9d539ebd339ecd13aeecf3aef"
+    "cd3af1cb3af2c93af4c73af5c53af6c33af7c13af8be39f9bc39faba39fbb838fbb637fcb336fcb136fdae35"
+    "fdac34fea933fea732fea431fea130fe9e2ffe9b2dfe992cfe962bfe932afe9029fd8d27fd8a26fc8725fc84"
+    "23fb8122fb7e21fa7b1ff9781ef9751df8721cf76f1af66c19f56918f46617f36315f26014f15d13f05b12ef"
+    "5811ed5510ec530feb500eea4e0de84b0ce7490ce5470be4450ae2430ae14109df3f08dd3d08dc3b07da3907"
+    "d83706d63506d43305d23105d02f05ce2d04cc2b04ca2a04c82803c52603c32503c12302be2102bc2002b91e"
+    "02b71d02b41b01b21a01af1801ac1701a91601a71401a41301a112019e10019b0f01980e01950d01920b018e"
+    "0a018b09028808028507028106027e05027a0403"
+)
+BUILTIN_HEX = {"turbo": TURBO_RGB_HEX}
+
+
 @functools.cache
 def _colour_lut(cmap: str) -> np.ndarray:
     """The colour map's entries as uint8 RGB, rounded as ``colorize`` always did.
@@ -118,12 +145,24 @@ def _colour_lut(cmap: str) -> np.ndarray:
     A table lookup per pixel instead of the colour map's call, which builds 32 bytes of
     RGBA floats a pixel and scales them; cached (read-only) so writer threads share it.
     """
+    if cmap in BUILTIN_HEX:  # the default map without importing matplotlib (~0.4 s)
+        lut_N3 = np.frombuffer(bytes.fromhex(BUILTIN_HEX[cmap]), dtype=np.uint8).reshape(-1, 3)
+        return lut_N3  # frombuffer over bytes: read-only already
     from matplotlib import colormaps
 
     colour = colormaps[cmap]
     lut_N3 = (colour(np.arange(colour.N))[:, :3] * 255.0 + 0.5).astype(np.uint8)
     lut_N3.flags.writeable = False
     return lut_N3
+
+
+def is_colormap(name: str) -> bool:
+    """Whether ``name`` is a colour map :func:`colorize` can use (matplotlib only if needed)."""
+    if name in BUILTIN_HEX:
+        return True
+    from matplotlib import colormaps
+
+    return name in colormaps
 
 
 def save_rgb_png(path: str | Path, rgb_HW3: np.ndarray) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -72,3 +75,29 @@ def test_strip_figure_is_a_png(tmp_path) -> None:
     vis.save_strip_figure(tmp_path / "s.png", rgb_HW3, panels, ["a", "b", "c"])
     with Image.open(tmp_path / "s.png") as img:
         assert img.format == "PNG" and img.width > img.height
+
+
+def test_the_builtin_turbo_table_is_matplotlibs() -> None:
+    """The stored table (no matplotlib import on the default path) is matplotlib's turbo,
+    rounded as colorize rounds; so a colorized map is the same either way."""
+    from matplotlib import colormaps
+
+    stored = vis._colour_lut("turbo")
+    turbo = colormaps["turbo"]
+    expected = (turbo(np.arange(turbo.N))[:, :3] * 255.0 + 0.5).astype(np.uint8)
+    assert stored.shape == (256, 3) and np.array_equal(stored, expected)
+    assert not stored.flags.writeable
+    assert vis.is_colormap("turbo") and vis.is_colormap("viridis")
+    assert not vis.is_colormap("no-such-map")
+
+
+def test_predict_imports_neither_matplotlib_nor_scipy_ndimage_at_start() -> None:
+    """A fresh `depthart` start: the import time of the default path stays lean."""
+    code = (
+        "import sys, depthcore.cli, depthcore.cli.predict\n"
+        "from depthcore import viz\n"
+        "viz._colour_lut('turbo'); viz.is_colormap('turbo')\n"
+        "print(sorted(m for m in ('matplotlib', 'scipy.ndimage') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

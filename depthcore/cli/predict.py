@@ -101,9 +101,7 @@ def _cmap(name: str) -> str:
 
 def _check_colormap(name: str) -> str | None:
     """An error line for an unknown colour map, else None (checked before the model loads)."""
-    from matplotlib import colormaps
-
-    if _cmap(name) in colormaps:
+    if vis.is_colormap(_cmap(name)):
         return None
     return f"unknown --colormap {name!r}: use grey or a matplotlib name (turbo, viridis, ...)"
 
