@@ -38,17 +38,23 @@ class FrameId:
         return f"{self.scene}/{self.camera}/{self.frame:04d}"
 
     def color_path(self, in_dir: str | Path) -> Path:
-        folder = Path(in_dir) / self.scene / "images" / f"scene_{self.camera}_final_hdf5"
-        return folder / f"frame.{self.frame:04d}.color.hdf5"
+        return Path(self.paths(in_dir)[0])
 
     def depth_path(self, in_dir: str | Path) -> Path:
-        return self._geometry(in_dir) / f"frame.{self.frame:04d}.depth_meters.hdf5"
+        return Path(self.paths(in_dir)[1])
 
     def entity_path(self, in_dir: str | Path) -> Path:
-        return self._geometry(in_dir) / f"frame.{self.frame:04d}.render_entity_id.hdf5"
+        return Path(self.paths(in_dir)[2])
 
-    def _geometry(self, in_dir: str | Path) -> Path:
-        return Path(in_dir) / self.scene / "images" / f"scene_{self.camera}_geometry_hdf5"
+    def paths(self, in_dir: str | Path) -> tuple[str, str, str]:
+        """Colour, distance and entity file paths as strings (no pathlib: read per frame)."""
+        images = os.path.join(in_dir, self.scene, "images", f"scene_{self.camera}_")
+        name = f"frame.{self.frame:04d}."
+        return (
+            f"{images}final_hdf5{os.sep}{name}color.hdf5",
+            f"{images}geometry_hdf5{os.sep}{name}depth_meters.hdf5",
+            f"{images}geometry_hdf5{os.sep}{name}render_entity_id.hdf5",
+        )
 
 
 def find_frames(in_dir: str | Path, scene: str) -> list[FrameId]:
@@ -79,19 +85,18 @@ def read_dataset(path: str | Path, ndim: int, kind: str) -> np.ndarray:
     most of preprocessing's I/O, and the high-level File/Dataset wrappers and many small
     reads cost ~20% on top at small frames.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
     try:
         fid = h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDONLY, fapl=_whole_file_access())
         try:
-            return _read_checked(fid, path, ndim, kind)
+            return _read_checked(fid, Path(path), ndim, kind)
         finally:
             fid.close()
     except DataError:
         raise
     except (OSError, KeyError, ValueError, RuntimeError) as exc:  # h5py's corrupt-file errors
-        raise DataError(f"{path}: unreadable or corrupt HDF5 file: {exc}") from exc
+        if not os.path.isfile(path):  # checked on failure only: one stat less per read
+            raise DataError(f"{Path(path)}: file not found") from None
+        raise DataError(f"{Path(path)}: unreadable or corrupt HDF5 file: {exc}") from exc
 
 
 @functools.cache
@@ -298,6 +303,15 @@ def _planar_factor(M_bytes: bytes, height: int, width: int) -> np.ndarray:
     return cos_HW
 
 
+@functools.lru_cache(maxsize=8)
+def _nearest_pixels(height: int, width: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.ix_`` of the rows and columns a nearest resize to (h, w) keeps (read-only)."""
+    rows_h1, cols_1w = np.ix_(nearest_indices(height, h), nearest_indices(width, w))
+    rows_h1.flags.writeable = False
+    cols_1w.flags.writeable = False
+    return rows_h1, cols_1w
+
+
 @dataclass(frozen=True)
 class HypersimFrame:
     """One frame ready for preprocessing, at the source resolution."""
@@ -320,9 +334,10 @@ def load_frame(
     ``nearest`` would pick), so the planar conversion only runs on the pixels kept; the
     colour stays at the source size (its tone map and area resize need every pixel).
     """
-    hdr_HW3 = read_color(frame.color_path(in_dir))
-    distance_HW = read_distance(frame.depth_path(in_dir))
-    entity_HW = read_entity(frame.entity_path(in_dir))
+    color_path, depth_path, entity_path = frame.paths(in_dir)
+    hdr_HW3 = read_color(color_path)
+    distance_HW = read_distance(depth_path)
+    entity_HW = read_entity(entity_path)
     if not hdr_HW3.shape[:2] == distance_HW.shape == entity_HW.shape:
         raise DataError(
             f"{frame.color_path(in_dir)}: colour {hdr_HW3.shape[:2]}, depth "
@@ -330,11 +345,10 @@ def load_frame(
         )
     surface_HW = entity_HW != -1
     rgb_HW3 = tone_map(hdr_HW3, surface_HW)
-    rows = cols = slice(None)
+    rows: Any = slice(None)
+    cols: Any = slice(None)
     if depth_size is not None:
-        rows_h = nearest_indices(distance_HW.shape[0], depth_size[0])
-        cols_w = nearest_indices(distance_HW.shape[1], depth_size[1])
-        rows, cols = np.ix_(rows_h, cols_w)
+        rows, cols = _nearest_pixels(*distance_HW.shape, *depth_size)
     depth_hw = distance_to_planar(distance_HW, M_cam_from_uv, (rows, cols))
     surface_hw = surface_HW[rows, cols]
     with np.errstate(invalid="ignore"):
