@@ -117,11 +117,12 @@ def _read_checked(fid: h5py.h5f.FileID, path: Path, ndim: int, kind: str) -> np.
     try:
         if not isinstance(ds, h5py.h5d.DatasetID):
             raise DataError(f"{path}: 'dataset' is a group, not a dataset")
-        if len(ds.shape) != ndim:
-            raise DataError(f"{path}: expected {ndim}-D data, got shape {ds.shape}")
-        if ds.dtype.kind not in kind:
-            raise DataError(f"{path}: unexpected dtype {ds.dtype} (want kind {kind!r})")
-        out = np.empty(ds.shape, ds.dtype)
+        shape, dtype = ds.shape, ds.dtype  # each access asks HDF5 again (shape: ~10 us)
+        if len(shape) != ndim:
+            raise DataError(f"{path}: expected {ndim}-D data, got shape {shape}")
+        if dtype.kind not in kind:
+            raise DataError(f"{path}: unexpected dtype {dtype} (want kind {kind!r})")
+        out = np.empty(shape, dtype)
         if out.size:
             ds.read(h5py.h5s.ALL, h5py.h5s.ALL, out)
         return out
@@ -207,21 +208,38 @@ def _srgb8_float16_table(scale: float) -> np.ndarray:
     if not scale > 0:
         return table_U  # scale 0: everything black
     values_P = _float16_values()[:_POSITIVE]
-    level_K = np.arange(1, 256)
-    guess_K = np.searchsorted(values_P, (level_K / 255.0) ** 2.2 / scale)
-    near_K4 = np.clip(guess_K[:, None] + np.arange(-2, 2), 0, _POSITIVE - 1)
-    reached_K4 = _srgb8(scale, values_P[near_K4]) >= level_K[:, None]
+    level_K1, step_K, window_4, levels_L = _level_constants()
+    guess_K = np.searchsorted(values_P, step_K / scale)
+    near_K4 = guess_K[:, None] + window_4
+    np.minimum(np.maximum(near_K4, 0, out=near_K4), _POSITIVE - 1, out=near_K4)
+    reached_K4 = _srgb8(scale, values_P[near_K4]) >= level_K1
     # The window holds the step when its last pattern reaches k and its first does not;
     # a window at the end of the range also settles "never" (top) or "from 0" (bottom).
     ends_ok_K = reached_K4[:, -1] | (near_K4[:, -1] == _POSITIVE - 1)
     starts_ok_K = ~reached_K4[:, 0] | (near_K4[:, 0] == 0)
-    first_K = near_K4[np.arange(255), reached_K4.argmax(axis=1)]
+    first_K = np.take_along_axis(near_K4, reached_K4.argmax(axis=1)[:, None], axis=1)[:, 0]
     start_K = np.where(reached_K4.any(axis=1), first_K, _POSITIVE)
-    run_L = np.diff(start_K, prepend=0, append=_POSITIVE)  # patterns at level 0, 1, ..., 255
+    run_L = np.empty(256, np.int64)  # patterns at level 0, 1, ..., 255
+    run_L[0] = start_K[0]
+    np.subtract(start_K[1:], start_K[:-1], out=run_L[1:255])
+    run_L[255] = _POSITIVE - start_K[-1]
     if not (ends_ok_K & starts_ok_K).all() or (run_L < 0).any():
         return _srgb8(scale, _float16_values())  # not seen; the direct table is exact
-    table_U[:_POSITIVE] = np.repeat(np.arange(256, dtype=np.uint8), run_L)
+    table_U[:_POSITIVE] = np.repeat(levels_L, run_L)
     return table_U
+
+
+@functools.cache
+def _level_constants() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-call constants of :func:`_srgb8_float16_table`, made once (read-only): levels
+    1..255 as a column, where each starts before the scale ((k / 255) ** 2.2), the
+    four-pattern window offsets, and the 256 uint8 levels."""
+    level_K = np.arange(1, 256)
+    constants = (level_K[:, None], (level_K / 255.0) ** 2.2, np.arange(-2, 2))
+    constants += (np.arange(256, dtype=np.uint8),)
+    for array in constants:
+        array.flags.writeable = False
+    return constants
 
 
 def _exposure(brightness_N: np.ndarray) -> float:
