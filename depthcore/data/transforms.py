@@ -68,6 +68,56 @@ def _overlap_matrix(n_in: int, n_out: int, dtype: type) -> sparse.csr_array:
     return sparse.csr_array(area_overlaps(n_in, n_out).astype(dtype))
 
 
+# Resizes whose output pixels each touch at most this many input pixels per axis (any
+# upscale, downscales up to 3x) take resize_rgb's gather route; larger ones its sparse one.
+_MAX_TAPS = 4
+
+
+@functools.lru_cache(maxsize=16)
+def _area_taps(n_in: int, n_out: int, channels: int) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """:func:`area_overlaps` as taps: per tap k, ``(index, overlap)`` over the output pixels.
+
+    An output box overlaps consecutive input pixels, so tap k of output o is input
+    ``first_o + k`` with its whole-number overlap (0 past the box's last pixel), each
+    repeated for ``channels`` interleaved values (index ``pixel * channels + c``, float64).
+    None when some box touches more than ``_MAX_TAPS`` inputs. Read-only, made once.
+    """
+    overlap_OI = area_overlaps(n_in, n_out)
+    touched_OI = overlap_OI > 0
+    count_O = touched_OI.sum(axis=1)
+    if count_O.max() > _MAX_TAPS:
+        return None
+    taps = []
+    for k in range(count_O.max()):
+        index_O = np.minimum(touched_OI.argmax(axis=1) + k, n_in - 1)
+        overlap_O = np.where(k < count_O, overlap_OI[np.arange(n_out), index_O], 0)
+        index_OC = (index_O[:, None] * channels + np.arange(channels)).ravel()
+        overlap_OC = np.repeat(overlap_O.astype(np.float64), channels)
+        index_OC.flags.writeable = False
+        overlap_OC.flags.writeable = False
+        taps.append((index_OC, overlap_OC))
+    return taps
+
+
+def _resize_rgb_taps(
+    rgb_HW3: np.ndarray,
+    rows: list[tuple[np.ndarray, np.ndarray]],
+    cols: list[tuple[np.ndarray, np.ndarray]],
+) -> np.ndarray:
+    """:func:`resize_rgb`'s numerator by gathers: per tap, whole rows (then the columns of
+    all channels at once) times their overlap, summed; no transposes, no sparse calls."""
+    H, W, C = rgb_HW3.shape
+    first = np.float32 if 255 * H < 2**24 else np.float64  # sums of whole numbers: exact
+    x_H_WC = rgb_HW3.reshape(H, W * C).astype(first)
+    rows_OH_WC = np.zeros((rows[0][0].size, W * C), first)
+    for index_O, overlap_O in rows:
+        rows_OH_WC += x_H_WC[index_O] * overlap_O.astype(first)[:, None]
+    num_OH_OWC = np.zeros((rows_OH_WC.shape[0], cols[0][0].size))  # float64: < 2**53
+    for index_OWC, overlap_OWC in cols:
+        num_OH_OWC += np.take(rows_OH_WC, index_OWC, axis=1) * overlap_OWC
+    return num_OH_OWC
+
+
 def resize_rgb(rgb_HW3: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Area-resize uint8 ``rgb_HW3`` to ``size`` = (H, W), rounding back to uint8.
 
@@ -85,6 +135,10 @@ def resize_rgb(rgb_HW3: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         return rgb_HW3.copy()
     H, W, C = rgb_HW3.shape
     OH, OW = size
+    rows, cols = _area_taps(H, OH, 1), _area_taps(W, OW, C)
+    if rows is not None and cols is not None:  # few taps: gathers beat sparse products
+        mean_OH_OWC = _resize_rgb_taps(rgb_HW3, rows, cols) / (H * W)
+        return np.rint(mean_OH_OWC).astype(np.uint8).reshape(OH, OW, C)
     first = np.float32 if 255 * H < 2**24 else np.float64
     x_H_WC = rgb_HW3.reshape(H, W * C).astype(first)
     rows_OH_WC = _overlap_matrix(H, OH, first) @ x_H_WC  # whole numbers <= 255 * H
@@ -245,6 +299,11 @@ def fit_normalisation(
     ``scale_depth`` (official DepthART): 2 * z / q_hi(z) - 1, scale only (q_lo unused).
     """
     y = _forward_feature(depth_HW[np.asarray(valid_HW, dtype=bool)], space)
+    return _fit_feature(y, space, percentiles)
+
+
+def _fit_feature(y: np.ndarray, space: str, percentiles: tuple[float, float]) -> Normalisation:
+    """:func:`fit_normalisation` from the feature of the valid pixels (scratch)."""
     y = y[np.isfinite(y)]
     if y.size == 0:
         raise ValueError("cannot normalise a depth map without any valid pixel")
@@ -280,6 +339,11 @@ def normalise_depth(
     space: str,
     percentiles: tuple[float, float] = (2.0, 98.0),
 ) -> tuple[np.ndarray, Normalisation]:
-    """Fit on the valid pixels, apply to all pixels: ``(target_HW, params)``."""
-    norm = fit_normalisation(depth_HW, valid_HW, space, percentiles)
-    return apply_normalisation(depth_HW, norm), norm
+    """Fit on the valid pixels, apply to all pixels: ``(target_HW, params)``.
+
+    The same numbers as :func:`fit_normalisation` then :func:`apply_normalisation`, with
+    the feature (a float64 square root and division per pixel) computed once.
+    """
+    y_HW = _forward_feature(depth_HW, space)
+    norm = _fit_feature(y_HW[np.asarray(valid_HW, dtype=bool)], space, percentiles)
+    return np.clip(norm.a * y_HW + norm.b, -1.0, 1.0).astype(np.float32), norm

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
@@ -49,3 +50,22 @@ def test_leaving_with_an_error_drops_the_unwritten_block(tmp_path: Path) -> None
         raise RuntimeError("stop")
     with pytest.raises(IndexError):  # the shard exists but holds no frame
         read_frame(tmp_path / "shard_00000.h5", 0)
+
+
+@pytest.mark.parametrize("compression", ["gzip", None])
+def test_shard_datasets_keep_their_layout(tmp_path: Path, compression: str | None) -> None:
+    with ShardWriter(
+        tmp_path, shard_size=4, space="sqrt_disparity", height=8, width=8, compression=compression
+    ) as writer:
+        writer.add(_frame(0))
+    with h5py.File(tmp_path / "shard_00000.h5", "r") as f:
+        assert dict(f.attrs) == {"space": "sqrt_disparity", "height": 8, "width": 8}
+        for name, shape in {"rgb": (8, 8, 3), "depth": (8, 8), "mask": (8, 8)}.items():
+            ds = f[name]
+            assert ds.dtype == shards.DTYPES[name] and ds.chunks == (1, *shape)
+            assert ds.maxshape == (None, *shape)
+            assert ds.compression == compression and ds.shuffle == (compression is not None)
+            assert ds.compression_opts == (shards.GZIP_LEVEL if compression else None)
+        assert f["key"].chunks == (1024,) and f["key"].compression is None
+        assert h5py.check_string_dtype(f["key"].dtype).encoding == "utf-8"
+        assert f["target"].dtype == np.float32

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from depthcore.data import transforms
 from depthcore.data.transforms import (
     Normalisation,
     apply_normalisation,
@@ -71,6 +72,25 @@ def test_resize_rgb_is_the_exact_area_average(shape, size) -> None:
     differ = out != _float64_area_mean(rgb_HW3, size)
     assert not (differ & ~tie).any()
     assert np.abs(out.astype(int) - _float64_area_mean(rgb_HW3, size)).max() <= 1
+
+
+@pytest.mark.parametrize("taps", [4, 0])  # the gather route where it applies; the sparse one
+@pytest.mark.parametrize(
+    "shape, size",
+    [((96, 128, 3), (64, 64)), ((7, 5, 1), (3, 11)), ((100, 37, 4), (97, 13)), ((9, 9, 3), (9, 3))],
+)
+def test_resize_rgb_routes_agree_with_the_exact_area_average(
+    shape, size, taps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(transforms, "_MAX_TAPS", taps)
+    transforms._area_taps.cache_clear()
+    rng = np.random.default_rng(1)
+    for rgb_HW3 in (
+        rng.integers(0, 256, shape, dtype=np.uint8),
+        (rng.integers(0, 2, shape) * 255).astype(np.uint8),  # two levels: many exact .5 ties
+    ):
+        np.testing.assert_array_equal(resize_rgb(rgb_HW3, size), _exact_area_mean(rgb_HW3, size))
+    transforms._area_taps.cache_clear()
 
 
 def test_resize_rgb_refuses_non_uint8() -> None:

@@ -18,7 +18,12 @@ from depthcore.data.hypersim.reader import (
     read_entity,
     tone_map,
 )
-from depthcore.data.hypersim.tables import camera_matrix, load_camera_table, load_split_table
+from depthcore.data.hypersim.tables import (
+    camera_matrices,
+    camera_matrix,
+    load_camera_table,
+    load_split_table,
+)
 from depthcore.errors import DataError
 
 REAL_DEPTH = Path("images/scene_cam_00_geometry_hdf5/frame.0000.depth_meters.hdf5")
@@ -152,3 +157,26 @@ def test_load_frame_masks_and_finds_frames(tmp_path: Path) -> None:
     assert np.isnan(frame.depth_HW[5, 7])
     assert frame.rgb_HW3.shape == (6, 8, 3)
     assert fid.key == "ai_001_001/cam_00/0003"
+
+
+def test_camera_matrices_are_camera_matrix_per_scene_with_its_errors() -> None:
+    cameras = load_camera_table()
+    scenes = ["ai_037_002", "ai_001_001", "ai_037_002"]
+    matrices = camera_matrices(cameras, scenes)
+    for scene in scenes:
+        assert np.array_equal(matrices[scene], camera_matrix(cameras, scene))
+    with pytest.raises(DataError, match="no camera row for scene ai_999_999"):
+        camera_matrices(cameras, ["ai_001_001", "ai_999_999"])
+    broken = cameras.copy()
+    broken.loc["ai_037_002", "M_cam_from_uv_00"] = np.nan
+    with pytest.raises(DataError, match="non-finite M_cam_from_uv for scene ai_037_002"):
+        camera_matrices(broken, ["ai_001_001", "ai_037_002", "ai_999_999"])
+
+
+def test_frame_paths_are_the_path_methods_as_strings(tmp_path: Path) -> None:
+    frame = FrameId("ai_001_001", "cam_00", 7)
+    for in_dir in (tmp_path, str(tmp_path) + "/"):
+        color, depth, entity = frame.paths(in_dir)
+        assert Path(color) == frame.color_path(in_dir) == Path(str(frame.color_path(in_dir)))
+        assert Path(depth) == frame.depth_path(in_dir)
+        assert Path(entity) == frame.entity_path(in_dir)
