@@ -33,6 +33,7 @@ from depthcore.models.official import (
     is_official_depthart,
     split_official,
 )
+from depthcore.models.pixels import weights_from_checkpoint
 from depthcore.models.var import DepthVAR
 from depthcore.models.vqvae import VQVAE
 
@@ -245,7 +246,8 @@ def load_model(
     if CONFIG_KEY not in metadata and is_official_depthart(sd):
         return _load_official_depthart(path, sd, map_location, expected)
     cfg, meta = _parse_ours(metadata, path, ModelConfig, expected)
-    vae, var = build_model(cfg)
+    with weights_from_checkpoint():  # every tensor comes from the file: no timm, no init
+        vae, var = build_model(cfg)
     _strict_load(vae, _split(sd, "vae."), path, "the 'vae.' tensors")
     # files written before the image condition was one module name its parts differently
     _strict_load(var, remap_legacy_keys(_split(sd, "var.")), path, "the 'var.' tensors")
@@ -262,7 +264,8 @@ def _load_official_depthart(
     expected: ModelConfig | None,
 ) -> LoadedModel:
     cfg, vae_sd, var_sd = split_official(sd, path, expected)
-    vae, var = build_model(cfg)
+    with weights_from_checkpoint():
+        vae, var = build_model(cfg)
     own = var.state_dict()
     var_sd.update({k: own[k] for k in DERIVED_KEYS if k not in var_sd})
     _strict_load(vae, vae_sd, path, f"the official DepthART VQ-VAE ({VAE_PREFIX}*)")
@@ -312,7 +315,8 @@ def load_module(
     """(module, config, meta) of a :func:`save_module` file; ``build(config)`` makes the module."""
     path = Path(path)
     sd, cfg, meta = _read_ours(path, map_location, cfg_cls, expected)
-    module = build(cfg)
+    with weights_from_checkpoint():  # every tensor comes from the file: no timm, no init
+        module = build(cfg)
     _strict_load(module, sd, path, what)
     return module.to(map_location), cfg, meta
 

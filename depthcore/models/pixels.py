@@ -15,9 +15,36 @@ path leaves the transformer's function unchanged until training opens it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from depthcore.models.resnet_t import build_empty, feature_info, from_timm, is_supported
+
+#: True while a checkpoint loader builds a model whose every tensor it will then load
+#: (:func:`weights_from_checkpoint`); a contextvar, so threads and tasks do not share it.
+_FROM_CHECKPOINT: ContextVar[bool] = ContextVar("depthcore_weights_from_checkpoint", default=False)
+
+
+@contextmanager
+def weights_from_checkpoint() -> Iterator[None]:
+    """Build feature backbones for a strict checkpoint load: timm-free, uninitialised.
+
+    Inside it, :func:`feature_backbone` (and so PixelEncoder and the regression model)
+    builds a written-out backbone (:mod:`depthcore.models.resnet_t`) on the meta device:
+    no timm import (~1.6 s with torchvision), no initialisation, no draw from the global
+    RNG. The caller must then load every backbone tensor, strictly and with ``assign``
+    (``checkpoint._strict_load`` does). Outside it, fresh models are built as before.
+    """
+    token = _FROM_CHECKPOINT.set(True)
+    try:
+        yield
+    finally:
+        _FROM_CHECKPOINT.reset(token)
 
 
 def timm_features(name: str, **kwargs: object) -> nn.Module:
@@ -30,6 +57,35 @@ def timm_features(name: str, **kwargs: object) -> nn.Module:
     import timm
 
     return timm.create_model(name, features_only=True, pretrained=False, **kwargs)
+
+
+def feature_backbone(name: str, out_indices: Sequence[int] | None = None) -> nn.Module:
+    """timm's ``features_only`` backbone ``name`` (levels ``out_indices``, default all).
+
+    Fresh, it is timm's build, with timm's initialisation and RNG draws (the seeded
+    init the measured models were trained from), moved into the written-out module
+    when :mod:`~depthcore.models.resnet_t` has ``name`` (same keys, same forward; the
+    module a checkpoint later loads into). Under :func:`weights_from_checkpoint` such a
+    name is built without timm and left empty for the load. Other names stay timm's.
+    """
+    supported = is_supported(name)
+    if supported and _FROM_CHECKPOINT.get():
+        return build_empty(name, out_indices)
+    kwargs = {} if out_indices is None else {"out_indices": tuple(out_indices)}
+    net = timm_features(name, **kwargs)
+    return from_timm(name, net, out_indices) if supported else net
+
+
+def _level_strides(name: str) -> list[int]:
+    """The stride of every level of backbone ``name`` (timm's ``feature_info.reduction()``).
+
+    A fresh build asks a full timm build, as it always has: those draws from the RNG are
+    part of the seeded initialisation the measured default was trained from. A build
+    for a checkpoint reads them from the written-out table (no build, no draw).
+    """
+    if _FROM_CHECKPOINT.get() and is_supported(name):
+        return feature_info(name).reduction()
+    return list(timm_features(name).feature_info.reduction())
 
 
 class PixelEncoder(nn.Module):
@@ -50,17 +106,14 @@ class PixelEncoder(nn.Module):
         if image_size % finest:
             raise ValueError(f"image_size {image_size} is not a multiple of the grid {finest}")
         stride = image_size // finest
-        # a full first build for the level strides (its draws from the RNG are part of the
-        # seeded initialisation the measured default was trained from)
-        probe = timm_features(backbone)
-        coarse = [i for i, r in enumerate(probe.feature_info.reduction()) if r >= stride]
+        coarse = [i for i, r in enumerate(_level_strides(backbone)) if r >= stride]
         if len(coarse) < levels:
             raise ValueError(
                 f"{backbone} has {len(coarse)} feature level(s) with stride >= {stride}, "
                 f"pixel_levels asks for {levels}"
             )
         # timm stops the backbone at the last level asked for: fewer levels, less compute
-        self.backbone = timm_features(backbone, out_indices=tuple(coarse[:levels]))
+        self.backbone = feature_backbone(backbone, coarse[:levels])
         channels = self.backbone.feature_info.channels()
         self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in channels)
         self.norm = nn.LayerNorm(width)

@@ -8,7 +8,9 @@ loses to it at equal compute is not yet using the image.
 
 The backbone is built by ``timm.create_model(..., features_only=True,
 pretrained=False)``: random init, never a hub download, so the pipeline stays offline
-and the comparison with our from-scratch transformers is fair. The decoder is a
+and the comparison with our from-scratch transformers is fair. A checkpoint loads into
+the same network written out without timm (:mod:`depthcore.models.resnet_t`, for the
+ResNets it lists; :func:`~depthcore.models.pixels.feature_backbone`). The decoder is a
 feature pyramid fused top-down U-Net style (upsample, concatenate the skip, two 3x3
 convs) up to the finest backbone level, then one upsampling to the input size and a
 ``tanh`` head (the target lives in [-1, 1]).
@@ -34,7 +36,7 @@ from depthcore.config import frozen
 from depthcore.errors import CheckpointError
 from depthcore.models.checkpoint import checkpoint_kind, load_module, save_module
 from depthcore.models.configs import ABLATION_BASES
-from depthcore.models.pixels import timm_features
+from depthcore.models.pixels import feature_backbone
 
 #: The ``depthcore_kind`` of a baseline checkpoint: what the predictor dispatches on.
 REGRESSION_KIND = "regression"
@@ -93,7 +95,7 @@ class DepthRegressor(nn.Module):
     def __init__(self, config: RegressionConfig) -> None:
         super().__init__()
         self.config = config
-        self.encoder = timm_features(config.backbone)
+        self.encoder = feature_backbone(config.backbone)
         widths = list(self.encoder.feature_info.channels())
         if len(widths) < len(config.decoder_channels) + 1:
             raise ValueError(
