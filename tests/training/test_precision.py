@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -108,7 +109,12 @@ def test_tf32_is_switched_on_for_cuda_only() -> None:
         torch.set_float32_matmul_precision(before)
 
 
-def test_auto_precision_is_bf16_only_where_the_cpu_runs_it_natively(tmp_path: Path) -> None:
+def test_auto_precision_is_bf16_only_where_the_cpu_runs_it_natively(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the flag sets decide here, not a oneDNN cap in the environment (a CI run as an fp32
+    # CPU sets one; test_a_onednn_isa_cap_below_bf16_makes_auto_fp32 covers it)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     cpu = torch.device("cpu")
     assert not native_bf16(cpu, frozenset({"avx2", "avx512f", "avx512bw"}))  # emulated: slower
     assert native_bf16(cpu, frozenset({"avx512f", "avx512_bf16"}))
@@ -159,6 +165,13 @@ def test_compiled_transformer_matches_eager_and_keeps_state_dict_keys() -> None:
     _compiled_matches_eager("aot_eager")
 
 
+@pytest.mark.xfail(
+    os.environ.get("ATEN_CPU_CAPABILITY", "").lower() == "avx2",
+    reason="torch 2.14.1's inductor backward computes garbage (index_put_ out of bounds, or "
+    "wrong gradients) with ATEN_CPU_CAPABILITY=avx2 on an AVX512 CPU, the cap "
+    "bench/learning/repro_timing.py --fp32-cpu sets; a real AVX2-only CPU is untested",
+    strict=False,
+)
 def test_inductor_compiled_transformer_matches_eager() -> None:
     """What ``train.compile: true`` runs: inductor kernels (C++ on CPU; minutes to build)."""
     _compiled_matches_eager("inductor")
