@@ -26,6 +26,7 @@ from depthcore.training.precision import (
     autocast_for,
     enable_tf32,
     prepare_transformer,
+    resolve_precision,
 )
 
 
@@ -82,6 +83,10 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     for precision in args.precisions:
+        resolved = resolve_precision(precision, device)
+        if precision == "auto" and resolved in args.precisions:  # measured already
+            print(f"auto = {resolved} on this device: its figures are the {resolved} rows above")
+            continue
         autocast = autocast_for(precision, device)
         for objective, loss_fn in OBJECTIVES.items():
 

@@ -13,7 +13,7 @@ PY="${PYTHON:-python}"
 
 if [[ "${1:-}" == "--quick" ]]; then
   shift
-  bench=(--model tiny --device cpu --batch 4 --steps 2 --gen-batches 1 16 "$@")
+  bench=(--model tiny --device cpu --batch 4 --steps 2 --gen-batches 1 4 "$@")
   export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 else
   "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else "no CUDA device: run with --quick for the CPU check")'

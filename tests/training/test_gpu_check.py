@@ -23,7 +23,10 @@ def test_gpu_check_quick_prints_all_figures() -> None:
         for objective in ("depthart", "var_tf"):
             line = rf"train {precision}\s+{objective}\s+batch\s+4:\s+[\d.]+ ms/step\s+\d+ tokens/s"
             assert re.search(line, out), (precision, objective, out)
-        for batch in (1, 16):
+    # auto resolves to fp32 or bf16 here, both measured: its rows are not repeated
+    assert re.search(r"auto = (fp32|bf16) on this device: its figures are the", out), out
+    for precision in ("fp32", "bf16"):
+        for batch in (1, 4):  # --quick generates at batch 1 and 4
             line = rf"generate {precision} batch\s+{batch}: .* speed-up [\d.]+x"
             assert re.search(line, out), (precision, batch, out)
     assert re.search(r"CUDA tests: (PASS|SKIPPED)", out), out
