@@ -167,28 +167,45 @@ class FrozenModulation:
     new weights never meets a stale copy.
     """
 
-    def __init__(
-        self, ada_lin: nn.Sequential, cond_1D: torch.Tensor, shape: tuple[int, ...]
-    ) -> None:
-        lin = ada_lin[1]
+    def __init__(self, ada_lin: nn.Sequential, cond_1D: torch.Tensor, C: int) -> None:
+        self._lin: nn.Linear = ada_lin[1]
         with torch.no_grad():
-            self.value = ada_lin(cond_1D).view(shape)
-        self._key = self._state(lin)
-        self._lin = lin
+            self.value = ada_lin(cond_1D).view(1, 1, -1, C)
+        self._key = self._state()
 
-    @staticmethod
-    def _state(lin: nn.Linear) -> tuple[int, ...]:
+    def _state(self) -> tuple[int, ...]:
         # inference-mode tensors keep no version counter (and cannot change outside it)
         return tuple(
-            v for t in (lin.weight, lin.bias)
+            v for t in (self._lin.weight, self._lin.bias)
             for v in (t.data_ptr(), -1 if t.is_inference() else t._version)
         )  # fmt: skip
 
     def valid_for(self, ada_lin: nn.Sequential) -> bool:
-        return ada_lin[1] is self._lin and self._state(self._lin) == self._key
+        """Whether the stored value is ``ada_lin``'s output: same layer, unchanged weights."""
+        return ada_lin[1] is self._lin and self._state() == self._key
 
 
-class AdaLNSelfAttn(nn.Module):
+class _Modulated(nn.Module):
+    """What the two AdaLN modules share: ``ada_lin`` maps the condition to ``k`` vectors
+    of width ``C``, or :class:`FrozenModulation` holds them for the one condition."""
+
+    C: int
+    ada_lin: nn.Sequential
+    frozen: FrozenModulation | None
+
+    def freeze_condition(self, cond_1D: torch.Tensor) -> None:
+        """Compute the modulation for the one condition every call will pass (see
+        :class:`FrozenModulation`); call under the autocast inference will run in."""
+        self.frozen = FrozenModulation(self.ada_lin, cond_1D, self.C)
+
+    def modulation(self, cond_BD: torch.Tensor) -> torch.Tensor:
+        """(B or 1, 1, k, C): the frozen vectors when valid, else ``ada_lin(cond_BD)``."""
+        if self.frozen is not None and not self.training and self.frozen.valid_for(self.ada_lin):
+            return self.frozen.value
+        return self.ada_lin(cond_BD).view(cond_BD.shape[0], 1, -1, self.C)
+
+
+class AdaLNSelfAttn(_Modulated):
     """Pre-norm block whose LayerNorm scale/shift and residual gains come from a condition."""
 
     def __init__(
@@ -211,12 +228,7 @@ class AdaLNSelfAttn(nn.Module):
         self.ffn = FFN(embed_dim, round(embed_dim * mlp_ratio), drop)
         self.ln_wo_grad = nn.LayerNorm(embed_dim, eps=norm_eps, elementwise_affine=False)
         self.ada_lin = nn.Sequential(nn.SiLU(inplace=False), nn.Linear(cond_dim, 6 * embed_dim))
-        self.frozen: FrozenModulation | None = None
-
-    def freeze_condition(self, cond_1D: torch.Tensor) -> None:
-        """Compute the modulation for the one condition every call will pass (see
-        :class:`FrozenModulation`); call under the autocast inference will run in."""
-        self.frozen = FrozenModulation(self.ada_lin, cond_1D, (1, 1, 6, self.C))
+        self.frozen = None
 
     def forward(
         self,
@@ -225,10 +237,7 @@ class AdaLNSelfAttn(nn.Module):
         attn_bias: torch.Tensor | None,
         cache: LayerKV | None = None,
     ) -> torch.Tensor:
-        if self.frozen is not None and not self.training and self.frozen.valid_for(self.ada_lin):
-            ada_B16C = self.frozen.value
-        else:
-            ada_B16C = self.ada_lin(cond_BD).view(-1, 1, 6, self.C)
+        ada_B16C = self.modulation(cond_BD)
         gamma1, gamma2, scale1, scale2, shift1, shift2 = ada_B16C.unbind(2)
         h = self.ln_wo_grad(x_BLC).mul(scale1.add(1)).add_(shift1)
         x_BLC = x_BLC + self.drop_path(self.attn(h, attn_bias, cache).mul_(gamma1))
@@ -236,7 +245,7 @@ class AdaLNSelfAttn(nn.Module):
         return x_BLC + self.drop_path(self.ffn(h).mul(gamma2))
 
 
-class AdaLNBeforeHead(nn.Module):
+class AdaLNBeforeHead(_Modulated):
     """Conditioned LayerNorm applied before the vocabulary head."""
 
     def __init__(self, embed_dim: int, cond_dim: int, norm_eps: float) -> None:
@@ -244,16 +253,8 @@ class AdaLNBeforeHead(nn.Module):
         self.C = embed_dim
         self.ln_wo_grad = nn.LayerNorm(embed_dim, eps=norm_eps, elementwise_affine=False)
         self.ada_lin = nn.Sequential(nn.SiLU(inplace=False), nn.Linear(cond_dim, 2 * embed_dim))
-        self.frozen: FrozenModulation | None = None
-
-    def freeze_condition(self, cond_1D: torch.Tensor) -> None:
-        """As :meth:`AdaLNSelfAttn.freeze_condition`."""
-        self.frozen = FrozenModulation(self.ada_lin, cond_1D, (1, 1, 2, self.C))
+        self.frozen = None
 
     def forward(self, x_BLC: torch.Tensor, cond_BD: torch.Tensor) -> torch.Tensor:
-        if self.frozen is not None and not self.training and self.frozen.valid_for(self.ada_lin):
-            ada_B12C = self.frozen.value
-        else:
-            ada_B12C = self.ada_lin(cond_BD).view(-1, 1, 2, self.C)
-        scale, shift = ada_B12C.unbind(2)
+        scale, shift = self.modulation(cond_BD).unbind(2)
         return self.ln_wo_grad(x_BLC).mul(scale.add(1)).add_(shift)
