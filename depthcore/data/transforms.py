@@ -320,7 +320,11 @@ def _fit_feature(y: np.ndarray, space: str, percentiles: tuple[float, float]) ->
 
 def apply_normalisation(depth_HW: np.ndarray, norm: Normalisation) -> np.ndarray:
     """Map depth (metres, all pixels finite and > 0) to ``target_HW`` in [-1, 1] (float32)."""
-    y_HW = _forward_feature(depth_HW, norm.space)
+    return _apply_feature(_forward_feature(depth_HW, norm.space), norm)
+
+
+def _apply_feature(y_HW: np.ndarray, norm: Normalisation) -> np.ndarray:
+    """The affine map of ``norm`` on the feature, clipped to [-1, 1] (float32)."""
     return np.clip(norm.a * y_HW + norm.b, -1.0, 1.0).astype(np.float32)
 
 
@@ -346,4 +350,4 @@ def normalise_depth(
     """
     y_HW = _forward_feature(depth_HW, space)
     norm = _fit_feature(y_HW[np.asarray(valid_HW, dtype=bool)], space, percentiles)
-    return np.clip(norm.a * y_HW + norm.b, -1.0, 1.0).astype(np.float32), norm
+    return _apply_feature(y_HW, norm), norm

@@ -101,28 +101,22 @@ def load_camera_table(in_dir: str | Path | None = None) -> pd.DataFrame:
 
 def camera_matrix(cameras: pd.DataFrame, scene: str) -> np.ndarray:
     """The scene's 3x3 ``M_cam_from_uv`` (float64) from a :func:`load_camera_table` frame."""
-    label = cameras.attrs.get("source", "camera table")
-    if scene not in cameras.index:
-        raise DataError(f"{label}: no camera row for scene {scene}")
-    values = cameras.loc[scene, list(M_CAM_FROM_UV_COLUMNS)].to_numpy(dtype=np.float64)
-    if not np.isfinite(values).all():
-        raise DataError(f"{label}: non-finite M_cam_from_uv for scene {scene}")
-    return values.reshape(3, 3)
+    return camera_matrices(cameras, [scene])[scene]
 
 
 def camera_matrices(cameras: pd.DataFrame, scenes: list[str]) -> dict[str, np.ndarray]:
-    """:func:`camera_matrix` of each of ``scenes`` (same checks, same order of errors), read
-    off the table in one selection instead of one ``.loc`` per scene."""
+    """:func:`camera_matrix` of each of ``scenes``, read off the table in one selection
+    instead of one ``.loc`` per scene; errors name the first bad scene in ``scenes``."""
+    label = cameras.attrs.get("source", "camera table")
     present = [scene for scene in scenes if scene in cameras.index]
     rows = cameras.loc[present, list(M_CAM_FROM_UV_COLUMNS)].to_numpy(dtype=np.float64)
     found = dict(zip(present, rows, strict=True))
     matrices = {}
     for scene in scenes:
         if scene not in found:
-            camera_matrix(cameras, scene)  # raises: no camera row
+            raise DataError(f"{label}: no camera row for scene {scene}")
         values = found[scene]
         if not np.isfinite(values).all():
-            label = cameras.attrs.get("source", "camera table")
             raise DataError(f"{label}: non-finite M_cam_from_uv for scene {scene}")
         matrices[scene] = values.reshape(3, 3)
     return matrices
