@@ -26,8 +26,8 @@ the released ``model.safetensors`` takes):
 
 Before timing it checks the outputs under greedy decoding (the official sampler at top-k
 1, see ``official/official_depthart.py``) on one image: fp32 must choose every token the
-official chooses and decode within 1e-4; bf16 is held to the stated bf16 tolerance (the
-two coarsest scales' tokens equal, mean |delta depth| <= 0.02). It exits 1 if not.
+official chooses and decode within 1e-4; bf16, fed the official's tokens, must take the
+same argmax at >= 90 % of every scale's positions. It exits 1 if not.
 """
 
 from __future__ import annotations
@@ -142,9 +142,12 @@ def build_samplers(
     return samplers
 
 
-def load_official_depthart(repo: Path) -> tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module]:
-    """(official DepthART, our vae, our var): d16 with the official code's own seeded
-    initialisation, written as the official release is and read back by ``load_model``."""
+def load_official_depthart(
+    repo: Path,
+) -> tuple[types.ModuleType, torch.nn.Module, torch.nn.Module, torch.nn.Module]:
+    """(official package, official DepthART, our vae, our var): d16 with the official code's
+    own seeded initialisation, written as the official release is and read back by
+    ``load_model``."""
     with tempfile.TemporaryDirectory() as tmp:
         official = official_depthart.import_official(repo, Path(tmp))
         torch.manual_seed(official_depthart.SEED)
@@ -153,12 +156,15 @@ def load_official_depthart(repo: Path) -> tuple[torch.nn.Module, torch.nn.Module
         path = Path(tmp) / "model.safetensors"
         save_model(art, str(path))
         loaded = load_model(path)  # expects d16-depthart, as for the release
-    art.official_module = official
-    return art, loaded.vae, loaded.var
+    return official, art, loaded.vae, loaded.var
 
 
 def check_greedy(
-    art: torch.nn.Module, vae: torch.nn.Module, var: torch.nn.Module, size: int
+    official: types.ModuleType,
+    art: torch.nn.Module,
+    vae: torch.nn.Module,
+    var: torch.nn.Module,
+    size: int,
 ) -> bool:
     """Greedy outputs of ours (prepared, fp32 and bf16) against the official on one image.
 
@@ -168,7 +174,7 @@ def check_greedy(
     logits are nearly flat, drifts from the first near-tie on: printed, not asserted).
     """
     rgb = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1)) * 2 - 1
-    with torch.no_grad(), official_depthart.official_greedy(art.official_module) as chosen:
+    with torch.no_grad(), official_depthart.official_greedy(official) as chosen:
         theirs = official_depthart.official_depth(art, rgb)
     ok = True
     for name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
@@ -252,8 +258,8 @@ def main(argv: list[str] | None = None) -> None:
     size = MODEL_CONFIGS[args.model].image_size
     art = None
     if args.official_depthart:
-        art, vae, var = load_official_depthart(args.official_depthart)
-        if not args.skip_check and not check_greedy(art, vae, var, size):
+        official, art, vae, var = load_official_depthart(args.official_depthart)
+        if not args.skip_check and not check_greedy(official, art, vae, var, size):
             sys.exit(1)
     else:
         torch.manual_seed(0)
