@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import h5py
@@ -69,3 +70,18 @@ def test_shard_datasets_keep_their_layout(tmp_path: Path, compression: str | Non
         assert f["key"].chunks == (1024,) and f["key"].compression is None
         assert h5py.check_string_dtype(f["key"].dtype).encoding == "utf-8"
         assert f["target"].dtype == np.float32
+
+
+@pytest.mark.parametrize("name", shards.ARRAYS)
+def test_chunks_hold_what_hdf5s_own_filters_store(tmp_path: Path, name: str) -> None:
+    """Our libdeflate chunks inflate to the bytes HDF5's shuffle filter makes itself."""
+    frame = _frame(3)
+    array = {"rgb": frame.rgb_HW3, "depth": frame.depth_HW}.get(name)
+    array = array if array is not None else getattr(frame, f"{name}_HW")
+    with h5py.File(tmp_path / "h5py.h5", "w") as f:
+        ds = f.create_dataset(
+            name, data=array[None], chunks=(1, *array.shape), shuffle=True, compression="gzip"
+        )
+        mask, theirs = ds.id.read_direct_chunk((0,) * (array.ndim + 1))
+    assert mask == 0
+    assert zlib.decompress(shards.encode_chunk(array, shards.GZIP_LEVEL)) == zlib.decompress(theirs)
