@@ -3,7 +3,8 @@
 A smooth depth map with sensor-like noise (16-bit, as ``save_depth_png16`` writes it) and
 its turbo colour map (as ``save_rgb_png`` writes it), each encoded in memory with PIL at
 zlib level 6 (PIL's default), level 1, and level 1 with the run-length and Huffman-only
-strategies; one thread, median of ``--repeats``::
+strategies, then with :func:`depthcore.png.encode_png` (one filter, libdeflate) at levels
+1 and 2, unfiltered and with the Up filter; one thread, median of ``--repeats``::
 
     python bench/bench_png.py --repeats 20
 """
@@ -19,7 +20,8 @@ import zlib
 import numpy as np
 from PIL import Image
 
-from depthcore.viz import PNG16_STRATEGY, PNG_RGB_STRATEGY, colorize
+from depthcore.png import FILTER_NONE, FILTER_UP, encode_png
+from depthcore.viz import PNG16_FILTER, PNG_LEVEL, PNG_RGB_FILTER, colorize
 
 SETTINGS = {
     "level 6 (PIL default)": {"compress_level": 6},
@@ -40,21 +42,35 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=20)
     args = ap.parse_args()
-    chosen = {"depth16": PNG16_STRATEGY, "colour": PNG_RGB_STRATEGY}
+    chosen = {"depth16": (PNG16_FILTER, PNG_LEVEL), "colour": (PNG_RGB_FILTER, PNG_LEVEL)}
     print("| map | setting | ms (median) | KiB | used |")
     print("|---|---|---:|---:|---|")
     for name, array in maps().items():
-        for label, kwargs in SETTINGS.items():
+        encoders = {
+            f"PIL {label}": (lambda a, kw=kwargs: _pil(a, kw), None)
+            for label, kwargs in SETTINGS.items()
+        }
+        for filt, level in ((f, lv) for f in (FILTER_NONE, FILTER_UP) for lv in (1, 2)):
+            label = f"encode_png {'Up' if filt == FILTER_UP else 'no'} filter, libdeflate {level}"
+            encoders[label] = (
+                lambda a, f=filt, lv=level: encode_png(a, filter_type=f, level=lv),
+                (filt, level),
+            )
+        for label, (encode, setting) in encoders.items():
             times, size = [], 0
             for _ in range(args.repeats):
-                buf = io.BytesIO()
                 start = time.perf_counter()
-                Image.fromarray(array).save(buf, format="PNG", **kwargs)
+                size = len(encode(array))
                 times.append(time.perf_counter() - start)
-                size = len(buf.getvalue())
-            used = kwargs.get("compress_type") == chosen[name]
+            used = setting == chosen[name]
             print(f"| {name} | {label} | {1000 * statistics.median(times):.1f} | "
                   f"{size // 1024} | {'yes' if used else ''} |")  # fmt: skip
+
+
+def _pil(array: np.ndarray, kwargs: dict) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG", **kwargs)
+    return buf.getvalue()
 
 
 if __name__ == "__main__":

@@ -20,16 +20,16 @@ from __future__ import annotations
 
 import functools
 import threading
-import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, PngImagePlugin
+from PIL import Image
 
 from depthcore.errors import DataError
 from depthcore.geometry import backproject, intrinsics_from_fov
 from depthcore.io import atomic_path
+from depthcore.png import FILTER_NONE, FILTER_UP, encode_png
 
 PNG16_INVALID = 0
 _PNG16_SPAN = 65534
@@ -101,14 +101,14 @@ def colorize(
     return rgb_HW3
 
 
-#: zlib settings of the PNGs ``depthart predict`` writes (lossless whatever they are): the
-#: encoders were the CLI's bottleneck. Level 1 with run-length matching (16-bit depth) or
-#: Huffman coding alone (colour maps) encodes a 640 x 480 map several times faster than
-#: PIL's default level 6 for about the same size (``python bench/bench_png.py``,
+#: PNG settings of the maps ``depthart predict`` writes (lossless whatever they are): the
+#: encoders were the CLI's bottleneck. Smooth 16-bit depth compresses best after the Up
+#: filter, colour maps unfiltered; libdeflate level 1 then encodes a 640 x 480 map 2.6-5.5x
+#: faster than PIL did at zlib level 1, and smaller (``python bench/bench_png.py``,
 #: docs/performance.md).
-PNG_COMPRESS_LEVEL = 1
-PNG16_STRATEGY = zlib.Z_RLE
-PNG_RGB_STRATEGY = zlib.Z_HUFFMAN_ONLY
+PNG_LEVEL = 1
+PNG16_FILTER = FILTER_UP
+PNG_RGB_FILTER = FILTER_NONE
 
 
 #: matplotlib takes ~0.4 s to import, a fifth of a one-photo ``depthart predict``: the
@@ -167,10 +167,9 @@ def is_colormap(name: str) -> bool:
 
 def save_rgb_png(path: str | Path, rgb_HW3: np.ndarray) -> None:
     """Write an 8-bit RGB (or greyscale HxW) PNG atomically."""
+    data = encode_png(np.asarray(rgb_HW3), filter_type=PNG_RGB_FILTER, level=PNG_LEVEL)
     with atomic_path(path) as tmp:
-        Image.fromarray(np.ascontiguousarray(rgb_HW3)).save(
-            tmp, format="PNG", compress_level=PNG_COMPRESS_LEVEL, compress_type=PNG_RGB_STRATEGY
-        )
+        tmp.write_bytes(data)
 
 
 def save_depth_png16(path: str | Path, depth_HW: np.ndarray) -> tuple[float, float]:
@@ -191,21 +190,16 @@ def save_depth_png16(path: str | Path, depth_HW: np.ndarray) -> tuple[float, flo
         scaled = (block - dmin) / span if span > 0 else np.zeros_like(block)
         v = np.where(np.isfinite(block), 1 + np.rint(np.nan_to_num(scaled) * _PNG16_SPAN), 0)
         v_HW[rows] = v.astype(np.uint16)
-    info = PngImagePlugin.PngInfo()
-    info.add_text("depth_min", repr(dmin))
-    info.add_text("depth_max", repr(dmax))
-    info.add_text(
-        "depth_encoding",
-        "0 = invalid; depth = depth_min + (v - 1) / 65534 * (depth_max - depth_min)",
-    )
+    text = {
+        "depth_min": repr(dmin),
+        "depth_max": repr(dmax),
+        "depth_encoding": (
+            "0 = invalid; depth = depth_min + (v - 1) / 65534 * (depth_max - depth_min)"
+        ),
+    }
+    data = encode_png(v_HW, filter_type=PNG16_FILTER, level=PNG_LEVEL, text=text)
     with atomic_path(path) as tmp:
-        Image.fromarray(v_HW).save(
-            tmp,
-            format="PNG",
-            pnginfo=info,
-            compress_level=PNG_COMPRESS_LEVEL,
-            compress_type=PNG16_STRATEGY,
-        )
+        tmp.write_bytes(data)
     return dmin, dmax
 
 
