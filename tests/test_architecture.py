@@ -5,7 +5,7 @@ A module's *unit* is the name right under ``depthcore/`` (``io`` for depthcore/i
 ``__init__``). Units sit in layers, lowest first; a module may import its own unit and
 the units of LOWER layers only, so units that share a layer never import each other:
 
-    depthcore errors geometry spaces        (import nothing of ours)
+    depthcore errors geometry spaces png    (import nothing of ours)
     config io device                        (errors)
     viz alignment run_logger run_inputs     (the foundation's services)
     profiles
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "depthcore"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("depthcore", "errors", "geometry", "spaces"),
+    ("depthcore", "errors", "geometry", "spaces", "png"),
     ("config", "io", "device"),
     ("viz", "alignment", "run_logger", "run_inputs", "profiles"),
     ("models",),
