@@ -26,10 +26,15 @@ repro: $(STAMP)
 study: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m bench.learning.study $(STUDY_ARGS)
 
+# Two pytest-xdist workers, one test module each at a time (module fixtures are built once):
+# the tests run single-threaded, so the second core was idle but for subprocesses (9.0 min
+# instead of 12.8 as fp32, docs/performance.md). TEST_WORKERS=0 runs them in one process.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -m "not slow"
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadscope
 
 test-slow: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -m slow
