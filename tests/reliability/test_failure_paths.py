@@ -172,7 +172,9 @@ def test_signal_stops_preprocess_and_its_workers(
     raw: Path, tmp_path: Path, sig: int, group: bool
 ) -> None:
     out = tmp_path / "processed"
-    section = {"resolution": [192, 192], "workers": 2, "shard_size": 2}
+    # frames large enough that the stage is still working when the signal lands, even on a
+    # machine busy with other tests (at 192 px it once finished first, under pytest-xdist)
+    section = {"resolution": [384, 384], "workers": 2, "shard_size": 2}
     assert preprocess_run(tmp_path, raw, out, **section).returncode == 0
     before = tree_digest(out)
     cmd = [sys.executable, "-m", "stages.preprocess", "--params", "params.yaml"]

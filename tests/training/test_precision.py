@@ -172,9 +172,18 @@ def test_compiled_transformer_matches_eager_and_keeps_state_dict_keys() -> None:
     "bench/learning/repro_timing.py --fp32-cpu sets; a real AVX2-only CPU is untested",
     strict=False,
 )
-def test_inductor_compiled_transformer_matches_eager() -> None:
-    """What ``train.compile: true`` runs: inductor kernels (C++ on CPU; minutes to build)."""
+def test_inductor_compiled_transformer_matches_eager(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What ``train.compile: true`` runs: inductor kernels (C++ on CPU; minutes to build).
+
+    Built in a cache of its own: a kernel another run compiled under other CPU settings
+    (``--fp32-cpu``'s ``ATEN_CPU_CAPABILITY=avx2``) was once reused from the shared
+    ``/tmp/torchinductor_<user>`` and aborted the process.
+    """
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
     _compiled_matches_eager("inductor")
+    assert any((tmp_path / "inductor").iterdir())  # the kernels were built here
 
 
 @pytest.mark.gpu
