@@ -28,7 +28,7 @@ from PIL import Image
 
 from depthcore.errors import DataError
 from depthcore.geometry import backproject, intrinsics_from_fov
-from depthcore.io import atomic_path
+from depthcore.io import atomic_path, write_bytes_atomic
 from depthcore.png import FILTER_NONE, FILTER_UP, encode_png
 
 PNG16_INVALID = 0
@@ -167,9 +167,9 @@ def is_colormap(name: str) -> bool:
 
 def save_rgb_png(path: str | Path, rgb_HW3: np.ndarray) -> None:
     """Write an 8-bit RGB (or greyscale HxW) PNG atomically."""
-    data = encode_png(np.asarray(rgb_HW3), filter_type=PNG_RGB_FILTER, level=PNG_LEVEL)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
+    write_bytes_atomic(
+        path, encode_png(np.asarray(rgb_HW3), filter_type=PNG_RGB_FILTER, level=PNG_LEVEL)
+    )
 
 
 def save_depth_png16(path: str | Path, depth_HW: np.ndarray) -> tuple[float, float]:
@@ -197,9 +197,7 @@ def save_depth_png16(path: str | Path, depth_HW: np.ndarray) -> tuple[float, flo
             "0 = invalid; depth = depth_min + (v - 1) / 65534 * (depth_max - depth_min)"
         ),
     }
-    data = encode_png(v_HW, filter_type=PNG16_FILTER, level=PNG_LEVEL, text=text)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
+    write_bytes_atomic(path, encode_png(v_HW, filter_type=PNG16_FILTER, level=PNG_LEVEL, text=text))
     return dmin, dmax
 
 

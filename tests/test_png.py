@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import pytest
@@ -40,9 +41,7 @@ def test_unsupported_arrays_are_refused_with_their_shape() -> None:
         np.zeros((0, 4), np.uint8),
         np.zeros((4, 4, 3), np.uint16),
     ):
-        with pytest.raises(
-            ValueError, match=str(bad.shape).replace("(", r"\(").replace(")", r"\)")
-        ):
+        with pytest.raises(ValueError, match=re.escape(str(bad.shape))):
             encode_png(bad)
     with pytest.raises(ValueError, match="filter_type"):
         encode_png(np.zeros((2, 2), np.uint8), filter_type=1)

@@ -76,8 +76,7 @@ def test_shard_datasets_keep_their_layout(tmp_path: Path, compression: str | Non
 def test_chunks_hold_what_hdf5s_own_filters_store(tmp_path: Path, name: str) -> None:
     """Our libdeflate chunks inflate to the bytes HDF5's shuffle filter makes itself."""
     frame = _frame(3)
-    array = {"rgb": frame.rgb_HW3, "depth": frame.depth_HW}.get(name)
-    array = array if array is not None else getattr(frame, f"{name}_HW")
+    array = getattr(frame, "rgb_HW3" if name == "rgb" else f"{name}_HW")
     with h5py.File(tmp_path / "h5py.h5", "w") as f:
         ds = f.create_dataset(
             name, data=array[None], chunks=(1, *array.shape), shuffle=True, compression="gzip"

@@ -56,7 +56,7 @@ from depthcore.data.hypersim.zipremote import (
     read_central_directory,
 )
 from depthcore.errors import DataError
-from depthcore.io import atomic_path, write_text_atomic
+from depthcore.io import atomic_path, write_bytes_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -249,8 +249,7 @@ def _fetch_csvs(source: Source, out_dir: Path, cfg: DownloadConfig) -> list[dict
         target = out_dir / name
         if not (target.is_file() and target.stat().st_size == size):
             data = _read_whole(source, name, cfg)
-            with atomic_path(target) as tmp:
-                tmp.write_bytes(data)
+            write_bytes_atomic(target, data)
         done.append({"path": name, "size": size})
     return done
 
