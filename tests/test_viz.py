@@ -46,6 +46,63 @@ def test_depth_png16_round_trip(tmp_path) -> None:
     assert not list(tmp_path.glob(".*tmp*"))  # atomic write left no temporary
 
 
+def _plain_colorize(depth_HW, lo, hi, near_is_high, lut_N3):
+    """colorize's rule as plain expressions: matplotlib's normalise, x * N truncated."""
+    n = len(lut_N3)
+    t = np.clip((depth_HW.astype(np.float64) - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
+    t = t if near_is_high else 1.0 - t
+    index = np.minimum((np.nan_to_num(t, nan=0.0) * n).astype(np.intp), n - 1)
+    rgb_HW3 = lut_N3[index]
+    rgb_HW3[~np.isfinite(depth_HW)] = 0
+    return rgb_HW3
+
+
+def _awkward_maps() -> list[np.ndarray]:
+    """Maps across colorize's block boundary, with NaN, +-inf, constant and all-invalid."""
+    rng = np.random.default_rng(3)
+    maps = []
+    for shape, dtype in (((300, 257), np.float32), ((2, 3), np.float64), ((1, 70000), np.float32)):
+        smooth = (rng.random(shape) * 7.0 + 0.5).astype(dtype)
+        holes = smooth.copy()
+        holes.flat[rng.integers(0, holes.size, holes.size // 9 + 1)] = np.nan
+        holes.flat[0], holes.flat[-1] = np.inf, -np.inf
+        maps += [smooth, holes, np.full(shape, 2.5, dtype), np.full(shape, np.nan, dtype)]
+    return maps
+
+
+@pytest.mark.parametrize("cmap", ["turbo", "viridis"])
+def test_colorize_matches_the_plain_rule_on_awkward_maps(cmap: str) -> None:
+    """The in-place, blocked colorize gives the bytes of the rule written out plainly."""
+    lut_N3 = vis._colour_lut(cmap)
+    for depth_HW in _awkward_maps():
+        for near_is_high in (False, True):
+            for value_range in (None, (1.0, 4.0), (3.0, 3.0)):
+                got = vis.colorize(
+                    depth_HW, cmap=cmap, near_is_high=near_is_high, value_range=value_range
+                )
+                lo, hi = value_range or vis._robust_range(depth_HW, (2.0, 98.0))
+                want = _plain_colorize(depth_HW, lo, hi, near_is_high, lut_N3)
+                np.testing.assert_array_equal(got, want, err_msg=f"{depth_HW.shape} {cmap}")
+
+
+def test_depth_png16_values_match_the_documented_rule(tmp_path) -> None:
+    """v = 1 + round((d - min) / (max - min) * 65534), 0 where invalid, on awkward maps."""
+    for k, depth_HW in enumerate(_awkward_maps()):
+        if depth_HW.ndim != 2:
+            continue
+        path = tmp_path / f"{k}.png"
+        dmin, dmax = vis.save_depth_png16(path, depth_HW)
+        finite = np.isfinite(depth_HW)
+        with np.errstate(invalid="ignore", over="ignore"):  # inf pixels, masked below
+            scaled = (depth_HW.astype(np.float64) - dmin) / ((dmax - dmin) or np.inf)
+            v = 1 + np.rint(np.nan_to_num(scaled) * 65534)
+        want = np.where(finite, v, 0).astype(np.uint16)
+        with Image.open(path) as img:
+            np.testing.assert_array_equal(np.asarray(img), want, err_msg=str(depth_HW.shape))
+        if finite.any():
+            assert (dmin, dmax) == (float(depth_HW[finite].min()), float(depth_HW[finite].max()))
+
+
 def test_read_depth_png16_refuses_plain_png(tmp_path) -> None:
     path = tmp_path / "plain.png"
     Image.fromarray(np.zeros((4, 4), np.uint16)).save(path)
