@@ -147,6 +147,11 @@ def signals_unwind() -> Iterator[None]:
     try:
         yield
         check_interrupted()  # a signal whose exception was swallowed still fails the run
+    except Exception as exc:
+        if _RECEIVED:  # a library turned the signal's exception into its own (h5py: a
+            # TypeError from the HDF5 call it landed in); the run was still stopped by it
+            raise Interrupted(_RECEIVED[-1]) from exc
+        raise
     finally:
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, previous_int)
