@@ -7,6 +7,7 @@ written, the summary lists every failure and the exit status is 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import sys
@@ -21,7 +22,7 @@ from depthcore.cli.writer import OutputWriter
 from depthcore.data.domain import photo_warning
 from depthcore.device import resolve_device
 from depthcore.errors import CheckpointError, DepthcoreError
-from depthcore.io import atomic_path
+from depthcore.io import atomic_path, leftovers_listed_once
 from depthcore.models.generate import sampling_for
 from depthcore.predict.images import load_rgb
 from depthcore.predict.inputs import Job, drop_outputs_dir, expand_inputs, output_files
@@ -175,7 +176,10 @@ def run_predict(args: argparse.Namespace) -> int:
             ordered.append((order, f"{source}: cannot write outputs: {error}"))
             _say("error: %s", ordered[-1][1])
 
-    try:
+    # each output folder listed once for a killed run's leftovers, not once per file written
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(leftovers_listed_once())
+        stack.callback(writer.close)  # on SIGTERM/Ctrl-C: no thread writes on; all or none
         for start in starts:
             chunk = jobs[start : start + args.batch_size]
             if args.resume and all(
@@ -213,8 +217,6 @@ def run_predict(args: argparse.Namespace) -> int:
                     report(writer.submit(((start, 1, i), job.source), files, write))
             bar.update(min(args.batch_size, len(jobs) - start))
         report(writer.drain())
-    finally:
-        writer.close()  # on SIGTERM/Ctrl-C: no thread writes on; an image's files all or none
     failures += [line for _, line in sorted(ordered, key=lambda item: item[0])]
     bar.close()
     _say(

@@ -34,7 +34,7 @@ import numpy as np
 from depthcore import viz as vis
 from depthcore.alignment import fit_scale_shift
 from depthcore.errors import DataError
-from depthcore.io import atomic_path
+from depthcore.io import atomic_path, leftovers_listed_once
 from depthcore.predict.images import load_rgb
 from depthcore.predict.inputs import IMAGE_SUFFIXES
 from depthcore.spaces import normalised_to_depth
@@ -211,7 +211,8 @@ def write_clip_outputs(
         "maps": [{"scale": s, "shift": b} for s, b in maps],
         "flicker": {k: [float(v) for v in c] for k, c in curves.items()},
     }
-    with atomic_path(out_dir) as tmp:
+    # a fresh folder of thousands of frames: listed once for leftovers, not per frame
+    with atomic_path(out_dir) as tmp, leftovers_listed_once():
         (tmp / "frames").mkdir(parents=True)
         for t, depth_HW in enumerate(depths):
             if "npy" in outputs:
