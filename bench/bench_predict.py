@@ -15,6 +15,7 @@ JPEG photos (640 x 480, smooth random content) to a temporary folder, then print
   predictor alone in fp32 and bf16.
 
     python bench/bench_predict.py --images 64 --batch 1 16 --threads 2 --writers 0 2
+    python bench/bench_predict.py --images 32 --batch 16 --writers 2 --existing-files 30000
 """
 
 from __future__ import annotations
@@ -99,6 +100,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
     parser.add_argument(
+        "--existing-files",
+        type=int,
+        default=0,
+        help="files already in each CLI output folder (a photo library's earlier outputs)",
+    )
+    parser.add_argument(
         "--writers",
         type=int,
         nargs="+",
@@ -149,9 +156,15 @@ def main(argv: list[str] | None = None) -> None:
                     "--model", str(ckpt), "--batch-size", str(B), "--device", "cpu", "-q",
                     "--writers", str(writers),
                 ]  # fmt: skip
+                existing = tmp / f"out_{B}_{writers}"
+                existing.mkdir()
+                for i in range(args.existing_files):
+                    (existing / f"earlier_{i:06d}_depth.png").write_bytes(b"")
                 wall, cpu = median_of(lambda command=command: cli_main(command), args.repeats)
                 wall, cpu = wall - load_s[0], cpu - load_s[1]
                 how = f"{writers} writer threads" if writers else "serial writes"
+                if args.existing_files:
+                    how += f", {args.existing_files} files already in the folder"
                 print(f"| `depthart predict` (fp32, all outputs, {how}) | {B} | "
                       f"{args.images / wall:.1f} | {args.images / cpu:.1f} | "
                       f"{cpu / args.images:.3f} |")  # fmt: skip
