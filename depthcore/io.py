@@ -36,7 +36,7 @@ _UNCLOSED: list[object] = []
 # Inside leftovers_listed_once: folder -> {target name: its leftovers}, one listing per folder.
 _LISTED: dict[Path, dict[str, list[Path]]] | None = None
 _LISTED_LOCK = threading.Lock()
-_LEFTOVER = re.compile(r"\.(?P<name>.+)\.(?P<kind>old|tmp)-(?P<pid>[0-9]+)", re.DOTALL)
+_LEFTOVER = re.compile(r"\.(?P<name>.+)\.(?:old|tmp)-[0-9]+", re.DOTALL)  # .NAME.tmp-PID
 
 
 class UnsafeOutputError(DepthcoreError):
@@ -223,6 +223,7 @@ def recover_interrupted(path: str | Path) -> list[Path]:
 def _recover(path: Path, lefts: list[Path]) -> list[Path]:
     """:func:`recover_interrupted` of ``path`` given its candidate leftovers."""
     found = []
+    # ".old-" or ".tmp-": what follows ".NAME" in the leftover's name
     kinds = {left: left.name[len(path.name) + 1 : len(path.name) + 6] for left in lefts}
     for left in sorted(lefts, key=lambda p: kinds[p] != ".old-"):  # old first: maybe the only copy
         pid = left.name.rsplit("-", 1)[-1]
