@@ -151,15 +151,15 @@ def main(argv: list[str] | None = None) -> None:
         print("|---|---:|---:|---:|---:|")
         for B in args.batch:
             for writers in args.writers:
+                out = tmp / f"out_{B}_{writers}"
+                out.mkdir()
+                for i in range(args.existing_files):
+                    (out / f"earlier_{i:06d}_depth.png").write_bytes(b"")
                 command = [
-                    "predict", str(tmp / "photos"), "-o", str(tmp / f"out_{B}_{writers}"),
+                    "predict", str(tmp / "photos"), "-o", str(out),
                     "--model", str(ckpt), "--batch-size", str(B), "--device", "cpu", "-q",
                     "--writers", str(writers),
                 ]  # fmt: skip
-                existing = tmp / f"out_{B}_{writers}"
-                existing.mkdir()
-                for i in range(args.existing_files):
-                    (existing / f"earlier_{i:06d}_depth.png").write_bytes(b"")
                 wall, cpu = median_of(lambda command=command: cli_main(command), args.repeats)
                 wall, cpu = wall - load_s[0], cpu - load_s[1]
                 how = f"{writers} writer threads" if writers else "serial writes"

@@ -50,15 +50,20 @@ _BLOCK_PIXELS = 1 << 16
 _FIGURE_LOCK = threading.Lock()
 
 
+def _block_rows(width: int) -> int:
+    """Rows per block: about :data:`_BLOCK_PIXELS` pixels, at least one row."""
+    return max(1, _BLOCK_PIXELS // max(1, width))
+
+
 def _row_blocks(height: int, width: int) -> list[slice]:
-    """Row ranges of about :data:`_BLOCK_PIXELS` pixels covering ``height`` rows."""
-    rows = max(1, _BLOCK_PIXELS // max(1, width))
+    """Row ranges of :func:`_block_rows` rows covering ``height`` rows."""
+    rows = _block_rows(width)
     return [slice(r, min(r + rows, height)) for r in range(0, height, rows)]
 
 
 def _block_buffer(height: int, width: int, dtype: type) -> np.ndarray:
     """One buffer as large as the largest of :func:`_row_blocks`, sliced per block."""
-    return np.empty((min(height, max(1, _BLOCK_PIXELS // max(1, width))), width), dtype=dtype)
+    return np.empty((min(height, _block_rows(width)), width), dtype=dtype)
 
 
 def _robust_range(x: np.ndarray, percentiles: tuple[float, float]) -> tuple[float, float]:
