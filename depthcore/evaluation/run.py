@@ -33,6 +33,7 @@ import dataclasses
 import itertools
 import json
 import logging
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -394,7 +395,7 @@ def make_deterministic(num_threads: int, seed: int) -> dict[str, Any]:
     (none is used on CPU by the tiny model; on CUDA set ``CUBLAS_WORKSPACE_CONFIG``).
     """
     torch.set_num_threads(num_threads)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    _use_deterministic_kernels()
     torch.manual_seed(seed)
     np.random.seed(seed)
     return {
@@ -404,6 +405,20 @@ def make_deterministic(num_threads: int, seed: int) -> dict[str, Any]:
         "torch": torch.__version__,
         "numpy": np.__version__,
     }
+
+
+def _use_deterministic_kernels() -> None:
+    """``torch.use_deterministic_algorithms(True, warn_only=True)`` without importing Inductor.
+
+    torch's function also turns on Inductor's deterministic mode, and imports
+    ``torch._inductor.config`` to do so: torch._dynamo and Inductor, ~1.5-2.3 s of a
+    2-core CPU, in a stage that compiles nothing. The kernel flag is what evaluation
+    needs; Inductor's is set as well where Inductor is already loaded (a compiled model).
+    """
+    torch._C._set_deterministic_algorithms(True, warn_only=True)  # what the public one sets
+    inductor_config = sys.modules.get("torch._inductor.config")
+    if inductor_config is not None:
+        inductor_config.deterministic = True
 
 
 __all__ = [

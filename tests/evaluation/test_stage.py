@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -200,3 +202,26 @@ def test_evaluation_is_byte_identical_when_repeated(tmp_path: Path) -> None:
         first = (tmp_path / "a" / name).read_bytes()
         assert first == (tmp_path / "b" / name).read_bytes(), name
     assert b"dbe_com" in (tmp_path / "a" / "per_image.csv").read_bytes()
+
+
+def test_make_deterministic_sets_torch_flags_without_importing_inductor():
+    """The evaluate stage's determinism is torch's deterministic-kernels flag (warn only),
+    set without torch.use_deterministic_algorithms' import of Inductor (~2 s a stage);
+    where Inductor is loaded, its deterministic mode is switched on too."""
+    code = (
+        "import sys, torch\n"
+        "from depthcore.evaluation.run import make_deterministic\n"
+        "record = make_deterministic(1, 0)\n"
+        "assert record['deterministic_algorithms'] is True, record\n"
+        "assert torch.is_deterministic_algorithms_warn_only_enabled()\n"
+        "print('torch._inductor' in sys.modules)\n"
+        "import torch._inductor.config as inductor_config\n"
+        "torch._C._set_deterministic_algorithms(False)\n"
+        "inductor_config.deterministic = False\n"
+        "make_deterministic(1, 0)\n"
+        "print(torch.are_deterministic_algorithms_enabled(), inductor_config.deterministic)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    ).stdout.split()
+    assert out == ["False", "True", "True"]
