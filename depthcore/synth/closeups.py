@@ -21,7 +21,7 @@ import numpy as np
 
 from depthcore.synth.primitives import Box, Cylinder, Primitive, Rect, Sphere
 from depthcore.synth.render import Camera, Scene
-from depthcore.synth.scenes import inside
+from depthcore.synth.scenes import inside, inside_any
 from depthcore.synth.textures import random_texture
 
 #: Label of the small objects, so they are never taken for furniture tops themselves.
@@ -102,7 +102,7 @@ def _new_table(rng: np.random.Generator, scene: Scene) -> Box:
         table = Box(centre, half, float(rng.uniform(0, np.pi)), random_texture(rng), "table")
         top = _top_of(table)
         probes = [top.point(a, b) - [0, 0, half[2]] for a in (-1, 0, 1) for b in (-1, 0, 1)]
-        if not any(inside(obj, p, 0.05) for obj in scene.objects for p in probes):
+        if not any(inside_any(obj, np.stack(probes), 0.05) for obj in scene.objects):
             break
     return table
 
@@ -151,10 +151,8 @@ def add_clutter(rng: np.random.Generator, scene: Scene) -> Scene:
 
 def _clear_view(scene: Scene, eye_3: np.ndarray, point_3: np.ndarray) -> bool:
     """Whether no solid object stands between the eye and (just short of) the point."""
-    ts = np.linspace(0.0, 0.97, 24)
-    return not any(
-        inside(obj, eye_3 + t * (point_3 - eye_3), 0.0) for obj in scene.objects for t in ts
-    )
+    points_K3 = eye_3 + np.linspace(0.0, 0.97, 24)[:, None] * (point_3 - eye_3)
+    return not any(inside_any(obj, points_K3, 0.0) for obj in scene.objects)
 
 
 def sample_closeup_camera(

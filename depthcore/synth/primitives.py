@@ -85,7 +85,8 @@ class Rect:
         for s0, q0, s1, q1 in self.holes:
             ok &= ~((s_N > s0) & (s_N < s1) & (q_N > q0) & (q_N < q1))
         n_N3 = np.broadcast_to(n, (len(t_N), 3))
-        return Hit(np.where(ok, t_N, np.inf), n_N3, np.zeros(len(t_N), np.int64), np.c_[s_N, q_N])
+        uv_N2 = np.stack([s_N, q_N], axis=1)
+        return Hit(np.where(ok, t_N, np.inf), n_N3, np.zeros(len(t_N), np.int64), uv_N2)
 
     def bounds(self) -> tuple[np.ndarray, float]:
         u, v = _vec(self.u_axis), _vec(self.v_axis)
@@ -96,6 +97,7 @@ class Rect:
 
 
 _BOX_FACES = ("-x", "+x", "-y", "+y", "bottom", "top")
+_OTHER_AXES = np.array([[1, 2], [0, 2], [0, 1]])  # the face's in-plane axes, per hit axis
 
 
 @dataclass(frozen=True)
@@ -119,16 +121,15 @@ class Box:
         t1, t2 = (-h - o_l) / d_l, (h - o_l) / d_l
         tnear_N3 = np.minimum(t1, t2)
         axis_N = np.argmax(tnear_N3, axis=1)
-        tmin_N = np.take_along_axis(tnear_N3, axis_N[:, None], 1)[:, 0]
+        rows_N = np.arange(len(axis_N))
+        tmin_N = tnear_N3.max(axis=1)  # the element argmax points at
         tmax_N = np.maximum(t1, t2).min(axis=1)
         ok = (tmax_N >= tmin_N) & (tmin_N > EPS)
-        d_axis = np.take_along_axis(d_l, axis_N[:, None], 1)[:, 0]
-        sign_N = np.where(d_axis > 0, -1.0, 1.0)
+        sign_N = np.where(d_l[rows_N, axis_N] > 0, -1.0, 1.0)
         n_local = np.zeros((len(tmin_N), 3))
-        n_local[np.arange(len(tmin_N)), axis_N] = sign_N
+        n_local[rows_N, axis_N] = sign_N
         p_l = o_l + tmin_N[:, None] * d_l + h
-        other = np.array([[1, 2], [0, 2], [0, 1]])[axis_N]
-        uv = np.take_along_axis(p_l, other, 1)
+        uv = p_l[rows_N[:, None], _OTHER_AXES[axis_N]]
         face = axis_N * 2 + (sign_N > 0)
         return Hit(np.where(ok, tmin_N, np.inf), n_local @ R.T, face, uv)
 
@@ -167,7 +168,9 @@ class Sphere:
         t_N = np.where(t0 > EPS, t0, t1)
         ok = (disc_N >= 0) & (t_N > EPS)
         n_N3 = (oc_N3 + t_N[:, None] * d_N3) / self.radius
-        uv = np.c_[np.arctan2(n_N3[:, 1], n_N3[:, 0]), np.arcsin(np.clip(n_N3[:, 2], -1, 1))]
+        uv = np.stack(
+            [np.arctan2(n_N3[:, 1], n_N3[:, 0]), np.arcsin(np.clip(n_N3[:, 2], -1, 1))], axis=1
+        )
         return Hit(np.where(ok, t_N, np.inf), n_N3, np.full(len(t_N), -1), uv * self.radius)
 
     def bounds(self) -> tuple[np.ndarray, float]:
@@ -211,10 +214,11 @@ class Cylinder:
             good = (t_c > EPS) & (x * x + y * y <= self.radius**2) & (t_c < t_N)
             t_N, face_N = np.where(good, t_c, t_N), np.where(good, face, face_N)
         p = oc + np.where(np.isfinite(t_N), t_N, 0.0)[:, None] * d_N3
-        side_n = np.c_[p[:, 0], p[:, 1], np.zeros(n)] / self.radius
-        cap_n = np.c_[np.zeros(n), np.zeros(n), np.where(face_N == 1, 1.0, -1.0)]
+        side_n = np.stack([p[:, 0], p[:, 1], np.zeros(n)], axis=1) / self.radius
+        cap_n = np.zeros((n, 3))
+        cap_n[:, 2] = np.where(face_N == 1, 1.0, -1.0)
         normal = np.where((face_N >= 0)[:, None], cap_n, side_n)
-        uv_side = np.c_[np.arctan2(p[:, 1], p[:, 0]) * self.radius, p[:, 2]]
+        uv_side = np.stack([np.arctan2(p[:, 1], p[:, 0]) * self.radius, p[:, 2]], axis=1)
         uv = np.where((face_N >= 0)[:, None], p[:, :2], uv_side)
         return Hit(t_N, normal, face_N, uv)
 

@@ -291,19 +291,31 @@ def make_room(rng: np.random.Generator, style: Style = "hypersim") -> Scene:
 
 def inside(obj: Primitive, p_3: np.ndarray, margin: float) -> bool:
     """Whether ``p_3`` is within ``margin`` of the inside of a solid object."""
+    return inside_any(obj, np.asarray(p_3, dtype=np.float64)[None, :], margin)
+
+
+def inside_any(obj: Primitive, p_K3: np.ndarray, margin: float) -> bool:
+    """Whether any of the points ``p_K3`` is within ``margin`` of the inside of a solid object.
+
+    One array pass per object instead of a call per point (a close-up's clear-view test
+    asks 24 points of every object). Boxes and cylinders are elementwise arithmetic, the
+    same per point as one at a time; a sphere's distance is ``np.linalg.norm`` of each
+    point alone, as it always was.
+    """
     if isinstance(obj, Sphere):
-        return bool(np.linalg.norm(p_3 - np.asarray(obj.center)) < obj.radius + margin)
+        centre = np.asarray(obj.center)
+        return any(bool(np.linalg.norm(p - centre) < obj.radius + margin) for p in p_K3)
     if isinstance(obj, Cylinder):
-        rel = p_3 - np.asarray(obj.base)
-        return bool(
-            np.hypot(rel[0], rel[1]) < obj.radius + margin
-            and -margin < rel[2] < obj.height + margin
-        )
+        rel_K3 = p_K3 - np.asarray(obj.base)
+        radial_K = np.hypot(rel_K3[:, 0], rel_K3[:, 1]) < obj.radius + margin
+        z_K = rel_K3[:, 2]
+        return bool(np.any(radial_K & (-margin < z_K) & (z_K < obj.height + margin)))
     if isinstance(obj, Box):
         c, s = np.cos(obj.yaw), np.sin(obj.yaw)
-        rel = p_3 - np.asarray(obj.center)
-        local = np.array([c * rel[0] + s * rel[1], -s * rel[0] + c * rel[1], rel[2]])
-        return bool(np.all(np.abs(local) < np.asarray(obj.half) + margin))
+        rel_K3 = p_K3 - np.asarray(obj.center)
+        x_K, y_K = rel_K3[:, 0], rel_K3[:, 1]
+        local_K3 = np.stack([c * x_K + s * y_K, -s * x_K + c * y_K, rel_K3[:, 2]], axis=1)
+        return bool(np.any(np.all(np.abs(local_K3) < np.asarray(obj.half) + margin, axis=1)))
     return False
 
 
