@@ -55,7 +55,9 @@ def iter_frames(
     if limit > 0:
         order = order[:limit]
     for start in range(0, len(order), batch_size):
-        items = [dataset[i] for i in order[start : start + batch_size]]
+        chunk = order[start : start + batch_size]
+        # a shard dataset reads runs of frames in bulk (ShardDataset.frames)
+        items = dataset.frames(chunk) if hasattr(dataset, "frames") else [dataset[i] for i in chunk]
         parts = [frame_at_size(it, size) for it in items]
         yield FrameBatch(
             keys=[str(it["key"]) for it in items],

@@ -10,6 +10,7 @@ frame and nothing more.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -308,6 +309,45 @@ class ShardDataset(Dataset):
             "target_HW": torch.from_numpy(f["target"][i]),
             "key": f["key"].asstr()[i],
         }
+
+    def frames(self, indices: Sequence[int]) -> list[dict[str, Any]]:
+        """The items ``[self[i] for i in indices]``, each run of consecutive frames of one
+        shard read with one slice per array: five h5py reads per frame (~2.7 ms on a
+        2-core CPU) were a tenth of the features stage's run. Every item owns its arrays."""
+        items: list[dict[str, Any]] = []
+        for shard, first, stop in self._runs(indices):
+            f = self._handle(self.files[shard])
+            rgb, depth = f["rgb"][first:stop], f["depth"][first:stop]
+            mask, target = f["mask"][first:stop], f["target"][first:stop]
+            keys = f["key"].asstr()[first:stop]
+            items += [
+                {
+                    "rgb_3HW": torch.from_numpy(np.ascontiguousarray(rgb[k].transpose(2, 0, 1))),
+                    "depth_HW": torch.from_numpy(depth[k].copy()),
+                    "mask_HW": torch.from_numpy(mask[k].copy()),
+                    "target_HW": torch.from_numpy(target[k].copy()),
+                    "key": str(keys[k]),
+                }
+                for k in range(stop - first)
+            ]
+        return items
+
+    def _runs(self, indices: Sequence[int]) -> Iterator[tuple[int, int, int]]:
+        """(shard, first, stop) per run of consecutive ``indices`` within one shard, in order."""
+        run: list[int] | None = None  # [shard, first, stop]
+        for index in indices:
+            if not 0 <= index < len(self):
+                raise IndexError(f"index {index} out of range for {len(self)} frames")
+            shard = int(np.searchsorted(self._offsets, index, side="right")) - 1
+            i = index - int(self._offsets[shard])
+            if run is not None and run[0] == shard and run[2] == i:
+                run[2] += 1
+                continue
+            if run is not None:
+                yield run[0], run[1], run[2]
+            run = [shard, i, i + 1]
+        if run is not None:
+            yield run[0], run[1], run[2]
 
     def close(self) -> None:
         """Close the shard files this process opened (they reopen on the next access)."""

@@ -8,6 +8,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from depthcore.data import shards
 from depthcore.data.shards import FrameArrays, ShardWriter, read_frame
@@ -84,3 +85,28 @@ def test_chunks_hold_what_hdf5s_own_filters_store(tmp_path: Path, name: str) -> 
         mask, theirs = ds.id.read_direct_chunk((0,) * (array.ndim + 1))
     assert mask == 0
     assert zlib.decompress(shards.encode_chunk(array, shards.GZIP_LEVEL)) == zlib.decompress(theirs)
+
+
+def test_bulk_frames_equal_the_items_one_by_one(tmp_path: Path) -> None:
+    """ShardDataset.frames reads runs of frames per shard in one slice per array: the same
+    items as indexing one at a time, across shard ends, gaps, repeats and any order."""
+    with _writer(tmp_path / "train") as writer:
+        for i in range(10):
+            writer.add(_frame(i))
+    ds = shards.ShardDataset(tmp_path, "train")
+    indices = [0, 1, 2, 3, 4, 5, 9, 7, 7, 8, 3, 2]  # shards of 4: runs cross 3 -> 4
+    bulk = ds.frames(indices)
+    assert [item["key"] for item in bulk] == [ds[i]["key"] for i in indices]
+    for index, item in zip(indices, bulk, strict=True):
+        one = ds[index]
+        assert isinstance(item["key"], str)
+        for name in ("rgb_3HW", "depth_HW", "mask_HW", "target_HW"):
+            assert item[name].dtype == one[name].dtype
+            assert item[name].is_contiguous()
+            assert torch.equal(item[name], one[name]), (index, name)
+    bulk[0]["depth_HW"] += 1.0  # each item owns its arrays
+    assert torch.equal(bulk[1]["depth_HW"], ds[1]["depth_HW"])
+    assert ds.frames([]) == []
+    with pytest.raises(IndexError, match="index 10 out of range"):
+        ds.frames([9, 10])
+    ds.close()
