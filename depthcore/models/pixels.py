@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from depthcore.models.resnet_t import build_empty, feature_info, from_timm, is_supported
+from depthcore.models.resnet_t import build_empty, feature_info, is_supported, seeded
 
 #: True while a checkpoint loader builds a model whose every tensor it will then load
 #: (:func:`weights_from_checkpoint`); a contextvar, so threads and tasks do not share it.
@@ -62,30 +62,33 @@ def timm_features(name: str, **kwargs: object) -> nn.Module:
 def feature_backbone(name: str, out_indices: Sequence[int] | None = None) -> nn.Module:
     """timm's ``features_only`` backbone ``name`` (levels ``out_indices``, default all).
 
-    Fresh, it is timm's build, with timm's initialisation and RNG draws (the seeded
-    init the measured models were trained from), moved into the written-out module
-    when :mod:`~depthcore.models.resnet_t` has ``name`` (same keys, same forward; the
-    module a checkpoint later loads into). Under :func:`weights_from_checkpoint` such a
-    name is built without timm and left empty for the load. Other names stay timm's.
+    When :mod:`~depthcore.models.resnet_t` has ``name``, it is the written-out module
+    (same keys, same forward; the module a checkpoint later loads into), without timm:
+    fresh, with timm's initialisation and RNG draws (:func:`~depthcore.models.resnet_t.seeded`,
+    the seeded init the measured models were trained from); under
+    :func:`weights_from_checkpoint`, empty for the load. Other names are timm's.
     """
-    supported = is_supported(name)
-    if supported and _FROM_CHECKPOINT.get():
-        return build_empty(name, out_indices)
+    if is_supported(name):
+        return (
+            build_empty(name, out_indices) if _FROM_CHECKPOINT.get() else seeded(name, out_indices)
+        )
     kwargs = {} if out_indices is None else {"out_indices": tuple(out_indices)}
-    net = timm_features(name, **kwargs)
-    return from_timm(name, net, out_indices) if supported else net
+    return timm_features(name, **kwargs)
 
 
 def _level_strides(name: str) -> list[int]:
     """The stride of every level of backbone ``name`` (timm's ``feature_info.reduction()``).
 
-    A fresh build asks a full timm build, as it always has: those draws from the RNG are
-    part of the seeded initialisation the measured default was trained from. A build
-    for a checkpoint reads them from the written-out table (no build, no draw).
+    A fresh build makes a full backbone first, as it always has (a full timm build): its
+    draws from the RNG are part of the seeded initialisation the measured default was
+    trained from. A build for a checkpoint reads the strides from the written-out table
+    (no build, no draw).
     """
-    if _FROM_CHECKPOINT.get() and is_supported(name):
-        return feature_info(name).reduction()
-    return list(timm_features(name).feature_info.reduction())
+    if not is_supported(name):
+        return list(timm_features(name).feature_info.reduction())
+    if not _FROM_CHECKPOINT.get():
+        seeded(name)  # the full build's draws
+    return feature_info(name).reduction()
 
 
 class PixelEncoder(nn.Module):

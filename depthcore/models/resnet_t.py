@@ -11,10 +11,10 @@ the two facts callers read from timm's ``feature_info`` (channels and reductions
 returned level), so a checkpoint written with timm's module loads into this one and
 back, strictly.
 
-It has no initialisation of its own worth keeping: a fresh model still gets timm's
-(the seeded draws of today's training runs, see :mod:`depthcore.models.pixels`), copied
-in by :func:`from_timm`; a model about to load a checkpoint is built on the meta device
-(:func:`build_empty`: no memory, no random draws) and takes the file's tensors.
+A fresh model gets timm's initialisation, drawn here in timm's order (:func:`seeded`:
+the seeded draws of today's training runs, see :mod:`depthcore.models.pixels`), so
+building one imports no timm either; a model about to load a checkpoint is built on the
+meta device (:func:`build_empty`: no memory, no random draws) and takes the file's tensors.
 
 Only the plain ResNet family members listed in :data:`SPECS` are written out (basic
 or bottleneck blocks, the ``''``/``deep``/``deep_tiered`` stems, conv or average-pool
@@ -279,14 +279,29 @@ def build_empty(name: str, out_indices: Sequence[int] | None = None) -> ResNetFe
         return ResNetFeatures(name, out_indices)
 
 
-def from_timm(
-    name: str, timm_module: nn.Module, out_indices: Sequence[int] | None = None
-) -> ResNetFeatures:
-    """The same network as timm's ``features_only`` module, holding its very tensors.
+def seeded(name: str, out_indices: Sequence[int] | None = None) -> ResNetFeatures:
+    """A fresh ``name`` initialised as timm's ``create_model(name, features_only=True)`` is,
+    draw for draw, without importing timm (~3.5 s with torchvision and torch._dynamo on a
+    2-core AVX2 CPU, once in every training stage).
 
-    Built on the meta device (so the global RNG stays where timm's build left it) and
-    given timm's parameters and buffers strictly: a key or shape that differs raises.
+    timm builds the whole classifier network: every stage, then the 1000-class ``fc``,
+    each ``nn.Conv2d``/``nn.Linear`` drawing its default initialisation as it is made.
+    It then redraws every convolution, in module order, Kaiming-normal (fan-out, ReLU),
+    zeroes the last BatchNorm scale of each residual branch, and keeps the levels asked
+    for. The same draws in the same order give the same tensors and leave the global RNG
+    where timm's build leaves it (tests/models/test_resnet_t.py checks both against timm
+    for every name in :data:`SPECS`).
     """
+    full = ResNetFeatures(name)
+    nn.Linear(_spec(name).level_channels()[-1], 1000)  # timm's classifier: its draws only
+    for module in full.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+    for module in full.modules():
+        if isinstance(module, (BasicBlock, Bottleneck)):
+            last_bn = module.bn2 if isinstance(module, BasicBlock) else module.bn3
+            nn.init.zeros_(last_bn.weight)
     net = build_empty(name, out_indices)
-    net.load_state_dict(timm_module.state_dict(), strict=True, assign=True)
-    return net.train(timm_module.training)
+    kept = full.state_dict()
+    net.load_state_dict({k: kept[k] for k in net.state_dict()}, strict=True, assign=True)
+    return net

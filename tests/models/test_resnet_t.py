@@ -8,6 +8,8 @@ and a fresh seeded model must keep today's initialisation (timm's draws) bit for
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 
 import pytest
 import timm
@@ -122,6 +124,44 @@ def _todays_backbone(name: str, out_indices=None) -> nn.Module:
     return timm_features(name, **kwargs)
 
 
+def _todays_strides(name: str) -> list[int]:
+    """The level strides as they were read before the written-out init: a full timm build."""
+    return list(timm_features(name).feature_info.reduction())
+
+
+@pytest.mark.parametrize("name", sorted(resnet_t.SPECS))
+@pytest.mark.parametrize("out_indices", [None, (2, 3)], ids=["all", "2-3"])
+def test_seeded_is_timms_initialisation_draw_for_draw(name, out_indices) -> None:
+    """Every tensor as timm's seeded build makes it, and the global RNG where timm leaves it."""
+    kwargs = {} if out_indices is None else {"out_indices": out_indices}
+    torch.manual_seed(3)
+    theirs = timm_features(name, **kwargs)
+    rng_theirs = torch.get_rng_state()
+    torch.manual_seed(3)
+    ours = resnet_t.seeded(name, out_indices)
+    assert torch.equal(torch.get_rng_state(), rng_theirs)
+    assert ours.training == theirs.training
+    expected = theirs.state_dict()
+    assert list(ours.state_dict()) == list(expected)
+    for key, value in ours.state_dict().items():
+        assert torch.equal(value, expected[key]), key
+
+
+def test_a_fresh_model_does_not_import_timm() -> None:
+    """Fresh tiny models (the pixel path, the regression baseline) are built without timm."""
+    code = (
+        "import sys\n"
+        "from depthcore.models import create_model\n"
+        "from depthcore.models.regression import create_regression\n"
+        "create_model('tiny'); create_regression('tiny')\n"
+        "print('timm' in sys.modules, 'torchvision' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.split() == ["False", "False"]
+
+
 def _fresh_state(build) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     torch.manual_seed(11)
     module = build()
@@ -137,6 +177,7 @@ def test_a_fresh_seeded_model_keeps_todays_initialisation(build, monkeypatch) ->
     """Same weights as timm's own modules gave, and the global RNG where they left it."""
     ours, rng_ours = _fresh_state(build)
     monkeypatch.setattr(pixels_module, "feature_backbone", _todays_backbone)
+    monkeypatch.setattr(pixels_module, "_level_strides", _todays_strides)
     monkeypatch.setattr("depthcore.models.regression.feature_backbone", _todays_backbone)
     todays, rng_todays = _fresh_state(build)
     assert list(ours) == list(todays)
