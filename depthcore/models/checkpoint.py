@@ -64,6 +64,29 @@ def _write(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str
     flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
         save_file(flat, str(tmp), metadata=metadata)
+        _sort_metadata(tmp)
+
+
+def _sort_metadata(path: Path) -> None:
+    """Rewrite a safetensors header with its ``__metadata__`` keys sorted, in place.
+
+    safetensors writes the metadata from a Rust HashMap, in an order that changes from
+    process to process, so the same weights gave files of different bytes (and DVC
+    hashes) on every run. Sorted, the same model is the same file. The header keeps its
+    length (trailing spaces pad it, as safetensors pads to 8 bytes), so the tensor data
+    stays where it is; a header the re-encoding would lengthen is left as written.
+    """
+    with path.open("r+b") as fh:
+        size = int.from_bytes(fh.read(8), "little")
+        header = json.loads(fh.read(size))
+        if "__metadata__" not in header:
+            return
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+        encoded = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(encoded) > size:
+            return
+        fh.seek(8)
+        fh.write(encoded.ljust(size, b" "))
 
 
 def _is_safetensors(path: Path) -> bool:

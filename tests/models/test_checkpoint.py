@@ -9,6 +9,7 @@ import pickle
 import pytest
 import torch
 from safetensors import safe_open
+from safetensors.torch import save_file
 
 from depthcore.errors import CheckpointError
 from depthcore.models import MODEL_CONFIGS, create_model
@@ -44,6 +45,26 @@ def test_safetensors_round_trip(tiny, tmp_path) -> None:
     assert json.loads(meta["depthcore_config"])["var"]["depth"] == cfg.var.depth
     assert all(k.startswith(("vae.", "var.")) for k in keys)
     assert not list(tmp_path.glob(".*tmp*"))  # atomic write left nothing behind
+
+
+def test_the_same_weights_are_the_same_file(tiny, tmp_path) -> None:
+    """safetensors orders the metadata by a per-map random hash; sorted, a retrained model
+    with equal weights has equal bytes (and DVC hash). The header keeps its length."""
+    vae, var, cfg = tiny
+    files = [tmp_path / f"model_{i}.safetensors" for i in range(6)]
+    for path in files:
+        save_model(path, vae, var, cfg, {"space": "sqrt_disparity", "step": 3, "b": 1, "a": 2})
+    first = files[0].read_bytes()
+    assert all(path.read_bytes() == first for path in files[1:])
+    size = int.from_bytes(first[:8], "little")
+    header = json.loads(first[8 : 8 + size])
+    assert list(header["__metadata__"]) == sorted(header["__metadata__"])
+    plain = tmp_path / "plain.safetensors"
+    state = {f"vae.{k}": v for k, v in vae.state_dict().items()}
+    state |= {f"var.{k}": v for k, v in var.state_dict().items()}
+    save_file(state, str(plain), metadata=header["__metadata__"])
+    assert plain.stat().st_size == len(first)  # same header length, data where it was
+    _assert_same(var, load_model(files[-1]).var)
 
 
 def test_vae_round_trip(tiny, tmp_path) -> None:
