@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +14,7 @@ import yaml
 from depthcore.evaluation.ranking import rank_table
 from depthcore.synth.bench_formats import ibims_calib, write_ibims_frame, write_ibims_list
 from stages.evaluate import main
+from tests.helpers.fresh import fresh_python
 
 
 @pytest.fixture(autouse=True)
@@ -221,7 +220,4 @@ def test_make_deterministic_sets_torch_flags_without_importing_inductor():
         "make_deterministic(1, 0)\n"
         "print(torch.are_deterministic_algorithms_enabled(), inductor_config.deterministic)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
-    ).stdout.split()
-    assert out == ["False", "True", "True"]
+    assert fresh_python(code) == ["False", "True", "True"]

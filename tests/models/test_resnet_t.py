@@ -8,8 +8,6 @@ and a fresh seeded model must keep today's initialisation (timm's draws) bit for
 from __future__ import annotations
 
 import copy
-import subprocess
-import sys
 
 import pytest
 import timm
@@ -20,6 +18,7 @@ from depthcore.models import create_model, resnet_t
 from depthcore.models import pixels as pixels_module
 from depthcore.models.pixels import feature_backbone, timm_features, weights_from_checkpoint
 from depthcore.models.regression import create_regression
+from tests.helpers.fresh import fresh_python
 
 #: (name, out_indices) as the models use them: the tiny pixel path (levels of stride 8
 #: and 16), the regression baselines (every level), the tests' pixel path (8, 16, 32).
@@ -156,10 +155,7 @@ def test_a_fresh_model_does_not_import_timm() -> None:
         "create_model('tiny'); create_regression('tiny')\n"
         "print('timm' in sys.modules, 'torchvision' in sys.modules)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
-    )
-    assert out.stdout.split() == ["False", "False"]
+    assert fresh_python(code) == ["False", "False"]
 
 
 def _fresh_state(build) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
