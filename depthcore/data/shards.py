@@ -211,6 +211,19 @@ def _layouts(
     return layouts
 
 
+def _item(
+    rgb_HW3: np.ndarray, depth_HW: np.ndarray, mask_HW: np.ndarray, target_HW: np.ndarray, key: str
+) -> dict[str, Any]:
+    """A :class:`ShardDataset` item from one frame's arrays (channels first for the RGB)."""
+    return {
+        "rgb_3HW": torch.from_numpy(np.ascontiguousarray(rgb_HW3.transpose(2, 0, 1))),
+        "depth_HW": torch.from_numpy(depth_HW),
+        "mask_HW": torch.from_numpy(mask_HW),
+        "target_HW": torch.from_numpy(target_HW),
+        "key": key,
+    }
+
+
 def read_frame(path: str | Path, index: int) -> FrameArrays:
     """Read frame ``index`` of one shard file."""
     with h5py.File(path, "r") as f:
@@ -297,18 +310,16 @@ class ShardDataset(Dataset):
         return self._handles[path]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        shard, i = self._locate(index)
+        f = self._handle(self.files[shard])
+        return _item(f["rgb"][i], f["depth"][i], f["mask"][i], f["target"][i], f["key"].asstr()[i])
+
+    def _locate(self, index: int) -> tuple[int, int]:
+        """(shard, index within it) of frame ``index``."""
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} frames")
         shard = int(np.searchsorted(self._offsets, index, side="right")) - 1
-        i = index - int(self._offsets[shard])
-        f = self._handle(self.files[shard])
-        return {
-            "rgb_3HW": torch.from_numpy(np.ascontiguousarray(f["rgb"][i].transpose(2, 0, 1))),
-            "depth_HW": torch.from_numpy(f["depth"][i]),
-            "mask_HW": torch.from_numpy(f["mask"][i]),
-            "target_HW": torch.from_numpy(f["target"][i]),
-            "key": f["key"].asstr()[i],
-        }
+        return shard, index - int(self._offsets[shard])
 
     def frames(self, indices: Sequence[int]) -> list[dict[str, Any]]:
         """The items ``[self[i] for i in indices]``, each run of consecutive frames of one
@@ -321,13 +332,7 @@ class ShardDataset(Dataset):
             mask, target = f["mask"][first:stop], f["target"][first:stop]
             keys = f["key"].asstr()[first:stop]
             items += [
-                {
-                    "rgb_3HW": torch.from_numpy(np.ascontiguousarray(rgb[k].transpose(2, 0, 1))),
-                    "depth_HW": torch.from_numpy(depth[k].copy()),
-                    "mask_HW": torch.from_numpy(mask[k].copy()),
-                    "target_HW": torch.from_numpy(target[k].copy()),
-                    "key": str(keys[k]),
-                }
+                _item(rgb[k], depth[k].copy(), mask[k].copy(), target[k].copy(), str(keys[k]))
                 for k in range(stop - first)
             ]
         return items
@@ -336,10 +341,7 @@ class ShardDataset(Dataset):
         """(shard, first, stop) per run of consecutive ``indices`` within one shard, in order."""
         run: list[int] | None = None  # [shard, first, stop]
         for index in indices:
-            if not 0 <= index < len(self):
-                raise IndexError(f"index {index} out of range for {len(self)} frames")
-            shard = int(np.searchsorted(self._offsets, index, side="right")) - 1
-            i = index - int(self._offsets[shard])
+            shard, i = self._locate(index)
             if run is not None and run[0] == shard and run[2] == i:
                 run[2] += 1
                 continue
