@@ -39,7 +39,7 @@ def fitted(processed_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tup
     model_cfg = resolve_config("tiny", var=SMALL_VAR)
     vae, var = build_model(model_cfg)
     ds = ShardDataset(processed_dir, "train")
-    tok_cfg = TokenizerConfig(steps=120, batch_size=8, lr=2e-3)
+    tok_cfg = TokenizerConfig(steps=120, batch_size=4, lr=2e-3)
     train_vqvae(vae, load_training_images(ds, image_size=64), tok_cfg)
     save_vae(root / "vae.safetensors", vae)
     cache = root / "train.h5"
