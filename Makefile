@@ -28,7 +28,8 @@ study: $(STAMP)
 
 # Two pytest-xdist workers, one test module each at a time (module fixtures are built once):
 # the tests run single-threaded, so the second core was idle but for subprocesses (9.0 min
-# instead of 12.8 as fp32, docs/performance.md). TEST_WORKERS=0 runs them in one process.
+# instead of 12.8 as fp32, docs/performance.md). Each worker takes its share of the cores
+# (tests/conftest.py). TEST_WORKERS=0 runs them in one process.
 TEST_WORKERS ?= 2
 
 test: $(STAMP)
