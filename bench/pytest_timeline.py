@@ -3,7 +3,8 @@
 ``--durations`` gives each test's time but not when it ran, nor what ran beside it on the
 other worker; two heavy modules side by side on 2 cores slow each other down (the
 conditioning fixture took 73 s alone and 240 s beside the end-to-end `dvc repro`). As a
-pytest plugin this records each test's start and end per worker; run as a script it prints
+pytest plugin this records each test's start and end per worker (or as "main" without xdist);
+run as a script it prints
 each worker's modules in order (start, seconds, module) and when each worker finished.
 
     TIMELINE_DIR=/tmp/tl PYTHONPATH=bench python -m pytest -m "not slow" -n 2 \
@@ -17,7 +18,10 @@ import argparse
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 
 def _record(event: str, nodeid: str) -> None:
@@ -29,14 +33,13 @@ def _record(event: str, nodeid: str) -> None:
         f.write(json.dumps({"event": event, "id": nodeid, "t": time.time()}) + "\n")
 
 
-def pytest_runtest_logstart(nodeid: str, location: object) -> None:
-    if os.environ.get("PYTEST_XDIST_WORKER"):  # the controller relays the same events
-        _record("start", nodeid)
-
-
-def pytest_runtest_logfinish(nodeid: str, location: object) -> None:
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        _record("end", nodeid)
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Runs where the test runs (an xdist worker, or the one process), never in the
+    xdist controller, which only relays the workers' reports."""
+    _record("start", item.nodeid)
+    yield
+    _record("end", item.nodeid)
 
 
 def module_spans(path: Path) -> list[tuple[float, float, str]]:
