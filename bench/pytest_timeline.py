@@ -3,9 +3,9 @@
 ``--durations`` gives each test's time but not when it ran, nor what ran beside it on the
 other worker; two heavy modules side by side on 2 cores slow each other down (the
 conditioning fixture took 73 s alone and 240 s beside the end-to-end `dvc repro`). As a
-pytest plugin this records each test's start and end per worker (or as "main" without xdist);
-run as a script it prints
-each worker's modules in order (start, seconds, module) and when each worker finished.
+pytest plugin this records each test's start and end per worker (or as "main" without
+xdist); run as a script it prints each worker's modules in order (start, seconds, module)
+and when each worker finished.
 
     TIMELINE_DIR=/tmp/tl PYTHONPATH=bench python -m pytest -m "not slow" -n 2 \
         --dist loadscope -p pytest_timeline
